@@ -1,0 +1,23 @@
+"""Access to the broker's services from inside a request."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from flask import current_app
+
+from broker.authz import Principal
+
+if TYPE_CHECKING:
+    from broker.app import Broker
+
+
+def broker() -> "Broker":
+    return current_app.extensions["panbroker"]
+
+
+def principal(token_info: dict | None) -> Principal:
+    """The caller, as established by ``broker.api.security``."""
+    if not token_info:
+        return Principal("anonymous")
+    return Principal(token_info["sub"], admin=bool(token_info.get("admin")),
+                     operator_of=frozenset(token_info.get("operator_of", ())))

@@ -1,0 +1,50 @@
+"""The one place where errors become RFC 9457 problem+json responses."""
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from connexion.exceptions import ProblemException
+from connexion.lifecycle import ConnexionRequest, ConnexionResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from broker.errors import BrokerError
+
+log = logging.getLogger(__name__)
+PROBLEM = "application/problem+json"
+TYPE_PREFIX = "urn:panbroker:problem:"
+
+
+def problem_response(status: int, title: str, detail: str, type_suffix: str,
+                     errors: list[dict] | None = None, headers: dict | None = None) -> ConnexionResponse:
+    body: dict[str, Any] = {"type": TYPE_PREFIX + type_suffix, "title": title, "status": status, "detail": detail}
+    if errors:
+        body["errors"] = errors
+    return ConnexionResponse(status_code=status, body=json.dumps(body), content_type=PROBLEM, headers=headers or {})
+
+
+def broker_error(_request: ConnexionRequest, exc: BrokerError) -> ConnexionResponse:
+    if exc.status >= 500:
+        log.warning("%s: %s", type(exc).__name__, exc.detail)
+    return problem_response(exc.status, exc.title, exc.detail, exc.type_suffix,
+                            [{"field": e.field, "message": e.message} for e in exc.errors], exc.headers)
+
+
+def connexion_problem(_request: ConnexionRequest, exc: ProblemException) -> ConnexionResponse:
+    errors = (exc.ext or {}).get("errors")
+    suffix = {400: "malformed-request", 401: "unauthenticated", 403: "forbidden", 404: "not-found",
+              405: "method-not-allowed", 406: "not-acceptable", 415: "unsupported-media-type"}
+    return problem_response(exc.status, exc.title or "Error", str(exc.detail or exc.title),
+                            suffix.get(exc.status, "http-error"), errors, exc.headers)
+
+
+def http_error(_request: ConnexionRequest, exc: StarletteHTTPException) -> ConnexionResponse:
+    return problem_response(exc.status_code, "HTTP error", str(exc.detail), "http-error", None,
+                            dict(exc.headers or {}))
+
+
+def unexpected(_request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
+    log.exception("unhandled error", exc_info=exc)
+    return problem_response(500, "Internal error", "The broker failed unexpectedly; the error is logged.",
+                            "internal")

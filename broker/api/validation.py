@@ -1,0 +1,95 @@
+"""Request checks that run before a handler: body size, and schema errors that name every field."""
+from __future__ import annotations
+
+import typing as t
+
+from connexion.exceptions import BadRequestProblem, ProblemException
+from connexion.validators import VALIDATOR_MAP, JSONRequestBodyValidator
+from jsonschema import ValidationError
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from broker.api.security import SCOPE_KEY
+
+
+def _field(error: ValidationError) -> str:
+    path = ".".join(str(p) for p in error.absolute_path)
+    if error.validator == "additionalProperties":
+        extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
+        return ".".join(filter(None, [path, extra[0] if extra else ""])) or "(body)"
+    if error.validator == "required":
+        missing = error.message.split("'")[1] if "'" in error.message else ""
+        return ".".join(filter(None, [path, missing])) or "(body)"
+    return path or "(body)"
+
+
+def _message(error: ValidationError) -> str:
+    if error.validator == "additionalProperties":
+        return "unknown field; remove it"
+    if error.validator == "required":
+        return "required"
+    if error.validator == "type":
+        return f"must be of type {error.validator_value}"
+    if error.validator == "enum":
+        return "must be one of: " + ", ".join(map(str, error.validator_value))
+    return error.message
+
+
+class FieldNamingBodyValidator(JSONRequestBodyValidator):
+    """Reports every schema violation of a JSON body as ``errors: [{field, message}]``."""
+
+    def _validate(self, body: t.Any) -> dict | None:
+        if not self._nullable and body is None:
+            raise BadRequestProblem("Send a JSON object as the request body")
+        errors = sorted(self._validator.iter_errors(body), key=lambda e: list(map(str, e.absolute_path)))
+        if not errors:
+            return body
+        fields = [{"field": _field(e), "message": _message(e)} for e in errors]
+        summary = "; ".join(f"{f['field']}: {f['message']}" for f in fields)
+        raise ProblemException(status=400, title="Bad Request", detail=f"Fix these fields: {summary}",
+                               ext={"errors": fields})
+
+
+VALIDATORS = {**VALIDATOR_MAP, "body": {**VALIDATOR_MAP["body"], "application/json": FieldNamingBodyValidator}}
+
+
+class BrokerScope:
+    """Outermost ASGI middleware: puts the broker in the request scope (for the security check) and
+    refuses bodies over the limit with 413, whether or not Content-Length is sent."""
+
+    def __init__(self, app: ASGIApp, broker: t.Any):
+        self.app = app
+        self.broker = broker
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        scope[SCOPE_KEY] = self.broker
+        limit = self.broker.settings.max_body_bytes
+        declared = dict(scope.get("headers") or []).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > limit:
+            await _too_large(limit, send)
+            return
+        received = 0
+
+        async def capped_receive() -> dict:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > limit:
+                raise ProblemException(status=413, title="Request body too large",
+                                       detail=f"Send at most {limit} bytes")
+            return message
+
+        await self.app(scope, capped_receive, send)
+
+
+async def _too_large(limit: int, send: Send) -> None:
+    import json
+
+    body = json.dumps({"type": "urn:panbroker:problem:payload-too-large", "title": "Request body too large",
+                       "status": 413, "detail": f"Send at most {limit} bytes"}).encode()
+    await send({"type": "http.response.start", "status": 413,
+                "headers": [(b"content-type", b"application/problem+json"),
+                            (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})

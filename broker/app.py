@@ -1,0 +1,75 @@
+"""Composition root: builds the broker's services from settings and the connexion/Flask app on top."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import connexion
+from connexion.exceptions import ProblemException
+from connexion.middleware import MiddlewarePosition
+from connexion.options import SwaggerUIOptions
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from broker.api import problems
+from broker.api.validation import VALIDATORS, BrokerScope
+from broker.errors import BrokerError
+from broker.health import HealthService
+from broker.registry_service import RegistryService
+from broker.secretbox import SecretBox
+from broker.settings import Settings
+from connectors.http import HttpClient, HttpLimits
+from connectors.ssrf import AddressPolicy
+from registry.store import Store, make_engine, migrate
+
+OPENAPI = Path(__file__).resolve().parent.parent / "openapi"
+
+
+@dataclass
+class Broker:
+    """The broker's services, wired once; handlers, the CLI and the worker use these."""
+
+    settings: Settings
+    store: Store
+    http: HttpClient
+    registry: RegistryService
+    health: HealthService
+
+
+def build_broker(settings: Settings, *, run_migrations: bool = True) -> Broker:
+    engine = make_engine(settings.effective_database_url)
+    if run_migrations:
+        migrate(engine)
+    store = Store(engine)
+    policy = AddressPolicy(tuple(settings.allowed_networks))
+    http = HttpClient(policy, HttpLimits(
+        connect_timeout=settings.http_connect_timeout, read_timeout=settings.http_read_timeout,
+        total_timeout=settings.http_total_timeout, max_response_bytes=settings.http_max_response_bytes,
+        retries=settings.http_retries, breaker_fail_max=settings.breaker_fail_max,
+        breaker_reset_seconds=settings.breaker_reset_seconds))
+    box = SecretBox.from_settings(settings.encryption_keys, settings.data_dir)
+    registry = RegistryService(store, box, policy.is_allowed, settings.page_size_max)
+    health = HealthService(store, http, timeout=settings.health_timeout_seconds,
+                           concurrency=settings.health_concurrency, history=settings.health_history)
+    return Broker(settings, store, http, registry, health)
+
+
+def create_app(settings: Settings | None = None, broker: Broker | None = None) -> connexion.FlaskApp:
+    """The ASGI app serving ``/api/v1`` (Swagger UI at ``/api/v1/ui``) and the portal pages."""
+    settings = settings or (broker.settings if broker else Settings.from_env())
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    broker = broker or build_broker(settings)
+    app = connexion.FlaskApp(__name__, specification_dir=str(OPENAPI))
+    app.add_api("registry.yaml", validator_map=VALIDATORS, strict_validation=True,
+                swagger_ui_options=SwaggerUIOptions(swagger_ui=True))
+    app.app.extensions["panbroker"] = broker
+    app.add_middleware(BrokerScope, position=MiddlewarePosition.BEFORE_SWAGGER, broker=broker)
+    app.add_error_handler(BrokerError, problems.broker_error)
+    app.add_error_handler(ProblemException, problems.connexion_problem)
+    app.add_error_handler(StarletteHTTPException, problems.http_error)
+    app.add_error_handler(Exception, problems.unexpected)
+
+    from web import blueprint  # the portal pages; imported here so services never import Flask
+
+    app.app.register_blueprint(blueprint)
+    return app

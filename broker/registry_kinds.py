@@ -1,0 +1,233 @@
+"""What differs between the registry's object kinds: their schema, how they name their facility,
+the references they must satisfy, how they are shown. ``broker.registry_service`` does the rest
+once for all of them."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Callable, ClassVar
+
+from marshmallow import Schema, ValidationError
+from sqlalchemy import ColumnElement, func, select
+from sqlalchemy.orm import Session
+
+from broker.errors import FieldError, InvalidInput
+from connectors import all_connectors, connector_for
+from registry.models import (
+    ComputeService,
+    EoscEntry,
+    EoscStatus,
+    Facility,
+    SearchEndpoint,
+    TargetType,
+)
+from registry.schemas import (
+    ComputeServiceSchema,
+    EoscEntrySchema,
+    FacilitySchema,
+    SearchEndpointSchema,
+    flatten,
+    literal_ip_refused,
+)
+
+
+def iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def load(schema: type[Schema], payload: Any, *, prefix: str = "") -> dict[str, Any]:
+    """``payload`` validated by ``schema``, or ``InvalidInput`` naming every bad field."""
+    if not isinstance(payload, dict):
+        raise InvalidInput.from_fields([FieldError(prefix or "(body)", "must be a JSON object")])
+    try:
+        return schema().load(payload)
+    except ValidationError as exc:
+        pairs = flatten(exc.messages, prefix)
+        raise InvalidInput.from_fields([FieldError(f, m) for f, m in pairs]) from exc
+
+
+class Kind:
+    """One kind of registry object."""
+
+    name: ClassVar[str]  # singular, as in audit events and messages
+    model: ClassVar[type]
+    schema: ClassVar[type[Schema]]
+    key: ClassVar[str] = "id"
+    #: query parameter -> column clause builder, for list filters
+    filters: ClassVar[dict[str, Callable[[str], ColumnElement]]] = {}
+
+    def facility_id(self, session: Session, values: dict[str, Any]) -> str | None:
+        return values.get("facility_id")
+
+    def check(self, session: Session, values: dict[str, Any], url_allowed: Callable[[str], bool]) -> None:
+        """Rules that need the store or the connectors; raise ``InvalidInput``."""
+
+    def new_key(self, session: Session, values: dict[str, Any]) -> str:
+        return values[self.key]
+
+    def export(self, obj: Any) -> dict[str, Any]:
+        """The object as an operator would send it (no secrets, no server-managed fields)."""
+        return {name: getattr(obj, name) for name in self.schema().fields if not self.schema().fields[name].load_only}
+
+    def show(self, obj: Any) -> dict[str, Any]:
+        """The object as the API returns it."""
+        return {**self.export(obj), "version": obj.version, "created_at": iso(obj.created_at),
+                "updated_at": iso(obj.updated_at)}
+
+    def apply(self, obj: Any, values: dict[str, Any], box: Any) -> list[str]:
+        """Copy ``values`` onto ``obj``; return the names of the fields that changed."""
+        changed = []
+        for name, value in values.items():
+            if getattr(obj, name) != value:
+                setattr(obj, name, value)
+                changed.append(name)
+        return changed
+
+
+def _require_facility(session: Session, facility_id: str) -> None:
+    if session.get(Facility, facility_id) is None:
+        raise InvalidInput.from_fields([FieldError("facility_id", f"no facility {facility_id!r} is registered")])
+
+
+def _check_connector(target: TargetType, values: dict[str, Any]) -> None:
+    kind = values["kind"]
+    connector = all_connectors().get(kind)
+    if connector is None or connector.target != target:
+        choices = ", ".join(sorted(k for k, c in all_connectors().items() if c.target == target))
+        raise InvalidInput.from_fields([FieldError("kind", f"must be one of: {choices}")])
+    values["connector_config"] = load(connector.config_schema, values.get("connector_config") or {},
+                                      prefix="connector_config")
+
+
+def _check_urls(values: dict[str, Any], url_allowed: Callable[[str], bool]) -> None:
+    candidates = {"base_url": values.get("base_url"),
+                  "connector_config.health_url": (values.get("connector_config") or {}).get("health_url")}
+    refused = [FieldError(f, "an IP address the SSRF policy refuses (private, loopback or reserved)")
+               for f, url in candidates.items() if literal_ip_refused(url, url_allowed)]
+    if refused:
+        raise InvalidInput.from_fields(refused)
+
+
+def _health(obj: Any) -> dict[str, Any]:
+    return {"status": obj.health_status, "latency_ms": obj.health_latency_ms,
+            "checked_at": iso(obj.health_checked_at), "error": obj.health_error}
+
+
+def _unique_slug(session: Session, model: type, base: str) -> str:
+    stem = re.sub(r"[^a-z0-9]+", "-", base.lower()).strip("-")[:58] or "item"
+    candidate, n = stem, 2
+    while session.get(model, candidate) is not None:
+        candidate, n = f"{stem}-{n}", n + 1
+    return candidate
+
+
+class Facilities(Kind):
+    name = "facility"
+    model = Facility
+    schema = FacilitySchema
+    filters = {"country": lambda v: Facility.country == v.upper()}
+
+    def facility_id(self, session: Session, values: dict[str, Any]) -> str | None:
+        return values.get("id")
+
+
+class ComputeServices(Kind):
+    name = "service"
+    model = ComputeService
+    schema = ComputeServiceSchema
+    filters = {
+        "facility": lambda v: ComputeService.facility_id == v,
+        "kind": lambda v: ComputeService.kind == v,
+        "status": lambda v: ComputeService.health_status == v,
+        "lifecycle": lambda v: ComputeService.lifecycle == v,
+        "eosc_status": lambda v: func.coalesce(
+            select(EoscEntry.status).where(EoscEntry.service_id == ComputeService.id).scalar_subquery(),
+            EoscStatus.NOT_REGISTERED.value,
+        ) == v,
+    }
+
+    def check(self, session, values, url_allowed):  # noqa: ANN001, ANN201 - see Kind.check
+        _require_facility(session, values["facility_id"])
+        _check_connector(TargetType.SERVICE, values)
+        _check_urls(values, url_allowed)
+
+    def new_key(self, session, values):  # noqa: ANN001, ANN201
+        return values.get("id") or _unique_slug(session, ComputeService, f"{values['facility_id']}-{values['kind']}")
+
+    def show(self, obj: ComputeService) -> dict[str, Any]:
+        entry = obj.eosc_entry
+        return {**super().show(obj), "has_credential": obj.credential_encrypted is not None,
+                "health": _health(obj),
+                "eosc": {"status": entry.status, "resource_id": entry.resource_id,
+                         "marketplace_url": entry.marketplace_url} if entry else
+                        {"status": EoscStatus.NOT_REGISTERED.value, "resource_id": None, "marketplace_url": None}}
+
+    def apply(self, obj, values, box):  # noqa: ANN001, ANN201
+        values = dict(values)
+        changed = []
+        if "credential" in values:
+            secret = values.pop("credential")
+            obj.credential_encrypted = box.encrypt(secret) if secret is not None else None
+            changed.append("credential")
+        return super().apply(obj, values, box) + changed
+
+
+class SearchEndpoints(Kind):
+    name = "search-endpoint"
+    model = SearchEndpoint
+    schema = SearchEndpointSchema
+    filters = {
+        "facility": lambda v: SearchEndpoint.facility_id == v,
+        "kind": lambda v: SearchEndpoint.kind == v,
+        "status": lambda v: SearchEndpoint.health_status == v,
+    }
+
+    def check(self, session, values, url_allowed):  # noqa: ANN001, ANN201
+        _require_facility(session, values["facility_id"])
+        _check_connector(TargetType.SEARCH_ENDPOINT, values)
+        _check_urls(values, url_allowed)
+
+    def new_key(self, session, values):  # noqa: ANN001, ANN201
+        return values.get("id") or _unique_slug(session, SearchEndpoint, f"{values['facility_id']}-{values['kind']}")
+
+    def show(self, obj: SearchEndpoint) -> dict[str, Any]:
+        return {**super().show(obj), "health": _health(obj)}
+
+
+class EoscEntries(Kind):
+    name = "eosc-entry"
+    model = EoscEntry
+    schema = EoscEntrySchema
+    key = "service_id"
+    filters = {
+        "facility": lambda v: EoscEntry.service_id.in_(
+            select(ComputeService.id).where(ComputeService.facility_id == v)),
+        "status": lambda v: EoscEntry.status == v,
+    }
+
+    def facility_id(self, session, values):  # noqa: ANN001, ANN201
+        service = session.get(ComputeService, values.get("service_id"))
+        return service.facility_id if service else None
+
+    def check(self, session, values, url_allowed):  # noqa: ANN001, ANN201
+        if session.get(ComputeService, values["service_id"]) is None:
+            raise InvalidInput.from_fields(
+                [FieldError("service_id", f"no service {values['service_id']!r} is registered")])
+
+    def export(self, obj: EoscEntry) -> dict[str, Any]:
+        data = super().export(obj)
+        data["last_synced_at"] = iso(obj.last_synced_at)
+        return data
+
+
+@dataclass(frozen=True)
+class Kinds:
+    facility: Kind = Facilities()
+    service: Kind = ComputeServices()
+    search_endpoint: Kind = SearchEndpoints()
+    eosc_entry: Kind = EoscEntries()
+
+
+KINDS = Kinds()
+__all__ = ["KINDS", "Kind", "load", "iso", "connector_for"]

@@ -1,0 +1,111 @@
+"""Settings, read once from ``PANBROKER_*`` environment variables.
+
+Every setting the broker understands is declared here, with its default; the README's configuration
+table is written from this list.
+"""
+from __future__ import annotations
+
+import ipaddress
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+from broker.errors import ConfigurationError
+
+PREFIX = "PANBROKER_"
+
+
+def _networks(value: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    try:
+        return tuple(ipaddress.ip_network(part.strip(), strict=False) for part in value.split(",") if part.strip())
+    except ValueError as exc:
+        raise ConfigurationError(f"{PREFIX}ALLOWED_NETWORKS: {exc}") from exc
+
+
+def _bool(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off", ""}:
+        return False
+    raise ConfigurationError(f"expected a boolean (true/false), got {value!r}")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The broker's configuration. Field names map to ``PANBROKER_<NAME>`` variables."""
+
+    data_dir: Path = field(default=Path("var"), metadata={"help": "Folder for the SQLite file, keys and the index."})
+    database_url: str = field(default="", metadata={"help": "SQLAlchemy URL; default: SQLite file in the data dir."})
+    admin_token: str = field(default="", metadata={"help": "Bearer token for registry writes (bootstrap admin)."})
+    encryption_keys: str = field(
+        default="", metadata={"help": "Comma-separated Fernet keys, newest first; default: a key file in the data dir."}
+    )
+    allowed_networks: tuple = field(
+        default=(), metadata={"help": "CIDRs outbound calls may reach although private/loopback (e.g. 127.0.0.0/8)."}
+    )
+    host: str = field(default="127.0.0.1", metadata={"help": "Address `panbroker serve` listens on."})
+    port: int = field(default=8080, metadata={"help": "Port `panbroker serve` listens on."})
+    embedded_worker: bool = field(default=True, metadata={"help": "Run scheduled jobs inside `serve`."})
+    http_connect_timeout: float = field(default=3.05, metadata={"help": "Seconds to connect to a facility."})
+    http_read_timeout: float = field(default=10.0, metadata={"help": "Seconds between bytes from a facility."})
+    http_total_timeout: float = field(default=30.0, metadata={"help": "Ceiling on one outbound call, in seconds."})
+    http_max_response_bytes: int = field(default=10 * 1024 * 1024, metadata={"help": "Cap on a response body."})
+    http_retries: int = field(default=2, metadata={"help": "Retries of idempotent calls on connect errors/502-504."})
+    breaker_fail_max: int = field(default=5, metadata={"help": "Consecutive failures that open an endpoint's circuit."})
+    breaker_reset_seconds: float = field(default=60.0, metadata={"help": "Seconds a circuit stays open."})
+    health_interval_seconds: int = field(default=300, metadata={"help": "Seconds between health-check rounds."})
+    health_timeout_seconds: float = field(default=5.0, metadata={"help": "Timeout of one health probe."})
+    health_concurrency: int = field(default=16, metadata={"help": "Probes run at once."})
+    health_history: int = field(default=100, metadata={"help": "Health records kept per endpoint."})
+    max_body_bytes: int = field(default=1024 * 1024, metadata={"help": "Largest request body accepted."})
+    page_size_max: int = field(default=500, metadata={"help": "Largest `limit` a list accepts."})
+    log_level: str = field(default="INFO", metadata={"help": "Python logging level."})
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'panbroker.db').resolve()}"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
+        """Read every field from ``PANBROKER_<FIELD>``; ``overrides`` win over the environment."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = environ.get(PREFIX + f.name.upper())
+            if raw is None:
+                continue
+            values[f.name] = _convert(f.name, f.default, raw)
+        values.update(overrides)
+        return cls(**values)
+
+
+def _convert(name: str, default: Any, raw: str) -> Any:
+    try:
+        if name == "allowed_networks":
+            return _networks(raw)
+        if isinstance(default, bool):
+            return _bool(raw)
+        if isinstance(default, Path):
+            return Path(raw)
+        if isinstance(default, int):
+            return int(raw)
+        if isinstance(default, float):
+            return float(raw)
+        return raw
+    except ValueError as exc:
+        raise ConfigurationError(f"{PREFIX}{name.upper()}: {exc}") from exc
+
+
+def loopback_networks() -> tuple:
+    """The networks the demo and the tests allow explicitly."""
+    return _networks("127.0.0.0/8,::1/128")
+
+
+def describe() -> list[tuple[str, str, str]]:
+    """(variable, default, help) for every setting, for the README and `panbroker config`."""
+    return [
+        (PREFIX + f.name.upper(), str(f.default) if f.default not in ("", ()) else "", f.metadata.get("help", ""))
+        for f in fields(Settings)
+    ]

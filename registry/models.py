@@ -1,0 +1,179 @@
+"""The store of record: facilities, their compute services and search endpoints, EOSC entries,
+health history and the audit log. Schema changes go through the Alembic migrations beside this file."""
+from __future__ import annotations
+
+import enum
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column, relationship
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class ServiceKind(enum.StrEnum):
+    VISA = "visa"
+    JUPYTERHUB = "jupyterhub"
+    BINDERHUB = "binderhub"
+    REMOTE_DESKTOP = "remote-desktop"
+
+
+class SearchKind(enum.StrEnum):
+    PANOSC_SEARCH_API = "panosc-search-api"
+    SCICAT = "scicat"
+    OAI_PMH = "oai-pmh"
+
+
+class LaunchMode(enum.StrEnum):
+    API = "api"
+    DEEPLINK = "deeplink"
+
+
+class Lifecycle(enum.StrEnum):
+    """Where the facility says the service stands (the PaNOSC report's prototype/production columns)."""
+
+    PRODUCTION = "production"
+    PROTOTYPE = "prototype"
+    PILOT = "pilot"
+    PLANNED = "planned"
+
+
+class EoscStatus(enum.StrEnum):
+    NOT_REGISTERED = "not-registered"
+    IN_PROGRESS = "in-progress"
+    REGISTERED = "registered"
+
+
+class HealthStatus(enum.StrEnum):
+    UNKNOWN = "unknown"  # never checked, or nothing to check (no URL)
+    UP = "up"
+    DOWN = "down"
+    BLOCKED = "blocked"  # the address is refused by the SSRF policy; not contacted
+
+
+class TargetType(enum.StrEnum):
+    SERVICE = "service"
+    SEARCH_ENDPOINT = "search-endpoint"
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: DateTime(timezone=True), dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class Versioned:
+    """Optimistic concurrency: every write bumps ``version``; a write naming an older one is refused."""
+
+    version: Mapped[int] = mapped_column(Integer, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow, nullable=False)
+
+    @declared_attr.directive
+    def __mapper_args__(cls) -> dict[str, Any]:  # noqa: N805 - SQLAlchemy directive
+        return {"version_id_col": cls.__table__.c.version}
+
+
+class HealthFields:
+    """The latest health result, kept on the endpoint so lists can filter on it."""
+
+    health_status: Mapped[str] = mapped_column(String(16), nullable=False, default=HealthStatus.UNKNOWN.value)
+    health_latency_ms: Mapped[float | None] = mapped_column(Float)
+    health_checked_at: Mapped[datetime | None] = mapped_column()
+    health_error: Mapped[str | None] = mapped_column(Text)
+
+
+class Facility(Versioned, Base):
+    __tablename__ = "facilities"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), nullable=False)
+    country: Mapped[str] = mapped_column(String(2), nullable=False)
+    ror_id: Mapped[str | None] = mapped_column(String(100))
+    homepage: Mapped[str | None] = mapped_column(String(2048))
+    contact_email: Mapped[str | None] = mapped_column(String(320))
+    accepted_issuers: Mapped[list[Any]] = mapped_column(nullable=False, default=list)
+
+    services: Mapped[list["ComputeService"]] = relationship(back_populates="facility")
+    search_endpoints: Mapped[list["SearchEndpoint"]] = relationship(back_populates="facility")
+
+
+class ComputeService(Versioned, HealthFields, Base):
+    __tablename__ = "compute_services"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    facility_id: Mapped[str] = mapped_column(ForeignKey("facilities.id", ondelete="RESTRICT"), nullable=False)
+    kind: Mapped[str] = mapped_column(String(32), nullable=False)
+    title: Mapped[str] = mapped_column(String(200), nullable=False)
+    description: Mapped[str | None] = mapped_column(Text)
+    base_url: Mapped[str | None] = mapped_column(String(2048))
+    launch_mode: Mapped[str] = mapped_column(String(16), nullable=False)
+    lifecycle: Mapped[str] = mapped_column(String(16), nullable=False, default=Lifecycle.PRODUCTION.value)
+    capabilities: Mapped[dict[str, Any]] = mapped_column(nullable=False, default=dict)
+    connector_config: Mapped[dict[str, Any]] = mapped_column(nullable=False, default=dict)
+    credential_encrypted: Mapped[str | None] = mapped_column(Text)
+
+    facility: Mapped[Facility] = relationship(back_populates="services")
+    eosc_entry: Mapped["EoscEntry | None"] = relationship(back_populates="service")
+
+    __table_args__ = (Index("ix_compute_services_facility_kind", "facility_id", "kind"),)
+
+
+class SearchEndpoint(Versioned, HealthFields, Base):
+    __tablename__ = "search_endpoints"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    facility_id: Mapped[str] = mapped_column(ForeignKey("facilities.id", ondelete="RESTRICT"), nullable=False)
+    kind: Mapped[str] = mapped_column(String(32), nullable=False)
+    base_url: Mapped[str] = mapped_column(String(2048), nullable=False)
+    harvest_schedule: Mapped[str | None] = mapped_column(String(100))
+    connector_config: Mapped[dict[str, Any]] = mapped_column(nullable=False, default=dict)
+
+    facility: Mapped[Facility] = relationship(back_populates="search_endpoints")
+
+
+class EoscEntry(Versioned, Base):
+    __tablename__ = "eosc_entries"
+
+    service_id: Mapped[str] = mapped_column(ForeignKey("compute_services.id", ondelete="CASCADE"), primary_key=True)
+    resource_id: Mapped[str | None] = mapped_column(String(200))
+    marketplace_url: Mapped[str | None] = mapped_column(String(2048))
+    status: Mapped[str] = mapped_column(String(16), nullable=False, default=EoscStatus.NOT_REGISTERED.value)
+    last_synced_at: Mapped[datetime | None] = mapped_column()
+
+    service: Mapped[ComputeService] = relationship(back_populates="eosc_entry")
+
+
+class HealthCheck(Base):
+    """One probe result; the newest ``health_history`` per endpoint are kept."""
+
+    __tablename__ = "health_checks"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    target_type: Mapped[str] = mapped_column(String(16), nullable=False)
+    target_id: Mapped[str] = mapped_column(String(64), nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False)
+    latency_ms: Mapped[float | None] = mapped_column(Float)
+    checked_at: Mapped[datetime] = mapped_column(nullable=False)
+    error: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (Index("ix_health_checks_target", "target_type", "target_id", "checked_at"),)
+
+
+class AuditEvent(Base):
+    """One registry write: who, what, when, and the object before and after (secrets never included)."""
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow, nullable=False)
+    actor: Mapped[str] = mapped_column(String(200), nullable=False)
+    action: Mapped[str] = mapped_column(String(16), nullable=False)
+    object_type: Mapped[str] = mapped_column(String(32), nullable=False)
+    object_id: Mapped[str] = mapped_column(String(64), nullable=False)
+    changed: Mapped[list[Any]] = mapped_column(nullable=False, default=list)
+    before: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    after: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+    __table_args__ = (Index("ix_audit_events_object", "object_type", "object_id"),)

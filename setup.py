@@ -1,0 +1,51 @@
+"""PaN Broker: federated dataset search and analysis launch for photon and neutron facilities."""
+from setuptools import find_packages, setup
+
+BUILTIN_CONNECTORS = [
+    "jupyterhub = connectors.jupyterhub:JupyterHubConnector",
+    "visa = connectors.visa:VisaConnector",
+    "binderhub = connectors.binderhub:BinderHubConnector",
+    "remote-desktop = connectors.desktop:RemoteDesktopConnector",
+    "panosc-search-api = connectors.panosc_search:PanoscSearchConnector",
+    "scicat = connectors.scicat:SciCatConnector",
+    "oai-pmh = connectors.oai_pmh:OaiPmhConnector",
+]
+
+setup(
+    name="panbroker",
+    version="0.1.0",
+    description=__doc__,
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.11",
+    packages=find_packages(include=["broker*", "connectors*", "registry*", "web*", "openapi*", "demo*"]),
+    package_data={
+        "openapi": ["*.yaml"],
+        "registry": ["seed/*.yaml", "migrations/*.py", "migrations/*.mako", "migrations/versions/*.py"],
+        "web": ["templates/*.html", "static/*"],
+        "demo": ["data/*"],
+    },
+    install_requires=[
+        "flask>=3.0",
+        "connexion[flask,swagger-ui,uvicorn]>=3.1",
+        "requests>=2.32",
+        "urllib3>=2.2",
+        "SQLAlchemy>=2.0.30",
+        "alembic>=1.13",
+        "marshmallow>=3.20",
+        "apscheduler>=3.10,<4",
+        "pybreaker>=1.2",
+        "cryptography>=42",
+        "PyYAML>=6.0",
+        "psycopg[binary]>=3.1",
+    ],
+    extras_require={
+        "test": ["pytest>=8", "responses>=0.25", "httpx>=0.27", "pytest-timeout>=2.3"],
+        "elasticsearch": ["elasticsearch>=8.13,<10"],
+    },
+    entry_points={
+        "console_scripts": ["panbroker = broker.cli:main"],
+        "panbroker.connectors": BUILTIN_CONNECTORS,
+    },
+)
