@@ -1,0 +1,227 @@
+"""The ``panbroker`` command line: serve, worker, demo, registry import/export, CRUD of every registry
+object, and a one-off health check.
+
+Registry commands act on the configured database directly, as the local administrator.
+"""
+from __future__ import annotations
+
+import getpass
+import json
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+import yaml
+
+from broker.authz import Principal
+from broker.errors import BrokerError
+from broker.registry_kinds import KINDS, Kind
+from broker.registry_service import Precondition
+from broker.settings import Settings
+
+
+def _broker():  # noqa: ANN202 - broker.app.Broker
+    from broker.app import build_broker
+
+    return build_broker(Settings.from_env())
+
+
+def _actor() -> Principal:
+    return Principal(f"cli:{getpass.getuser()}", admin=True)
+
+
+def _fail_cleanly(fn: Callable) -> Callable:
+    """Broker errors end the command with their message and exit status 1, not a traceback."""
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except BrokerError as exc:
+            click.echo(f"error: {exc.detail}", err=True)
+            for error in exc.errors:
+                click.echo(f"  {error.field}: {error.message}", err=True)
+            sys.exit(1)
+
+    wrapper.__name__ = fn.__name__
+    wrapper.__doc__ = fn.__doc__
+    return wrapper
+
+
+def _parse_sets(pairs: tuple[str, ...]) -> dict[str, Any]:
+    """``a.b=value`` pairs into a nested dict; values are read as YAML (numbers, lists, true/false)."""
+    result: dict[str, Any] = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise click.BadParameter(f"{pair!r}: use field=value", param_hint="--set")
+        path, raw = pair.split("=", 1)
+        target = result
+        *parents, leaf = path.split(".")
+        for part in parents:
+            target = target.setdefault(part, {})
+        target[leaf] = yaml.safe_load(raw) if raw else None
+    return result
+
+
+def _table(rows: list[dict[str, Any]], columns: list[str]) -> None:
+    cells = [[str(_dig(row, c) if _dig(row, c) is not None else "") for c in columns] for row in rows]
+    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
+    click.echo("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths)))
+    for row in cells:
+        click.echo("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip())
+
+
+def _dig(row: dict[str, Any], path: str) -> Any:
+    for part in path.split("."):
+        row = row.get(part) if isinstance(row, dict) else None
+    return row
+
+
+@click.group()
+def main() -> None:
+    """PaN Broker: federated dataset search and analysis launch for photon and neutron facilities."""
+
+
+@main.command()
+@click.option("--host", default=None, help="Listen address (default PANBROKER_HOST).")
+@click.option("--port", type=int, default=None, help="Port (default PANBROKER_PORT).")
+@click.option("--worker/--no-worker", default=None, help="Run scheduled jobs here (default PANBROKER_EMBEDDED_WORKER).")
+def serve(host: str | None, port: int | None, worker: bool | None) -> None:
+    """Serve the API and portal."""
+    from broker.server import run
+
+    settings = Settings.from_env()
+    run(settings, host or settings.host, port or settings.port,
+        settings.embedded_worker if worker is None else worker)
+
+
+@main.command()
+def worker() -> None:
+    """Run the scheduled jobs (health checks) in the foreground."""
+    from broker.worker import run_forever
+
+    run_forever(_broker())
+
+
+@main.command()
+@click.option("--port", type=int, default=8080, help="Port of the broker.")
+@click.option("--data-dir", type=click.Path(path_type=Path), default=Path(".demo"), help="Demo state folder.")
+def demo(port: int, data_dir: Path) -> None:
+    """Start the simulated federation on loopback and the broker on http://127.0.0.1:PORT."""
+    from demo.run import run_demo
+
+    run_demo(port, data_dir)
+
+
+@main.command()
+@_fail_cleanly
+def check() -> None:
+    """Run health checks of every endpoint once and print a table."""
+    outcomes = _broker().health.check_all()
+    _table([o.__dict__ for o in outcomes], ["target_type", "id", "facility_id", "kind", "status", "latency_ms", "error"])
+
+
+@main.group()
+def registry() -> None:
+    """Import and export the whole registry (seed-file format)."""
+
+
+@registry.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@_fail_cleanly
+def registry_import(file: Path) -> None:
+    """Load FILE (YAML or JSON); idempotent, contacts no URL."""
+    from broker.seeding import import_registry, read_file
+
+    report = import_registry(_broker().registry, _actor(), read_file(file))
+    for outcome in ("created", "updated", "unchanged"):
+        counts = getattr(report, outcome)
+        click.echo(f"{outcome}: " + (", ".join(f"{n} {k}" for k, n in counts.items()) or "nothing"))
+
+
+@registry.command("export")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path), required=False)
+@_fail_cleanly
+def registry_export(file: Path | None) -> None:
+    """Write the registry to FILE (default: standard output), without secrets."""
+    from broker.seeding import dump_yaml, export_registry
+
+    text = dump_yaml(export_registry(_broker().registry))
+    if file:
+        file.write_text(text, encoding="utf-8")
+    else:
+        click.echo(text, nl=False)
+
+
+def _crud_group(name: str, kind: Kind, columns: list[str], help_text: str) -> None:
+    """list/show/add/update/delete commands for one kind of registry object."""
+
+    @main.group(name=name, help=help_text)
+    def group() -> None:
+        pass
+
+    filter_names = sorted(kind.filters)
+
+    @group.command("list")
+    @click.option("--filter", "filters", multiple=True, help=f"name=value; names: {', '.join(filter_names)}")
+    @click.option("--limit", type=int, default=500)
+    @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+    @_fail_cleanly
+    def list_(filters: tuple[str, ...], limit: int, as_json: bool) -> None:
+        page = _broker().registry.list(kind, {k: str(v) for k, v in _parse_sets(filters).items()}, limit)
+        if as_json:
+            click.echo(json.dumps(page.items, indent=2))
+        else:
+            _table(page.items, columns)
+
+    @group.command("show")
+    @click.argument("key")
+    @_fail_cleanly
+    def show(key: str) -> None:
+        click.echo(json.dumps(_broker().registry.get(kind, key), indent=2))
+
+    @group.command("add")
+    @click.option("--json", "body", help="The whole object as JSON.")
+    @click.option("--set", "sets", multiple=True, help="field=value (dotted for nested, e.g. capabilities.gpu=true).")
+    @_fail_cleanly
+    def add(body: str | None, sets: tuple[str, ...]) -> None:
+        payload = {**(json.loads(body) if body else {}), **_parse_sets(sets)}
+        item = _broker().registry.create(_actor(), kind, payload)
+        click.echo(f"created {kind.name} {item[kind.key]} (version {item['version']})")
+
+    @group.command("update")
+    @click.argument("key")
+    @click.option("--json", "body", help="Fields to change, as JSON.")
+    @click.option("--set", "sets", multiple=True, help="field=value (dotted for nested).")
+    @click.option("--version", "version", type=int, help="Refuse unless the stored version is this one.")
+    @_fail_cleanly
+    def update(key: str, body: str | None, sets: tuple[str, ...], version: int | None) -> None:
+        broker = _broker()
+        payload = {**(json.loads(body) if body else {}), **_parse_sets(sets)}
+        expected = version if version is not None else broker.registry.get(kind, key)["version"]
+        item = broker.registry.update(_actor(), kind, key, payload, Precondition(expected, True), partial=True)
+        click.echo(f"updated {kind.name} {key} (version {item['version']})")
+
+    @group.command("delete")
+    @click.argument("key")
+    @click.option("--version", "version", type=int, help="Refuse unless the stored version is this one.")
+    @_fail_cleanly
+    def delete(key: str, version: int | None) -> None:
+        broker = _broker()
+        expected = version if version is not None else broker.registry.get(kind, key)["version"]
+        broker.registry.delete(_actor(), kind, key, Precondition(expected, True))
+        click.echo(f"deleted {kind.name} {key}")
+
+
+_crud_group("facility", KINDS.facility, ["id", "name", "country", "ror_id", "accepted_issuers"],
+            "Facilities of the federation.")
+_crud_group("service", KINDS.service, ["id", "facility_id", "kind", "lifecycle", "base_url", "health.status",
+                                       "eosc.status"], "Compute services (VISA, JupyterHub, BinderHub, desktops).")
+_crud_group("search-endpoint", KINDS.search_endpoint, ["id", "facility_id", "kind", "base_url", "health.status"],
+            "Dataset search endpoints (PaNOSC Search API, SciCat, OAI-PMH).")
+_crud_group("eosc", KINDS.eosc_entry, ["service_id", "status", "resource_id", "marketplace_url"],
+            "EOSC catalogue entries of services.")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
