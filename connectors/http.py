@@ -16,7 +16,8 @@ from urllib.parse import urljoin, urlsplit
 import pybreaker
 import requests
 from requests.adapters import HTTPAdapter
-from urllib3 import HTTPConnectionPool, HTTPSConnectionPool, PoolManager
+from urllib3 import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3 import exceptions as urllib3_exceptions
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.util.retry import Retry
 
@@ -192,6 +193,8 @@ class HttpClient:
             except requests.exceptions.RetryError as exc:
                 raise UpstreamUnavailable(f"{_origin(url)}: retries exhausted ({_reason(exc)})") from exc
             except requests.exceptions.RequestException as exc:
+                if _timed_out(exc):
+                    raise UpstreamTimeout(f"{_origin(url)}: no answer within {per_phase[1]:g} s") from exc
                 raise UpstreamUnavailable(f"{_origin(url)}: {_reason(exc)}") from exc
             location = response.headers.get("Location")
             if response.is_redirect and location and _origin(urljoin(url, location)) == _origin(url):
@@ -247,11 +250,29 @@ def _without_query(url: str) -> str:
     return url.split("?", 1)[0]
 
 
+def _causes(exc: BaseException) -> list[BaseException]:
+    """``exc`` and what it wraps (causes, contexts, urllib3's ``reason``, wrapped arguments)."""
+    seen: list[BaseException] = []
+    pending = [exc]
+    while pending and len(seen) < 20:
+        current = pending.pop()
+        if current is None or any(current is s for s in seen):
+            continue
+        seen.append(current)
+        pending.extend([current.__cause__, current.__context__, getattr(current, "reason", None)])
+        pending.extend(a for a in getattr(current, "args", ()) if isinstance(a, BaseException))
+    return [e for e in seen if isinstance(e, BaseException)]
+
+
+def _timed_out(exc: BaseException) -> bool:
+    # urllib3's NewConnectionError subclasses its TimeoutError for history's sake: a refusal is no timeout
+    return any(isinstance(e, (TimeoutError, urllib3_exceptions.TimeoutError))
+               and not isinstance(e, urllib3_exceptions.NewConnectionError) for e in _causes(exc))
+
+
 def _reason(exc: Exception) -> str:
     """A short, secret-free reason for a transport fault (the innermost cause's class and message)."""
-    inner: BaseException = exc
-    while inner.__context__ is not None and inner.__context__ is not inner:
-        inner = inner.__context__
+    inner = _causes(exc)[-1]
     text = str(inner).split("(Caused by", 1)[0].strip() or type(inner).__name__
     return text[:200]
 

@@ -1,0 +1,69 @@
+"""Tiny loopback HTTP servers for tests, one per failure mode a facility can show."""
+from __future__ import annotations
+
+import threading
+import time
+from contextlib import contextmanager
+from typing import Callable, Iterator
+
+from werkzeug.serving import make_server
+from werkzeug.wrappers import Request, Response
+
+
+class Recorder:
+    """Counts the requests a server received."""
+
+    def __init__(self) -> None:
+        self.paths: list[str] = []
+        self._lock = threading.Lock()
+
+    def hit(self, request: Request) -> None:
+        with self._lock:
+            self.paths.append(request.full_path.rstrip("?"))
+
+    @property
+    def count(self) -> int:
+        return len(self.paths)
+
+
+@contextmanager
+def serve(handler: Callable[[Request], Response]) -> Iterator[tuple[str, Recorder]]:
+    """Run ``handler`` on 127.0.0.1 (a free port); yields the base URL and a request recorder."""
+    recorder = Recorder()
+
+    @Request.application
+    def app(request: Request) -> Response:
+        recorder.hit(request)
+        return handler(request)
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}", recorder
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def ok_json(body: str = '{"version": "5.2.1"}', status: int = 200) -> Callable[[Request], Response]:
+    return lambda request: Response(body, status=status, content_type="application/json")
+
+
+def slow(seconds: float, body: str = '{"version": "5.2.1"}') -> Callable[[Request], Response]:
+    def handler(request: Request) -> Response:
+        time.sleep(seconds)
+        return Response(body, content_type="application/json")
+
+    return handler
+
+
+def dribble(chunks: int, pause: float) -> Callable[[Request], Response]:
+    """Sends a byte at a time, each within the read timeout, so only a total deadline stops it."""
+
+    def generate() -> Iterator[bytes]:
+        for _ in range(chunks):
+            time.sleep(pause)
+            yield b" "
+
+    return lambda request: Response(generate(), content_type="application/json")

@@ -1,0 +1,59 @@
+"""`make demo` end to end: the broker and the simulated federation as a real process on loopback."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_demo_serves_the_api_with_the_federation_registered_and_checked(tmp_path: Path):
+    port = free_port()
+    env = {**os.environ, "PANBROKER_LOG_LEVEL": "WARNING"}
+    cli = Path(sys.executable).with_name("panbroker")
+    process = subprocess.Popen([str(cli), "demo", "--port", str(port), "--data-dir", str(tmp_path / "demo")],
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        health = None
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                health = requests.get(f"{base}/api/v1/health", timeout=2).json()
+                if "unknown" not in health["counts"]:
+                    break
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.3)
+        assert health is not None, "the demo did not start"
+        assert health["counts"] == {"up": 8, "down": 1}, health
+        down = [i["id"] for i in health["items"] if i["status"] == "down"]
+        assert down == ["sim-ess-jupyterhub"]
+
+        services = requests.get(f"{base}/api/v1/services", timeout=5).json()
+        assert services["total"] == 6
+        assert all(s["base_url"].startswith("http://127.0.0.1:") for s in services["items"])
+        assert requests.get(f"{base}/api/v1/ui/", timeout=5).status_code == 200
+        page = requests.get(f"{base}/", timeout=5)
+        assert page.status_code == 200 and "sim-ess-jupyterhub" in page.text
+
+        token = (tmp_path / "demo" / "admin-token").read_text().strip()
+        created = requests.post(f"{base}/api/v1/facilities", json={"id": "new", "name": "New", "country": "IT"},
+                                headers={"Authorization": f"Bearer {token}"}, timeout=5)
+        assert created.status_code == 201
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        output, _ = process.communicate(timeout=15)
+    assert "Swagger UI" in output and f"{base}/api/v1/ui/" in output

@@ -1,0 +1,68 @@
+"""Store, migrations, secrets at rest and settings."""
+from __future__ import annotations
+
+import stat
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from cryptography.fernet import Fernet
+
+from broker.errors import ConfigurationError
+from broker.secretbox import KEY_FILE, SecretBox
+from broker.settings import Settings, describe
+from registry.models import Base
+from registry.store import make_engine, migrate
+
+
+def test_migrations_build_exactly_the_models_schema(database_url):  # noqa: ANN001
+    engine = make_engine(database_url)
+    migrate(engine)
+    migrate(engine)  # idempotent
+    with engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    engine.dispose()
+    assert diff == [], "models and migrations disagree; add an Alembic revision"
+
+
+def test_secrets_are_encrypted_and_keys_rotate(tmp_path):  # noqa: ANN001
+    old, new = Fernet.generate_key(), Fernet.generate_key()
+    token = SecretBox([old]).encrypt("hub-token")
+    assert "hub-token" not in token
+    rotated_box = SecretBox([new, old])
+    assert rotated_box.decrypt(token) == "hub-token"
+    assert SecretBox([new]).decrypt(rotated_box.rotate(token)) == "hub-token"
+    with pytest.raises(ConfigurationError):
+        SecretBox([new]).decrypt(token)
+
+
+def test_a_generated_key_file_is_private_and_reused(tmp_path):  # noqa: ANN001
+    first = SecretBox.from_settings("", tmp_path)
+    mode = stat.S_IMODE((tmp_path / KEY_FILE).stat().st_mode)
+    assert mode == 0o600
+    assert SecretBox.from_settings("", tmp_path).decrypt(first.encrypt("x")) == "x"
+
+
+def test_a_malformed_key_is_a_configuration_error():
+    with pytest.raises(ConfigurationError, match="PANBROKER_ENCRYPTION_KEYS"):
+        SecretBox.from_settings("not-a-fernet-key", None)
+
+
+def test_settings_come_from_prefixed_environment_variables():
+    settings = Settings.from_env({"PANBROKER_PORT": "9090", "PANBROKER_EMBEDDED_WORKER": "false",
+                                  "PANBROKER_ALLOWED_NETWORKS": "127.0.0.0/8, ::1/128",
+                                  "PANBROKER_HTTP_READ_TIMEOUT": "2.5"})
+    assert settings.port == 9090 and settings.embedded_worker is False and settings.http_read_timeout == 2.5
+    assert [str(n) for n in settings.allowed_networks] == ["127.0.0.0/8", "::1/128"]
+    assert settings.effective_database_url.startswith("sqlite:///")
+
+
+@pytest.mark.parametrize("name, value", [("PANBROKER_PORT", "eighty"), ("PANBROKER_EMBEDDED_WORKER", "maybe"),
+                                         ("PANBROKER_ALLOWED_NETWORKS", "10.0.0.0/33")])
+def test_bad_settings_name_the_variable(name, value):  # noqa: ANN001
+    with pytest.raises(ConfigurationError):
+        Settings.from_env({name: value})
+
+
+def test_every_setting_is_documented():
+    assert all(help_text for _, _, help_text in describe())
