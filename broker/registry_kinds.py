@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import cached_property
 from datetime import datetime
 from typing import Any, Callable, ClassVar
 
 from marshmallow import Schema, ValidationError
 from sqlalchemy import ColumnElement, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm.interfaces import LoaderOption
 
 from broker.errors import FieldError, InvalidInput
 from connectors import all_connectors, connector_for
@@ -56,6 +58,17 @@ class Kind:
     key: ClassVar[str] = "id"
     #: query parameter -> column clause builder, for list filters
     filters: ClassVar[dict[str, Callable[[str], ColumnElement]]] = {}
+    #: relationships ``show`` reads, loaded with the list rather than one query per row
+    eager: ClassVar[tuple[LoaderOption, ...]] = ()
+
+    @cached_property
+    def fields(self) -> dict[str, Any]:
+        """The schema's fields by name (building a marshmallow schema is costly: done once)."""
+        return dict(self.schema().fields)
+
+    @cached_property
+    def exported_fields(self) -> tuple[str, ...]:
+        return tuple(name for name, f in self.fields.items() if not f.load_only)
 
     def facility_id(self, session: Session, values: dict[str, Any]) -> str | None:
         return values.get("facility_id")
@@ -68,7 +81,7 @@ class Kind:
 
     def export(self, obj: Any) -> dict[str, Any]:
         """The object as an operator would send it (no secrets, no server-managed fields)."""
-        return {name: getattr(obj, name) for name in self.schema().fields if not self.schema().fields[name].load_only}
+        return {name: getattr(obj, name) for name in self.exported_fields}
 
     def show(self, obj: Any) -> dict[str, Any]:
         """The object as the API returns it."""
@@ -136,6 +149,7 @@ class ComputeServices(Kind):
     name = "service"
     model = ComputeService
     schema = ComputeServiceSchema
+    eager = (selectinload(ComputeService.eosc_entry),)
     filters = {
         "facility": lambda v: ComputeService.facility_id == v,
         "kind": lambda v: ComputeService.kind == v,

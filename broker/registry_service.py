@@ -69,7 +69,8 @@ class RegistryService:
         with self.store.session() as session:
             total = session.scalar(select(func.count()).select_from(kind.model).where(*clauses))
             rows = session.scalars(
-                select(kind.model).where(*clauses).order_by(getattr(kind.model, kind.key)).limit(limit).offset(offset)
+                select(kind.model).where(*clauses).options(*kind.eager)
+                .order_by(getattr(kind.model, kind.key)).limit(limit).offset(offset)
             ).all()
             return Page([kind.show(row) for row in rows], total, limit, offset)
 
@@ -125,7 +126,7 @@ class RegistryService:
             values = load(kind.schema, {k: v for k, v in candidate.items() if v is not None or k in payload})
             if not partial:
                 # a replacement clears optional fields it leaves out, but keeps the stored credential
-                for name, field in kind.schema().fields.items():
+                for name, field in kind.fields.items():
                     if name not in values and field.allow_none and not field.load_only:
                         values[name] = None
             actor.require_write(kind.facility_id(session, values))

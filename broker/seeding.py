@@ -115,8 +115,8 @@ def export_registry(registry: RegistryService) -> dict[str, Any]:
                 return items
 
     def exported(kind: Kind, item: dict[str, Any], drop: set[str]) -> dict[str, Any]:
-        fields = [name for name, f in kind.schema().fields.items() if not f.load_only and name not in drop]
-        return {name: item[name] for name in fields if item.get(name) not in (None, {}, [])}
+        return {name: item[name] for name in kind.exported_fields
+                if name not in drop and item.get(name) not in (None, {}, [])}
 
     entries = {e["service_id"]: e for e in everything(KINDS.eosc_entry)}
     services, endpoints = everything(KINDS.service), everything(KINDS.search_endpoint)
