@@ -41,7 +41,7 @@ setup(
         "psycopg[binary]>=3.1",
     ],
     extras_require={
-        "test": ["pytest>=8", "responses>=0.25", "httpx>=0.27", "pytest-timeout>=2.3"],
+        "test": ["pytest>=8", "responses>=0.25", "httpx>=0.27", "pytest-timeout>=2.3", "schemathesis>=4.0"],
         "elasticsearch": ["elasticsearch>=8.13,<10"],
     },
     entry_points={

@@ -48,7 +48,7 @@ def build_broker(settings: Settings, *, run_migrations: bool = True) -> Broker:
         retries=settings.http_retries, breaker_fail_max=settings.breaker_fail_max,
         breaker_reset_seconds=settings.breaker_reset_seconds))
     box = SecretBox.from_settings(settings.encryption_keys, settings.data_dir)
-    registry = RegistryService(store, box, policy.is_allowed, settings.page_size_max)
+    registry = RegistryService(store, box, policy.is_allowed)
     health = HealthService(store, http, timeout=settings.health_timeout_seconds,
                            concurrency=settings.health_concurrency, history=settings.health_history)
     return Broker(settings, store, http, registry, health)

@@ -30,6 +30,9 @@ from registry.models import AuditEvent, ComputeService, Facility, SearchEndpoint
 from registry.store import Store
 
 
+MAX_OFFSET = 1_000_000
+
+
 @dataclass(frozen=True)
 class Page:
     items: list[dict[str, Any]]
@@ -57,8 +60,8 @@ class RegistryService:
     def list(self, kind: Kind, filters: dict[str, str] | None = None, limit: int = 50, offset: int = 0) -> Page:
         if not 1 <= limit <= self.page_size_max:
             raise InvalidInput.from_fields([FieldError("limit", f"must be between 1 and {self.page_size_max}")])
-        if offset < 0:
-            raise InvalidInput.from_fields([FieldError("offset", "must be 0 or more")])
+        if not 0 <= offset <= MAX_OFFSET:
+            raise InvalidInput.from_fields([FieldError("offset", f"must be between 0 and {MAX_OFFSET}")])
         clauses = []
         for name, value in (filters or {}).items():
             if value is None:

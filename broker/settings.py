@@ -60,7 +60,6 @@ class Settings:
     health_concurrency: int = field(default=16, metadata={"help": "Probes run at once."})
     health_history: int = field(default=100, metadata={"help": "Health records kept per endpoint."})
     max_body_bytes: int = field(default=1024 * 1024, metadata={"help": "Largest request body accepted."})
-    page_size_max: int = field(default=500, metadata={"help": "Largest `limit` a list accepts."})
     log_level: str = field(default="INFO", metadata={"help": "Python logging level."})
 
     @property

@@ -81,9 +81,6 @@ class _GuardedAdapter(HTTPAdapter):
         super().init_poolmanager(connections, maxsize, block=block, **pool_kwargs)
         self.poolmanager.pool_classes_by_scheme = self._pool_classes
 
-    def __getstate__(self):  # pragma: no cover - adapters are not pickled here
-        raise TypeError("not picklable")
-
 
 class _ServerError(Exception):
     """A 5xx answer: counted by the breaker, then handed back to the caller as a response."""

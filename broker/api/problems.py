@@ -35,8 +35,11 @@ def connexion_problem(_request: ConnexionRequest, exc: ProblemException) -> Conn
     errors = (exc.ext or {}).get("errors")
     suffix = {400: "malformed-request", 401: "unauthenticated", 403: "forbidden", 404: "not-found",
               405: "method-not-allowed", 406: "not-acceptable", 415: "unsupported-media-type"}
-    return problem_response(exc.status, exc.title or "Error", str(exc.detail or exc.title),
-                            suffix.get(exc.status, "http-error"), errors, exc.headers)
+    detail = str(exc.detail or exc.title)
+    if exc.status == 401:
+        detail += "; send Authorization: Bearer <token>"
+    return problem_response(exc.status, exc.title or "Error", detail, suffix.get(exc.status, "http-error"),
+                            errors, exc.headers)
 
 
 def http_error(_request: ConnexionRequest, exc: StarletteHTTPException) -> ConnexionResponse:
