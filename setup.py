@@ -22,6 +22,7 @@ setup(
     packages=find_packages(include=["broker*", "connectors*", "registry*", "web*", "openapi*", "demo*"]),
     package_data={
         "openapi": ["*.yaml"],
+        "broker": ["search/data/*.json"],
         "registry": ["seed/*.yaml", "migrations/*.py", "migrations/*.mako", "migrations/versions/*.py"],
         "web": ["templates/*.html", "static/*"],
         "demo": ["data/*"],
@@ -39,6 +40,7 @@ setup(
         "cryptography>=42",
         "PyYAML>=6.0",
         "psycopg[binary]>=3.1",
+        "tantivy>=0.25",
     ],
     extras_require={
         "test": ["pytest>=8", "responses>=0.25", "httpx>=0.27", "pytest-timeout>=2.3", "schemathesis>=4.0"],

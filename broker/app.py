@@ -16,9 +16,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from broker.api import problems
 from broker.api.validation import VALIDATORS, BrokerScope
 from broker.errors import BrokerError
+from broker.harvest import HarvestService
 from broker.health import HealthService
 from broker.registry_service import RegistryService
 from broker.secretbox import SecretBox
+from broker.search.index import DatasetIndex
+from broker.search.live import LiveSearch
+from broker.search.service import SearchService
+from broker.search.tantivy_index import TantivyIndex
 from broker.settings import Settings
 from connectors.http import HttpClient, HttpLimits
 from connectors.ssrf import AddressPolicy
@@ -36,6 +41,9 @@ class Broker:
     http: HttpClient
     registry: RegistryService
     health: HealthService
+    index: DatasetIndex
+    harvest: HarvestService
+    search: SearchService
 
 
 def build_broker(settings: Settings, *, run_migrations: bool = True) -> Broker:
@@ -53,7 +61,10 @@ def build_broker(settings: Settings, *, run_migrations: bool = True) -> Broker:
     registry = RegistryService(store, box, policy.is_allowed)
     health = HealthService(store, http, timeout=settings.health_timeout_seconds,
                            concurrency=settings.health_concurrency, history=settings.health_history)
-    return Broker(settings, store, http, registry, health)
+    index = TantivyIndex(settings.effective_index_dir)
+    harvest = HarvestService(store, http, index, timeout=settings.harvest_timeout_seconds)
+    search = SearchService(store, index, LiveSearch(http, deadline=settings.search_deadline_seconds), harvest.latest)
+    return Broker(settings, store, http, registry, health, index, harvest, search)
 
 
 def create_app(settings: Settings | None = None, broker: Broker | None = None) -> connexion.FlaskApp:

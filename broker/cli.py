@@ -153,6 +153,32 @@ def registry_export(file: Path | None) -> None:
         click.echo(text, nl=False)
 
 
+@main.group()
+def harvest() -> None:
+    """Harvest search endpoints into the index."""
+
+
+@harvest.command("run")
+@click.argument("endpoints", nargs=-1)
+@_fail_cleanly
+def harvest_run(endpoints: tuple[str, ...]) -> None:
+    """Harvest ENDPOINTS (default: every search endpoint) now and print each job."""
+    broker = _broker()
+    jobs = [broker.harvest.run(e) for e in endpoints] if endpoints else broker.harvest.run_all()
+    _table(jobs, ["id", "endpoint_id", "state", "gathered", "imported", "deleted", "failed", "error"])
+    broker.index.close()
+
+
+@harvest.command("status")
+@click.option("--endpoint", help="Only this search endpoint.")
+@click.option("--limit", type=int, default=20)
+@_fail_cleanly
+def harvest_status(endpoint: str | None, limit: int) -> None:
+    """Recent harvest jobs, newest first."""
+    _table(_broker().harvest.jobs(endpoint, limit),
+           ["id", "endpoint_id", "state", "started_at", "finished_at", "imported", "deleted", "failed", "error"])
+
+
 def _crud_group(name: str, kind: Kind, columns: list[str], help_text: str) -> None:
     """list/show/add/update/delete commands for one kind of registry object."""
 

@@ -59,8 +59,16 @@ class Settings:
     health_timeout_seconds: float = field(default=5.0, metadata={"help": "Timeout of one health probe."})
     health_concurrency: int = field(default=16, metadata={"help": "Probes run at once."})
     health_history: int = field(default=100, metadata={"help": "Health records kept per endpoint."})
+    index_dir: Path = field(default=Path(""), metadata={"help": "Folder of the embedded search index; default: index/ in the data dir."})
+    elasticsearch_url: str = field(default="", metadata={"help": "Use this Elasticsearch instead of the embedded index."})
+    search_deadline_seconds: float = field(default=2.5, metadata={"help": "Deadline of a live search across facilities."})
+    harvest_timeout_seconds: float = field(default=30.0, metadata={"help": "Timeout of one harvest request."})
     max_body_bytes: int = field(default=1024 * 1024, metadata={"help": "Largest request body accepted."})
     log_level: str = field(default="INFO", metadata={"help": "Python logging level."})
+
+    @property
+    def effective_index_dir(self) -> Path:
+        return self.index_dir if str(self.index_dir) not in ("", ".") else self.data_dir / "index"
 
     @property
     def effective_database_url(self) -> str:

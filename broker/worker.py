@@ -11,6 +11,7 @@ from datetime import datetime, timezone
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
+from apscheduler.triggers.cron import CronTrigger
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +23,36 @@ def make_scheduler(broker, *, background: bool) -> BaseScheduler:  # noqa: ANN00
                     job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 60})
     scheduler.add_job(broker.health.check_all, "interval", id="health-checks", name="health checks",
                       seconds=broker.settings.health_interval_seconds, next_run_time=datetime.now(timezone.utc))
+    scheduler.add_job(sync_harvest_schedules, "interval", args=[scheduler, broker], id="harvest-schedules",
+                      name="harvest schedules", seconds=60, next_run_time=datetime.now(timezone.utc))
     return scheduler
+
+
+def sync_harvest_schedules(scheduler: BaseScheduler, broker) -> None:  # noqa: ANN001
+    """One cron job per search endpoint with a harvest schedule; follows registry changes."""
+    from broker.registry_kinds import KINDS
+
+    wanted = {}
+    for endpoint in broker.registry.list(KINDS.search_endpoint, limit=500).items:
+        if endpoint["harvest_schedule"]:
+            wanted[f"harvest:{endpoint['id']}"] = (endpoint["id"], endpoint["harvest_schedule"])
+    for job in scheduler.get_jobs():
+        if job.id.startswith("harvest:") and job.id not in wanted:
+            job.remove()
+    for job_id, (endpoint_id, crontab) in wanted.items():
+        existing = scheduler.get_job(job_id)
+        if existing is not None and getattr(existing, "kwargs", {}).get("crontab") == crontab:
+            continue
+        scheduler.add_job(_harvest, CronTrigger.from_crontab(crontab, timezone=timezone.utc), id=job_id,
+                          name=f"harvest {endpoint_id}", args=[broker, endpoint_id], kwargs={"crontab": crontab},
+                          replace_existing=True)
+
+
+def _harvest(broker, endpoint_id: str, crontab: str) -> None:  # noqa: ANN001
+    try:
+        broker.harvest.run(endpoint_id)
+    except Exception:  # one endpoint's failure must not stop the scheduler
+        log.exception("harvest of %s failed", endpoint_id)
 
 
 def run_forever(broker) -> None:  # noqa: ANN001

@@ -8,53 +8,95 @@ from __future__ import annotations
 import html
 import json
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
+
+from urllib.parse import unquote
 
 from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.wrappers import Request, Response
 
+from broker.search.loopback import (
+    RELATIONS,
+    Filter,
+    FilterError,
+    check_where,
+    include_matches,
+    matches,
+    parse_filter,
+    parse_json,
+)
+from demo.catalogue import generate
+
 Handler = Callable[[Request], Response]
-
-SAMPLE_DATASETS = {
-    "sim-ill": [
-        {"pid": "10.5291/ILL-DATA.9-13-612", "title": "SANS of lysozyme in D2O at 295 K", "isPublic": True,
-         "creationDate": "2021-03-14T09:12:00Z", "techniques": ["small angle neutron scattering"],
-         "instrument": "D22"},
-        {"pid": "10.5291/ILL-DATA.5-31-2770", "title": "Inelastic neutron scattering on a frustrated magnet",
-         "isPublic": True, "creationDate": "2020-11-02T15:40:00Z", "techniques": ["neutron spectroscopy"],
-         "instrument": "IN5"},
-    ],
-    "sim-esrf": [
-        {"pid": "10.15151/ESRF-ES-513893234", "title": "SAXS of lysozyme solutions, concentration series",
-         "isPublic": True, "creationDate": "2022-06-21T11:05:00Z", "techniques": ["small angle X-ray scattering"],
-         "instrument": "BM29"},
-    ],
-    "sim-ess": [
-        {"pid": "20.500.12269/sim-ess-0001", "title": "SANS commissioning data, silver behenate standard",
-         "isPublic": True, "creationDate": "2024-01-09T08:00:00Z", "techniques": ["small angle neutron scattering"],
-         "instrument": "LoKI"},
-    ],
-}
-
 
 def _json(data: Any, status: int = 200) -> Response:
     return Response(json.dumps(data), status=status, content_type="application/json")
 
 
-def panosc_search_api(facility: str) -> Handler:
-    datasets = SAMPLE_DATASETS.get(facility, [])
+def panosc_search_api(facility: str, records: list[dict[str, Any]] | None = None, delay: float = 0.0) -> Handler:
+    """A facility's PaNOSC Search API over ``records`` (default: 300 generated ones), answering the
+    filter language (where, include scopes as inner joins, query, limit/skip, order) after ``delay`` s."""
+    records = generate(facility, 300) if records is None else records
+    by_pid = {r["pid"]: r for r in records}
 
     def handle(request: Request) -> Response:
-        if request.path == "/":
-            return _json({"facility": facility, "api_version": "simulated", "simulated": True})
-        if request.path == "/api/Datasets/count":
-            return _json({"count": len(datasets)})
-        if request.path == "/api/Datasets":
-            return _json(datasets)
-        return _json({"error": {"statusCode": 404, "name": "Error", "message": "Unknown path"}}, 404)
+        if delay:
+            time.sleep(delay)
+        path = request.path.rstrip("/") or "/"
+        try:
+            if path == "/":
+                return _json({"facility": facility, "api_version": "simulated", "simulated": True})
+            if path == "/api/Datasets/count":
+                where = parse_json(request.args.get("where"), "where")
+                check_where(where)
+                return _json({"count": sum(1 for r in records if matches(where, r))})
+            if path == "/api/Datasets":
+                flt = parse_filter(request.args.get("filter"), query=request.args.get("query"))
+                return _json(_find(records, flt))
+            if path.startswith("/api/Datasets/"):
+                pid = unquote(path.removeprefix("/api/Datasets/"))
+                if pid in by_pid:
+                    return _json(_project(by_pid[pid], parse_filter(request.args.get("filter"))))
+                return _loopback_error(404, f'Unknown "Dataset" id "{pid}".')
+        except FilterError as exc:
+            return _loopback_error(400, str(exc))
+        return _loopback_error(404, f"Shared class not found for {path}")
 
     return handle
+
+
+def _loopback_error(status: int, message: str) -> Response:
+    name = "Error" if status != 400 else "BadRequestError"
+    return _json({"error": {"statusCode": status, "name": name, "message": message}}, status)
+
+
+def _score(record: dict[str, Any], terms: list[str]) -> float:
+    text = " ".join([record["title"], *(d.get("summary") or "" for d in record.get("documents", [])),
+                     *(k for d in record.get("documents", []) for k in d.get("keywords", []))]).lower()
+    hits = sum(1 for t in terms if t in text)
+    return hits / len(terms) if terms else 0.0
+
+
+def _find(records: list[dict[str, Any]], flt: Filter) -> list[dict[str, Any]]:
+    found = [r for r in records if matches(flt.where, r) and all(include_matches(i, r) for i in flt.include)]
+    if flt.query:
+        terms = [t for t in flt.query.lower().split() if t]
+        scored = [(round(_score(r, terms), 4), r) for r in found]
+        found = [dict(r, score=s) for s, r in sorted(scored, key=lambda x: (-x[0], x[1]["pid"])) if s > 0]
+    else:
+        found.sort(key=lambda r: r["pid"])
+    for name, descending in reversed(flt.order):
+        found.sort(key=lambda r: (r.get(name) is None, r.get(name) or ""), reverse=descending)
+    page = found[flt.skip:flt.skip + flt.limit] if flt.limit else found[flt.skip:]
+    return [_project(r, flt) for r in page]
+
+
+def _project(record: dict[str, Any], flt: Filter) -> dict[str, Any]:
+    """Relations appear only when included, as the LoopBack implementations do."""
+    included = {i.relation for i in flt.include}
+    return {k: v for k, v in record.items() if k not in RELATIONS or k in included}
 
 
 def jupyterhub(version: str = "5.2.1", fail_status: int | None = None) -> Handler:
@@ -153,7 +195,7 @@ class Federation:
 
 def demo_federation() -> Federation:
     federation = Federation()
-    for facility in ("sim-ill", "sim-esrf", "sim-ess"):
+    for facility in ("sim-ill", "sim-esrf", "sim-ess", "sim-european-xfel"):
         federation.add(f"{facility}-search", panosc_search_api(facility))
     federation.add("sim-ill-visa", visa("sim-ill"))
     federation.add("sim-ill-jupyterhub", jupyterhub())
@@ -197,6 +239,10 @@ def demo_registry(federation: Federation) -> dict[str, Any]:
               "title": "ESS JupyterHub (simulated, deliberately broken)", "base_url": u("sim-ess-jupyterhub"),
               "launch_mode": "deeplink"}],
          "search_endpoints": [{"id": "sim-ess-search", "kind": "panosc-search-api", "base_url": u("sim-ess-search")}]},
+        {"id": "sim-european-xfel", "name": "European XFEL (simulated)", "country": "DE",
+         "accepted_issuers": ["demo-idp", "umbrellaid"],
+         "search_endpoints": [{"id": "sim-european-xfel-search", "kind": "panosc-search-api",
+                               "base_url": u("sim-european-xfel-search"), "harvest_schedule": "30 * * * *"}]},
         {"id": "sim-egi", "name": "EGI (simulated)", "country": "NL", "accepted_issuers": ["umbrellaid"],
          "services": [
              {"id": "sim-egi-binder", "kind": "binderhub", "title": "EGI Binder (simulated)",

@@ -26,13 +26,15 @@ def run_demo(port: int, data_dir: Path) -> None:
         health_interval_seconds=30, health_timeout_seconds=3.0, port=port)
     broker = build_broker(settings)
     report = import_registry(broker.registry, Principal("demo", admin=True), demo_registry(federation))
+    jobs = broker.harvest.run_all()  # so the first search already has every facility's datasets
     base = f"http://127.0.0.1:{port}"
     print(f"""
 PaN Broker demo (simulated federation on loopback: {len(federation.systems)} systems; registry: \
-{report.writes} writes)
+{report.writes} writes; harvested {sum(j["imported"] for j in jobs)} datasets)
 
   Portal            {base}/
   API (Swagger UI)  {base}/api/v1/ui/
+  Search            {base}/api/v1/datasets?q=lysozyme  (add &mode=live to ask the facilities)
   Services          {base}/api/v1/services
   Health            {base}/api/v1/health
   Admin token       {token_file}  (curl -H "Authorization: Bearer $(cat {token_file})" ...)

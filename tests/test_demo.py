@@ -38,7 +38,7 @@ def test_demo_serves_the_api_with_the_federation_registered_and_checked(tmp_path
                 pass
             time.sleep(0.3)
         assert health is not None, "the demo did not start"
-        assert health["counts"] == {"up": 8, "down": 1}, health
+        assert health["counts"] == {"up": 9, "down": 1}, health
         down = [i["id"] for i in health["items"] if i["status"] == "down"]
         assert down == ["sim-ess-jupyterhub"]
 

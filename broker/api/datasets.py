@@ -1,0 +1,34 @@
+"""Handlers of the dataset search API."""
+from __future__ import annotations
+
+from typing import Any
+
+from broker.api.context import broker
+from broker.api.registry import JSON
+from broker.search.model import SearchResult
+from broker.search.service import parse_query
+
+
+def search(**params: Any) -> tuple:
+    query = parse_query(params)
+    return serialise(broker().search.search(query), query.page, query.size, query.mode.value), 200, JSON
+
+
+def get_dataset(pid: str) -> tuple:
+    return broker().search.get(pid).to_dict(), 200, JSON
+
+
+def serialise(result: SearchResult, page: int, size: int, mode: str) -> dict[str, Any]:
+    return {
+        "items": [d.to_dict() for d in result.items],
+        "total": result.total,
+        "total_exact": result.total_exact,
+        "page": page,
+        "size": size,
+        "mode": mode,
+        "partial": result.partial,
+        "facets": {name: [{"value": b.value, "count": b.count, **({"label": b.label} if b.label else {})}
+                          for b in buckets] for name, buckets in result.facets.items()},
+        "sources": [{"facility": s.facility, "status": s.status.value, "latency_ms": s.latency_ms,
+                     "count": s.count, "error": s.error} for s in result.sources],
+    }

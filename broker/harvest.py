@@ -1,0 +1,167 @@
+"""Harvesting: gather -> fetch -> import of each search endpoint's datasets into the index, as a
+persisted job with per-stage times, counts and per-item errors (CKAN ckanext-harvest's shape).
+
+A source that cannot be read fails its own job only; the index keeps what it had. Datasets that a
+complete harvest no longer sees are deleted from the index.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any, Iterable
+
+from sqlalchemy import select
+
+from broker.authz import Principal
+from broker.errors import FieldError, InvalidInput, NotFound
+from broker.registry_kinds import iso
+from broker.search.index import DatasetIndex
+from broker.search.model import Dataset
+from connectors import connector_for
+from connectors.errors import UpstreamError
+from connectors.http import HttpClient
+from registry.models import (
+    HarvestError,
+    HarvestJob,
+    HarvestStage,
+    HarvestState,
+    SearchEndpoint,
+    utcnow,
+)
+from registry.store import Store
+
+log = logging.getLogger(__name__)
+MAX_ERRORS_KEPT = 1000
+BATCH = 1000
+
+
+class HarvestService:
+    def __init__(self, store: Store, http: HttpClient, index: DatasetIndex, *, timeout: float):
+        self.store = store
+        self.http = http
+        self.index = index
+        self.timeout = timeout
+
+    def run_all(self) -> list[dict[str, Any]]:
+        """Harvest every search endpoint, one after the other; a failing one does not stop the rest."""
+        with self.store.session() as session:
+            ids = session.scalars(select(SearchEndpoint.id).order_by(SearchEndpoint.id)).all()
+        return [self.run(endpoint_id) for endpoint_id in ids]
+
+    def run_as(self, actor: Principal, endpoint_id: str) -> dict[str, Any]:
+        """``run``, for a caller who must be allowed to write the endpoint's facility."""
+        with self.store.session() as session:
+            endpoint = session.get(SearchEndpoint, endpoint_id)
+            if endpoint is None:
+                raise InvalidInput.from_fields([FieldError("endpoint_id", f"no search endpoint {endpoint_id!r}")])
+            actor.require_write(endpoint.facility_id)
+        return self.run(endpoint_id)
+
+    def run(self, endpoint_id: str) -> dict[str, Any]:
+        """One complete harvest of one endpoint; returns the finished job."""
+        with self.store.session() as session:
+            endpoint = session.get(SearchEndpoint, endpoint_id)
+            if endpoint is None:
+                raise NotFound(f"no search endpoint {endpoint_id!r}")
+            facility, kind, base_url = endpoint.facility_id, endpoint.kind, endpoint.base_url
+            config = dict(endpoint.connector_config or {})
+            job = HarvestJob(endpoint_id=endpoint_id, state=HarvestState.RUNNING.value)
+            session.add(job)
+            session.flush()
+            job_id = job.id
+        connector = connector_for(kind)
+        errors: list[tuple[str, str, str]] = []
+        seen: set[str] = set()
+        counts = {"gathered": 0, "imported": 0, "deleted": 0}
+        stamps: dict[str, Any] = {}
+        failure = None
+        if not hasattr(connector, "harvest"):
+            failure = f"connector {kind!r} cannot harvest"
+        try:
+            pages = connector.harvest(self.http, base_url, config, self.timeout) if failure is None else []
+            for page in pages:
+                counts["gathered"] += len(page)
+                stamps["gathered_at"] = utcnow()
+                fetched = self._fetch(connector, page, errors)
+                stamps["fetched_at"] = utcnow()
+                datasets = self._import(connector, fetched, facility, endpoint_id, errors)
+                seen.update(d.pid for d in datasets)
+                counts["imported"] += self.index.upsert(datasets)
+        except UpstreamError as exc:
+            failure = f"{HarvestStage.GATHER.value}: {exc.detail}"
+        if failure is None:
+            gone = self.index.pids(endpoint_id) - seen
+            self.index.delete(gone)
+            counts["deleted"] = len(gone)
+        self.index.commit()
+        state = HarvestState.FAILED if failure else (HarvestState.PARTIAL if errors else HarvestState.SUCCEEDED)
+        with self.store.session() as session:
+            job = session.get(HarvestJob, job_id)
+            job.state, job.error, job.finished_at, job.failed = state.value, failure, utcnow(), len(errors)
+            for name, value in {**counts, **stamps}.items():
+                setattr(job, name, value)
+            session.add_all(HarvestError(job_id=job_id, item_id=item[:500], stage=stage, error=error[:2000])
+                            for item, stage, error in errors[:MAX_ERRORS_KEPT])
+        log.info("harvest %s: %s (%s gathered, %s imported, %s deleted, %s failed)%s", endpoint_id, state.value,
+                 counts["gathered"], counts["imported"], counts["deleted"], len(errors),
+                 f": {failure}" if failure else "")
+        return self.job(job_id)
+
+    @staticmethod
+    def _fetch(connector: Any, page: Iterable[Any], errors: list) -> list[Any]:
+        """Complete each gathered item (a no-op for sources whose listings carry whole records)."""
+        fetch = getattr(connector, "fetch", None)
+        if fetch is None:
+            return list(page)
+        out = []
+        for item in page:
+            try:
+                out.append(fetch(item))
+            except UpstreamError as exc:
+                errors.append((_item_id(item), HarvestStage.FETCH.value, exc.detail))
+        return out
+
+    @staticmethod
+    def _import(connector: Any, items: Iterable[Any], facility: str, source: str, errors: list) -> list[Dataset]:
+        datasets = []
+        for item in items:
+            try:
+                datasets.append(connector.to_dataset(item, facility, source))
+            except UpstreamError as exc:
+                errors.append((_item_id(item), HarvestStage.IMPORT.value, exc.detail))
+        return datasets
+
+    # -- status --------------------------------------------------------------------------------
+    def jobs(self, endpoint_id: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        with self.store.session() as session:
+            query = select(HarvestJob).order_by(HarvestJob.id.desc()).limit(limit)
+            if endpoint_id:
+                query = query.where(HarvestJob.endpoint_id == endpoint_id)
+            return [self._show(job) for job in session.scalars(query)]
+
+    def job(self, job_id: int) -> dict[str, Any]:
+        with self.store.session() as session:
+            job = session.get(HarvestJob, job_id)
+            if job is None:
+                raise NotFound(f"no harvest job {job_id}")
+            errors = session.scalars(select(HarvestError).where(HarvestError.job_id == job_id)
+                                     .order_by(HarvestError.id).limit(100)).all()
+            return {**self._show(job), "errors": [{"item": e.item_id, "stage": e.stage, "error": e.error}
+                                                   for e in errors]}
+
+    def latest(self) -> dict[str, dict[str, Any]]:
+        """The newest job of each endpoint."""
+        return {job["endpoint_id"]: job for job in reversed(self.jobs(limit=1000))}
+
+    @staticmethod
+    def _show(job: HarvestJob) -> dict[str, Any]:
+        return {"id": job.id, "endpoint_id": job.endpoint_id, "state": job.state,
+                "started_at": iso(job.started_at), "gathered_at": iso(job.gathered_at),
+                "fetched_at": iso(job.fetched_at), "finished_at": iso(job.finished_at),
+                "gathered": job.gathered, "imported": job.imported, "deleted": job.deleted, "failed": job.failed,
+                "error": job.error}
+
+
+def _item_id(item: Any) -> str:
+    if isinstance(item, dict):
+        return str(item.get("pid") or item.get("id") or "?")
+    return str(item)[:100]

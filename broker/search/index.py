@@ -1,0 +1,88 @@
+"""The dataset index: one interface, two backends (embedded Tantivy, Elasticsearch).
+
+Both take the same ``SearchRequest`` and the same facet (aggregation) requests, written as
+Elasticsearch aggregation JSON, and both return aggregation results in Elasticsearch's shape, which
+``facet_buckets`` reads once for both.
+"""
+from __future__ import annotations
+
+import abc
+from typing import Any, Iterable
+
+from broker.errors import FieldError, InvalidInput
+from broker.search.model import Dataset, FacetBucket, SearchRequest, SearchResult
+from broker.search.techniques import panet
+
+#: deepest result a page may reach (offset + limit); deeper paging is refused with a clear error
+MAX_WINDOW = 10_000
+
+#: facet name -> (index field, aggregation request in Elasticsearch JSON)
+FACETS: dict[str, dict[str, Any]] = {
+    "facility": {"terms": {"field": "facility", "size": 50}},
+    "technique": {"terms": {"field": "technique", "size": 50}},
+    "instrument": {"terms": {"field": "instrument", "size": 50}},
+    "year": {"terms": {"field": "year", "size": 100}},
+    "access": {"terms": {"field": "access", "size": 2}},
+}
+
+
+def check_window(request: SearchRequest) -> None:
+    if request.limit < 1 or request.offset < 0:
+        raise InvalidInput.from_fields([FieldError("size", "must be at least 1, and the page at least 1")])
+    if request.offset + request.limit > MAX_WINDOW:
+        raise InvalidInput.from_fields([FieldError(
+            "page", f"results deeper than {MAX_WINDOW} are not served; narrow the search or use filters")])
+
+
+def facet_buckets(name: str, aggregation: dict[str, Any]) -> list[FacetBucket]:
+    """Buckets of one facet from an Elasticsearch-shaped aggregation result."""
+    buckets = []
+    for bucket in aggregation.get("buckets", []):
+        key = bucket.get("key_as_string", bucket["key"])
+        if isinstance(key, float) and key.is_integer():
+            key = int(key)
+        value = str(key)
+        label = panet().label(value) if name == "technique" else None
+        buckets.append(FacetBucket(value, int(bucket["doc_count"]), label))
+    if name == "year":
+        buckets.sort(key=lambda b: b.value, reverse=True)
+    return buckets
+
+
+class DatasetIndex(abc.ABC):
+    """The harvested datasets of every facility, searchable with one ranking."""
+
+    @abc.abstractmethod
+    def upsert(self, datasets: Iterable[Dataset]) -> int:
+        """Add or replace datasets (by pid); visible to searches after ``commit``."""
+
+    @abc.abstractmethod
+    def delete(self, pids: Iterable[str]) -> None:
+        """Remove datasets by pid; visible after ``commit``."""
+
+    @abc.abstractmethod
+    def delete_source(self, source: str) -> None:
+        """Remove every dataset harvested from one search endpoint."""
+
+    @abc.abstractmethod
+    def commit(self) -> None:
+        """Make writes visible to readers (atomically)."""
+
+    @abc.abstractmethod
+    def search(self, request: SearchRequest) -> SearchResult:
+        """One page of matches, the total and the requested facets."""
+
+    @abc.abstractmethod
+    def get(self, pid_or_doi: str) -> Dataset | None:
+        """The dataset with this pid or DOI (DOIs match in any case)."""
+
+    @abc.abstractmethod
+    def pids(self, source: str) -> set[str]:
+        """Pids of every dataset harvested from ``source`` (to detect deletions)."""
+
+    @abc.abstractmethod
+    def count(self) -> int:
+        """Number of datasets."""
+
+    def close(self) -> None:
+        """Release writers and readers."""

@@ -1,0 +1,254 @@
+"""The PaNOSC Search API filter language (LoopBack 3 JSON filter plus ``query`` and ``text``).
+
+``parse_filter`` validates a filter and says what is wrong in LoopBack's words; ``matches`` evaluates a
+``where`` clause against a record in memory (the simulated facilities use it, and so can any
+in-memory source).
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from broker.search.units import UnknownUnit, to_si
+
+OPERATORS = {"eq", "neq", "gt", "gte", "lt", "lte", "between", "inq", "nin", "like", "nlike", "ilike", "nilike"}
+RELATIONS = {"documents", "document", "techniques", "instrument", "parameters", "files", "samples", "datasets",
+             "members"}
+MAX_FILTER_CHARS = 20_000
+MAX_LIMIT = 1000
+
+
+class FilterError(ValueError):
+    """A filter the API cannot run; ``message`` says what to fix."""
+
+
+@dataclass(frozen=True)
+class Include:
+    relation: str
+    where: dict[str, Any] | None = None  # a scope's where: the parent is dropped when nothing matches
+
+
+@dataclass(frozen=True)
+class Filter:
+    where: dict[str, Any] = field(default_factory=dict)
+    include: tuple[Include, ...] = ()
+    limit: int | None = None
+    skip: int = 0
+    query: str | None = None
+    order: tuple[tuple[str, bool], ...] = ()  # (property, descending)
+
+
+def parse_json(raw: str | None, name: str = "filter") -> dict[str, Any]:
+    if raw is None or raw == "":
+        return {}
+    if len(raw) > MAX_FILTER_CHARS:
+        raise FilterError(f"{name} is longer than {MAX_FILTER_CHARS} characters")
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise FilterError(f"{name} is not valid JSON: {exc.msg} at character {exc.pos}") from exc
+    if not isinstance(value, dict):
+        raise FilterError(f"{name} must be a JSON object")
+    return value
+
+
+def parse_filter(raw: str | dict | None, *, query: str | None = None) -> Filter:
+    """A validated filter from its JSON text (or already-parsed object)."""
+    data = raw if isinstance(raw, dict) else parse_json(raw)
+    unknown = set(data) - {"where", "include", "limit", "skip", "offset", "query", "order", "fields"}
+    if unknown:
+        raise FilterError(f"unknown filter key(s): {', '.join(sorted(unknown))}")
+    where = data.get("where") or {}
+    check_where(where)
+    limit = _integer(data.get("limit"), "limit", 0, MAX_LIMIT)
+    skip = _integer(data.get("skip", data.get("offset")), "skip", 0, 1_000_000) or 0
+    text = data.get("query", query)
+    if text is not None and not isinstance(text, str):
+        raise FilterError("query must be a string")
+    return Filter(where, _includes(data.get("include")), limit or None, skip, text or None, _order(data.get("order")))
+
+
+def _order(raw: Any) -> tuple[tuple[str, bool], ...]:
+    if raw is None:
+        return ()
+    items = raw if isinstance(raw, list) else [raw]
+    out = []
+    for item in items:
+        parts = str(item).split()
+        if len(parts) not in (1, 2) or (len(parts) == 2 and parts[1].upper() not in ("ASC", "DESC")):
+            raise FilterError(f"order {item!r}: use \"property ASC\" or \"property DESC\"")
+        out.append((parts[0], len(parts) == 2 and parts[1].upper() == "DESC"))
+    return tuple(out)
+
+
+def _integer(value: Any, name: str, low: int, high: int) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise FilterError(f"{name} must be an integer between {low} and {high}")
+    return value
+
+
+def _includes(raw: Any) -> tuple[Include, ...]:
+    if raw is None:
+        return ()
+    items = raw if isinstance(raw, list) else [raw]
+    out = []
+    for item in items:
+        if isinstance(item, str):
+            relation, scope = item, None
+        elif isinstance(item, dict) and isinstance(item.get("relation"), str):
+            relation, scope = item["relation"], item.get("scope")
+        else:
+            raise FilterError("include entries must be relation names or {\"relation\": ..., \"scope\": ...}")
+        if relation not in RELATIONS:
+            raise FilterError(f"unknown relation {relation!r}; use one of {', '.join(sorted(RELATIONS))}")
+        where = None
+        if scope is not None:
+            if not isinstance(scope, dict):
+                raise FilterError(f"the scope of {relation} must be an object")
+            where = scope.get("where")
+            if where is not None:
+                check_where(where)
+        out.append(Include("documents" if relation == "document" else relation, where))
+    return tuple(out)
+
+
+def check_where(where: Any) -> None:
+    if not isinstance(where, dict):
+        raise FilterError("where must be an object")
+    for key, value in where.items():
+        if key in ("and", "or"):
+            if not isinstance(value, list) or not value:
+                raise FilterError(f"{key} takes a non-empty list of conditions")
+            for clause in value:
+                check_where(clause)
+        elif isinstance(value, dict):
+            if len(value) != 1:
+                raise FilterError(f"the condition on {key!r} must hold exactly one operator")
+            op, operand = next(iter(value.items()))
+            if op not in OPERATORS:
+                raise FilterError(f"unknown operator {op!r} on {key!r}; use one of {', '.join(sorted(OPERATORS))}")
+            if op == "between" and not (isinstance(operand, list) and len(operand) == 2):
+                raise FilterError(f"between on {key!r} takes a list of two values")
+            if op in ("inq", "nin") and not isinstance(operand, list):
+                raise FilterError(f"{op} on {key!r} takes a list")
+
+
+# -- in-memory evaluation ------------------------------------------------------------------------
+
+TEXT_FIELDS = {"datasets": ("title",), "documents": ("title", "summary"), "instrument": ("name", "facility"),
+               "techniques": ("name",), "files": ("name",), "samples": ("name", "description")}
+
+
+def matches(where: dict[str, Any], record: dict[str, Any], model: str = "datasets") -> bool:
+    for key, condition in where.items():
+        if key == "and":
+            if not all(matches(c, record, model) for c in condition):
+                return False
+        elif key == "or":
+            if not any(matches(c, record, model) for c in condition):
+                return False
+        elif key == "text":
+            needle = str(condition).lower()
+            if not any(needle in str(record.get(f) or "").lower() for f in TEXT_FIELDS.get(model, ("title",))):
+                return False
+        elif not _condition(record.get(key), condition):
+            return False
+    return True
+
+
+def _condition(value: Any, condition: Any) -> bool:
+    op, operand = next(iter(condition.items())) if isinstance(condition, dict) else ("eq", condition)
+    if op == "eq":
+        return _cmp(value, operand) == 0
+    if op == "neq":
+        return _cmp(value, operand) != 0
+    if op in ("inq", "nin"):
+        found = any(_cmp(value, o) == 0 for o in operand)
+        return found if op == "inq" else not found
+    if op in ("like", "nlike", "ilike", "nilike"):
+        flags = re.IGNORECASE if op in ("ilike", "nilike") else 0
+        pattern = "^" + re.escape(str(operand)).replace("%", ".*").replace("_", ".") + "$"
+        hit = value is not None and re.search(pattern, str(value), flags) is not None
+        return hit if op in ("like", "ilike") else not hit
+    if value is None:
+        return False
+    if op == "between":
+        return _cmp(value, operand[0]) >= 0 and _cmp(value, operand[1]) <= 0
+    result = _cmp(value, operand)
+    return {"gt": result > 0, "gte": result >= 0, "lt": result < 0, "lte": result <= 0}[op]
+
+
+def _cmp(a: Any, b: Any) -> int:
+    if isinstance(a, (int, float)) and not isinstance(a, bool):
+        try:
+            b = float(b)
+        except (TypeError, ValueError):
+            return 1
+    elif isinstance(a, str) and isinstance(b, str) and _looks_like_date(a) and _looks_like_date(b):
+        a, b = _date(a), _date(b)
+    elif a is None or b is None:
+        return 0 if a is b else 1
+    else:
+        a, b = (str(a) if not isinstance(a, bool) else a), (str(b) if not isinstance(b, bool) else b)
+    return (a > b) - (a < b)
+
+
+def _looks_like_date(text: str) -> bool:
+    return bool(re.match(r"^\d{4}-\d{2}-\d{2}", text))
+
+
+def _date(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")) if "T" in text else datetime.fromisoformat(text)
+
+
+def parameter_matches(where: dict[str, Any], parameter: dict[str, Any]) -> bool:
+    """A parameter scope (name/value/unit) against one parameter, comparing values in SI units."""
+    conditions = where.get("and", [where]) if set(where) == {"and"} else [where]
+    flat: dict[str, Any] = {}
+    for c in conditions:
+        flat.update(c)
+    wanted_unit = flat.get("unit")
+    for key, condition in flat.items():
+        if key == "unit":
+            continue
+        if key == "value" and wanted_unit and parameter.get("unit"):
+            try:
+                value_si = to_si(float(parameter["value"]), parameter["unit"])
+                converted = _convert_condition(condition, wanted_unit)
+            except (UnknownUnit, TypeError, ValueError):
+                return False
+            if not _condition(value_si.value, converted):
+                return False
+        elif not _condition(parameter.get(key), condition):
+            return False
+    return True
+
+
+def _convert_condition(condition: Any, unit: str) -> Any:
+    def si(v: Any) -> float:
+        return to_si(float(v), unit).value
+
+    if not isinstance(condition, dict):
+        return {"eq": si(condition)}
+    op, operand = next(iter(condition.items()))
+    if isinstance(operand, list):
+        return {op: [si(v) for v in operand]}
+    return {op: si(operand)}
+
+
+def include_matches(include: Include, record: dict[str, Any]) -> bool:
+    """True when the record survives the include's scope (an inner join), or has no scope."""
+    if include.where is None:
+        return True
+    related = record.get(include.relation)
+    items = related if isinstance(related, list) else ([related] if related else [])
+    if include.relation == "parameters":
+        return any(parameter_matches(include.where, p) for p in items)
+    return any(matches(include.where, item, include.relation) for item in items)

@@ -1,0 +1,193 @@
+"""The embedded index: Tantivy (BM25 with block-max WAND top-k, fast fields, Elasticsearch-compatible
+aggregations) in a folder beside the SQLite file.
+
+One process writes (the worker; in the embedded default the only process); readers reload when a
+commit lands, also across processes.
+"""
+from __future__ import annotations
+
+import json
+import threading
+from datetime import timezone
+from pathlib import Path
+from typing import Any, Iterable
+
+import tantivy
+
+from broker.search.index import FACETS, DatasetIndex, check_window, facet_buckets
+from broker.search.model import Dataset, SearchRequest, SearchResult, Sort
+from broker.search.techniques import panet
+from broker.search.units import INDEXED_PARAMETERS
+
+TEXT_FIELDS = {"title": 3.0, "keywords": 2.0, "techniques_text": 2.0, "instrument_text": 2.0, "summary": 1.0}
+WRITER_HEAP = 128 * 1024 * 1024
+
+
+def _schema() -> tantivy.Schema:
+    builder = tantivy.SchemaBuilder()
+    for name in ("pid", "ids", "facility", "source", "instrument", "technique", "technique_any", "access"):
+        builder.add_text_field(name, stored=False, fast=True, tokenizer_name="raw", index_option="basic")
+    for name in TEXT_FIELDS:
+        builder.add_text_field(name, stored=False, tokenizer_name="en_stem")
+    builder.add_integer_field("year", indexed=True, fast=True)
+    builder.add_date_field("date", indexed=True, fast=True)
+    for name in INDEXED_PARAMETERS:
+        builder.add_float_field(f"p_{name}", indexed=True, fast=True)
+    builder.add_text_field("doc", stored=True, tokenizer_name="raw", index_option="basic")
+    return builder.build()
+
+
+class TantivyIndex(DatasetIndex):
+    def __init__(self, path: Path | None):
+        self.schema = _schema()
+        if path is not None:
+            path.mkdir(parents=True, exist_ok=True)
+        self._index = tantivy.Index(self.schema, str(path) if path else None, reuse=True)
+        self._index.config_reader("commit")
+        self._writer: tantivy.IndexWriter | None = None
+        self._lock = threading.Lock()
+
+    # -- writes (one writer per index folder, taken on first write) --------------------------
+    def _w(self) -> tantivy.IndexWriter:
+        if self._writer is None:
+            self._writer = self._index.writer(heap_size=WRITER_HEAP)
+        return self._writer
+
+    def upsert(self, datasets: Iterable[Dataset]) -> int:
+        n = 0
+        with self._lock:
+            writer = self._w()
+            for dataset in datasets:
+                writer.delete_documents_by_term("pid", dataset.pid)
+                writer.add_document(self._document(dataset))
+                n += 1
+        return n
+
+    def delete(self, pids: Iterable[str]) -> None:
+        with self._lock:
+            writer = self._w()
+            for pid in pids:
+                writer.delete_documents_by_term("pid", pid)
+
+    def delete_source(self, source: str) -> None:
+        with self._lock:
+            self._w().delete_documents_by_term("source", source)
+
+    def commit(self) -> None:
+        with self._lock:
+            if self._writer is not None:
+                self._writer.commit()
+        self._index.reload()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._writer is not None:
+                self._writer.wait_merging_threads()
+                self._writer = None
+
+    @staticmethod
+    def _document(dataset: Dataset) -> tantivy.Document:
+        ontology = panet()
+        direct = [t.iri for t in dataset.techniques if t.iri]
+        doc = tantivy.Document()
+        doc.add_text("pid", dataset.pid)
+        for key in {dataset.pid.lower(), *(d.lower() for d in [dataset.doi] if d)}:
+            doc.add_text("ids", key)
+        doc.add_text("facility", dataset.facility)
+        doc.add_text("source", dataset.source or "")
+        doc.add_text("access", "public" if dataset.is_public else "embargoed")
+        if dataset.instrument:
+            doc.add_text("instrument", dataset.instrument)
+            doc.add_text("instrument_text", dataset.instrument)
+        for iri in direct:
+            doc.add_text("technique", iri)
+        for iri in ontology.with_ancestors(direct):
+            doc.add_text("technique_any", iri)
+        doc.add_text("title", dataset.title)
+        if dataset.summary:
+            doc.add_text("summary", dataset.summary)
+        for text in (*dataset.keywords, *(k for d in dataset.documents for k in d.keywords)):
+            doc.add_text("keywords", text)
+        for technique in dataset.techniques:
+            doc.add_text("techniques_text", technique.name)
+        if dataset.creation_date:
+            moment = dataset.creation_date
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=timezone.utc)
+            doc.add_date("date", moment)
+            doc.add_integer("year", moment.year)
+        for parameter in dataset.parameters:
+            if parameter.si_value is not None and parameter.name in INDEXED_PARAMETERS:
+                doc.add_float(f"p_{parameter.name}", parameter.si_value)
+        doc.add_text("doc", json.dumps(dataset.to_dict(), separators=(",", ":")))
+        return doc
+
+    # -- reads ---------------------------------------------------------------------------------
+    def _query(self, request: SearchRequest) -> tantivy.Query:
+        clauses: list[tuple[tantivy.Occur, tantivy.Query]] = []
+        if request.q.strip():
+            text, _errors = self._index.parse_query_lenient(request.q, list(TEXT_FIELDS), field_boosts=TEXT_FIELDS)
+            clauses.append((tantivy.Occur.Must, text))
+        filters = []
+        for field, values in (("facility", request.facilities), ("technique_any", request.techniques),
+                              ("instrument", request.instruments), ("ids", tuple(p.lower() for p in request.pids))):
+            if values:
+                filters.append(tantivy.Query.term_set_query(self.schema, field, list(values)))
+        if request.is_public is not None:
+            filters.append(tantivy.Query.term_query(self.schema, "access",
+                                                    "public" if request.is_public else "embargoed"))
+        if request.years:
+            filters.append(tantivy.Query.range_query(self.schema, "year", tantivy.FieldType.Integer,
+                                                     _bound(request.years.low, int, -10**9),
+                                                     _bound(request.years.high, int, 10**9)))
+        for name, bounds in request.parameters:
+            filters.append(tantivy.Query.range_query(self.schema, f"p_{name}", tantivy.FieldType.Float,
+                                                     _bound(bounds.low, float, -1e308),
+                                                     _bound(bounds.high, float, 1e308)))
+        clauses.extend((tantivy.Occur.Must, tantivy.Query.const_score_query(f, 0.0)) for f in filters)
+        if not clauses:
+            return tantivy.Query.all_query()
+        return tantivy.Query.boolean_query(clauses)
+
+    def search(self, request: SearchRequest) -> SearchResult:
+        check_window(request)  # also refuses limit < 1, which tantivy would panic on
+        searcher = self._index.searcher()
+        query = self._query(request)
+        options: dict[str, Any] = {"limit": request.limit, "offset": request.offset, "count": True}
+        if request.sort is Sort.NEWEST or (request.sort is Sort.RELEVANCE and not request.q.strip()):
+            options.update(order_by_field="date", order=tantivy.Order.Desc)
+        elif request.sort is Sort.OLDEST:
+            options.update(order_by_field="date", order=tantivy.Order.Asc)
+        result = searcher.search(query, **options)
+        items = [Dataset.from_dict(json.loads(searcher.doc(address)["doc"][0])) for _, address in result.hits]
+        facets = {}
+        if request.facets:
+            aggregations = searcher.aggregate(query, {name: FACETS[name] for name in request.facets})
+            facets = {name: facet_buckets(name, aggregations.get(name, {})) for name in request.facets}
+        return SearchResult(items, result.count, facets)
+
+    def get(self, pid_or_doi: str) -> Dataset | None:
+        searcher = self._index.searcher()
+        result = searcher.search(tantivy.Query.term_query(self.schema, "ids", pid_or_doi.lower()), limit=1)
+        if not result.hits:
+            return None
+        return Dataset.from_dict(json.loads(searcher.doc(result.hits[0][1])["doc"][0]))
+
+    def pids(self, source: str) -> set[str]:
+        searcher = self._index.searcher()
+        query = tantivy.Query.term_query(self.schema, "source", source)
+        found: set[str] = set()
+        offset = 0
+        while True:  # tantivy refuses limit=0 (it panics), so page until a short page
+            page = searcher.search(query, limit=1000, offset=offset, count=False)
+            found.update(json.loads(searcher.doc(a)["doc"][0])["pid"] for _, a in page.hits)
+            if len(page.hits) < 1000:
+                return found
+            offset += 1000
+
+    def count(self) -> int:
+        return self._index.searcher().num_docs
+
+
+def _bound(value: float | None, kind: type, default: float) -> Any:
+    return kind(value) if value is not None else kind(default)
