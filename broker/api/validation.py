@@ -6,8 +6,9 @@ import re
 import typing as t
 
 from connexion.exceptions import BadRequestProblem, ProblemException
-from connexion.validators import VALIDATOR_MAP, JSONRequestBodyValidator
-from jsonschema import ValidationError
+from connexion.validators import VALIDATOR_MAP, JSONRequestBodyValidator, ParameterValidator
+from jsonschema import Draft4Validator, ValidationError
+from jsonschema.exceptions import best_match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from broker.api.problems import TYPE_PREFIX
@@ -36,6 +37,10 @@ def _message(error: ValidationError) -> str:
         return f"must be of type {error.validator_value}"
     if error.validator == "enum":
         return "must be one of: " + ", ".join(map(str, error.validator_value))
+    if error.validator in ("minimum", "maximum"):
+        return f"must be {'at least' if error.validator == 'minimum' else 'at most'} {error.validator_value}"
+    if error.validator in ("maxLength", "maxItems"):
+        return f"too long: at most {error.validator_value}"
     return error.message
 
 
@@ -54,7 +59,38 @@ class FieldNamingBodyValidator(JSONRequestBodyValidator):
                                ext={"errors": fields})
 
 
-VALIDATORS = {**VALIDATOR_MAP, "body": {**VALIDATOR_MAP["body"], "application/json": FieldNamingBodyValidator}}
+class FieldNamingParameterValidator(ParameterValidator):
+    """Reports every invalid parameter by name, in a short message, as ``errors: [{field, message}]``."""
+
+    def validate_request(self, request: t.Any) -> None:
+        fields = []
+        if self.strict_validation:
+            extra = self.validate_query_parameter_list(request, security_params=self.security_query_params)
+            fields.extend({"field": name, "message": "unknown parameter; remove it"} for name in sorted(extra))
+        sources = {"query": request.query_params, "path": request.path_params, "header": request.headers}
+        for location, values in sources.items():
+            for param in self.parameters.get(location, []):
+                name = param["name"]
+                value = values.get(name.replace("-", "_") if location == "path" else name)
+                message = _parameter_error(value, param)
+                if message:
+                    fields.append({"field": name, "message": message})
+        if fields:
+            summary = "; ".join(f"{f['field']}: {f['message']}" for f in fields)
+            raise ProblemException(status=400, title="Bad Request", detail=f"Fix these parameters: {summary}",
+                                   ext={"errors": fields})
+
+
+def _parameter_error(value: t.Any, param: dict) -> str | None:
+    if value is None:
+        return "required" if param.get("required") else None
+    schema = param.get("schema", param)
+    error = best_match(Draft4Validator(schema, format_checker=Draft4Validator.FORMAT_CHECKER).iter_errors(value))
+    return _message(error) if error else None
+
+
+VALIDATORS = {**VALIDATOR_MAP, "parameter": FieldNamingParameterValidator,
+              "body": {**VALIDATOR_MAP["body"], "application/json": FieldNamingBodyValidator}}
 
 
 class BrokerScope:

@@ -1,0 +1,113 @@
+"""Harvesting simulated PaNOSC Search APIs into the index: incremental state, deletions, per-item
+errors with their stage, a failing facility isolated."""
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+
+from broker.authz import Principal
+from broker.registry_kinds import KINDS
+from demo import federation as sim
+from demo.catalogue import generate
+from tests.conftest import ADMIN
+
+ACTOR = Principal("test", admin=True)
+
+
+def register(broker, endpoints):  # noqa: ANN001, ANN201
+    for facility, url in endpoints.items():
+        broker.registry.create(ACTOR, KINDS.facility, {"id": facility, "name": facility, "country": "FR"})
+        broker.registry.create(ACTOR, KINDS.search_endpoint, {"id": f"{facility}-search", "facility_id": facility,
+                                                              "kind": "panosc-search-api", "base_url": url,
+                                                              "connector_config": {"page_size": 40}})
+
+
+@pytest.fixture
+def records():  # noqa: ANN201
+    return generate("sim-ill", 120)
+
+
+def test_a_harvest_gathers_fetches_and_imports_every_dataset(sqlite_broker, records):  # noqa: ANN001
+    with sim.Federation() as fed:
+        fed.add("ill", sim.panosc_search_api("sim-ill", records))
+        fed.start()
+        register(sqlite_broker, {"ill": fed.url("ill")})
+        job = sqlite_broker.harvest.run("ill-search")
+    assert job["state"] == "succeeded"
+    assert (job["gathered"], job["imported"], job["deleted"], job["failed"]) == (120, 120, 0, 0)
+    assert job["gathered_at"] and job["fetched_at"] and job["finished_at"]
+    assert sqlite_broker.index.count() == 120
+    stored = sqlite_broker.index.get(records[0]["pid"])
+    assert stored.facility == "ill" and stored.instrument == records[0]["instrument"]["name"]
+    assert stored.documents[0].doi == records[0]["documents"][0]["doi"]
+    assert stored.techniques[0].iri == records[0]["techniques"][0]["pid"]
+
+
+def test_datasets_gone_from_the_source_are_deleted_and_changes_updated(sqlite_broker, records):  # noqa: ANN001
+    with sim.Federation() as fed:
+        fed.add("ill", sim.panosc_search_api("sim-ill", records))
+        fed.start()
+        register(sqlite_broker, {"ill": fed.url("ill")})
+        sqlite_broker.harvest.run("ill-search")
+        removed = records.pop(5)
+        records[0]["title"] = "Retitled by the facility"
+        job = sqlite_broker.harvest.run("ill-search")
+    assert job["deleted"] == 1 and job["imported"] == 119
+    assert sqlite_broker.index.get(removed["pid"]) is None
+    assert sqlite_broker.index.get(records[0]["pid"]).title == "Retitled by the facility"
+
+
+def test_bad_records_are_recorded_with_their_stage_and_the_rest_imported(sqlite_broker, records):  # noqa: ANN001
+    records[3] = {"pid": "broken-1", "isPublic": "perhaps"}  # no title, bad flag
+    with sim.Federation() as fed:
+        fed.add("ill", sim.panosc_search_api("sim-ill", records))
+        fed.start()
+        register(sqlite_broker, {"ill": fed.url("ill")})
+        job = sqlite_broker.harvest.run("ill-search")
+    assert job["state"] == "partial" and job["imported"] == 119 and job["failed"] == 1
+    assert job["errors"][0]["item"] == "broken-1" and job["errors"][0]["stage"] == "import"
+
+
+def test_a_failing_facility_fails_its_own_job_only_and_the_index_keeps_its_data(sqlite_broker, records):  # noqa: ANN001
+    healthy = True
+
+    def flaky(request):  # noqa: ANN001, ANN202
+        if healthy:
+            return sim.panosc_search_api("sim-ill", records)(request)
+        return sim.Response("<html>maintenance</html>", status=503)
+
+    with sim.Federation() as fed:
+        fed.add("ill", flaky)
+        fed.add("ess", sim.panosc_search_api("sim-ess", generate("sim-ess", 30)))
+        fed.start()
+        register(sqlite_broker, {"ill": fed.url("ill"), "ess": fed.url("ess")})
+        sqlite_broker.harvest.run_all()
+        healthy = False
+        jobs = {j["endpoint_id"]: j for j in sqlite_broker.harvest.run_all()}
+    assert jobs["ill-search"]["state"] == "failed" and "gather" in jobs["ill-search"]["error"]
+    assert jobs["ess-search"]["state"] == "succeeded"
+    assert sqlite_broker.index.count() == 150  # nothing of ILL was deleted
+
+
+def test_harvest_api_and_cli(sqlite_client, sqlite_broker, records, tmp_path, monkeypatch):  # noqa: ANN001
+    with sim.Federation() as fed:
+        fed.add("ill", sim.panosc_search_api("sim-ill", records))
+        fed.start()
+        register(sqlite_broker, {"ill": fed.url("ill")})
+        assert sqlite_client.post("/api/v1/harvest/jobs", json={"endpoint_id": "ill-search"}).status_code == 401
+        unknown = sqlite_client.post("/api/v1/harvest/jobs", json={"endpoint_id": "nope"}, headers=ADMIN)
+        assert unknown.status_code == 422
+        created = sqlite_client.post("/api/v1/harvest/jobs", json={"endpoint_id": "ill-search"}, headers=ADMIN)
+        assert created.status_code == 201 and created.json()["imported"] == 120
+    listed = sqlite_client.get("/api/v1/harvest/jobs?endpoint=ill-search").json()["items"]
+    assert listed[0]["id"] == created.json()["id"]
+    assert sqlite_client.get(f"/api/v1/harvest/jobs/{listed[0]['id']}").json()["state"] == "succeeded"
+    assert sqlite_client.get("/api/v1/harvest/jobs/9999").status_code == 404
+
+    sqlite_broker.index.close()  # the CLI process takes the index writer
+    monkeypatch.setenv("PANBROKER_DATA_DIR", str(sqlite_broker.settings.data_dir))
+    monkeypatch.setenv("PANBROKER_ALLOWED_NETWORKS", "127.0.0.0/8")
+    from broker.cli import main
+
+    status = CliRunner().invoke(main, ["harvest", "status"], catch_exceptions=False)
+    assert status.exit_code == 0 and "ill-search" in status.output and "succeeded" in status.output

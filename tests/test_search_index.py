@@ -1,0 +1,148 @@
+"""The shared behavioural suite every index backend must pass: embedded Tantivy always, Elasticsearch
+when PANBROKER_ELASTICSEARCH_URL is set."""
+from __future__ import annotations
+
+import os
+import warnings
+from datetime import datetime, timezone
+
+import pytest
+
+from broker.errors import InvalidInput
+from broker.search.model import Dataset, DocumentRef, Parameter, Range, SearchRequest, Sort, TechniqueRef
+from broker.search.tantivy_index import TantivyIndex
+from broker.search.techniques import panet
+from connectors.panosc_search import parameter
+
+ES_URL = os.environ.get("PANBROKER_ELASTICSEARCH_URL")
+
+
+def technique(name: str) -> TechniqueRef:
+    return TechniqueRef(name, panet().resolve(name)[0])
+
+
+def dataset(pid: str, title: str, facility: str = "ill", year: int = 2021, **extra) -> Dataset:  # noqa: ANN003
+    return Dataset(pid=pid, facility=facility, title=title, source=f"{facility}-search",
+                   creation_date=datetime(year, 6, 1, tzinfo=timezone.utc), **extra)
+
+
+CORPUS = [
+    dataset("ill/1", "Lysozyme in D2O by small angle neutron scattering", instrument="D22",
+            techniques=(technique("small angle neutron scattering"),),
+            parameters=(parameter("sample_temperature", 295, "K"), parameter("incident_wavelength", 6, "Å"))),
+    dataset("ill/2", "Spin waves in a frustrated magnet", instrument="IN5", year=2019,
+            summary="inelastic measurement; lysozyme not involved at all",
+            techniques=(technique("inelastic neutron spectroscopy"),),
+            parameters=(parameter("sample_temperature", 1.5, "K"),)),
+    dataset("esrf/1", "Lysozyme solutions, concentration series", facility="esrf", instrument="BM29", year=2022,
+            doi="10.15151/ESRF-ES-1", techniques=(technique("small angle x-ray scattering"),),
+            parameters=(parameter("sample_temperature", 20, "°C"), parameter("incident_photon_energy", 12.5, "keV"))),
+    dataset("esrf/2", "Battery cathode powder diffraction", facility="esrf", instrument="ID31", year=2023,
+            is_public=False, techniques=(technique("x-ray powder diffraction"),),
+            parameters=(parameter("sample_pressure", 10, "bar"),),
+            documents=(DocumentRef("ESRF-CH-1", "Operando batteries", "proposal", keywords=("battery",)),)),
+    dataset("ess/1", "Silver behenate calibration", facility="ess", instrument="LoKI", year=2024,
+            techniques=(technique("small angle neutron scattering"),)),
+]
+
+
+@pytest.fixture(params=["tantivy", "elasticsearch"])
+def index(request, tmp_path):  # noqa: ANN001, ANN201
+    if request.param == "elasticsearch":
+        if not ES_URL:
+            warnings.warn("PANBROKER_ELASTICSEARCH_URL is not set: the Elasticsearch backend suite is SKIPPED",
+                          stacklevel=1)
+            pytest.skip("PANBROKER_ELASTICSEARCH_URL is not set; Elasticsearch backend not tested")
+        pytest.skip("the Elasticsearch backend is not implemented yet")
+    built = TantivyIndex(tmp_path / "index")
+    built.upsert(CORPUS)
+    built.commit()
+    yield built
+    built.close()
+
+
+def pids(result) -> list[str]:  # noqa: ANN001
+    return [d.pid for d in result.items]
+
+
+def test_bm25_ranks_title_matches_above_summary_mentions(index):  # noqa: ANN001
+    result = index.search(SearchRequest(q="lysozyme"))
+    assert result.total == 3
+    assert pids(result)[-1] == "ill/2"  # only its summary mentions lysozyme
+    assert set(pids(result)[:2]) == {"ill/1", "esrf/1"}
+
+
+def test_keywords_of_the_proposal_are_searchable(index):  # noqa: ANN001
+    assert pids(index.search(SearchRequest(q="battery"))) == ["esrf/2"]
+
+
+def test_facets_count_each_value_over_all_matches(index):  # noqa: ANN001
+    result = index.search(SearchRequest(q="lysozyme", limit=1, facets=("facility", "instrument", "access", "year")))
+    facility = {b.value: b.count for b in result.facets["facility"]}
+    assert facility == {"ill": 2, "esrf": 1}
+    assert {b.value: b.count for b in result.facets["access"]} == {"public": 3}
+    assert [b.value for b in result.facets["year"]] == ["2022", "2021", "2019"]
+
+
+def test_a_technique_matches_its_descendants_and_the_facet_is_labelled(index):  # noqa: ANN001
+    small_angle = tuple(panet().resolve("small angle scattering"))
+    result = index.search(SearchRequest(techniques=small_angle, facets=("technique",)))
+    assert set(pids(result)) == {"ill/1", "esrf/1", "ess/1"}
+    labels = {b.label for b in result.facets["technique"]}
+    assert labels == {"small angle neutron scattering", "small angle x-ray scattering"}
+
+
+def test_parameter_ranges_compare_in_si_units(index):  # noqa: ANN001
+    # 20 °C = 293.15 K falls in 290..300 K with the 295 K dataset; 1.5 K does not
+    warm = index.search(SearchRequest(parameters=(("sample_temperature", Range(290, 300)),)))
+    assert set(pids(warm)) == {"ill/1", "esrf/1"}
+    energy = index.search(SearchRequest(parameters=(("incident_photon_energy", Range(12000 * 1.602176634e-19, None)),)))
+    assert pids(energy) == ["esrf/1"]
+    wavelength = index.search(SearchRequest(parameters=(("incident_wavelength", Range(0.5e-9, 0.7e-9)),)))
+    assert pids(wavelength) == ["ill/1"]
+
+
+def test_filters_combine_with_text(index):  # noqa: ANN001
+    assert pids(index.search(SearchRequest(q="lysozyme", facilities=("esrf",)))) == ["esrf/1"]
+    assert pids(index.search(SearchRequest(is_public=False))) == ["esrf/2"]
+    assert set(pids(index.search(SearchRequest(years=Range(2022, 2023))))) == {"esrf/1", "esrf/2"}
+    assert pids(index.search(SearchRequest(instruments=("LoKI",)))) == ["ess/1"]
+
+
+def test_sort_by_date_and_default_order_without_text(index):  # noqa: ANN001
+    newest = pids(index.search(SearchRequest(sort=Sort.NEWEST)))
+    assert newest == ["ess/1", "esrf/2", "esrf/1", "ill/1", "ill/2"]
+    assert pids(index.search(SearchRequest(sort=Sort.OLDEST))) == list(reversed(newest))
+    assert pids(index.search(SearchRequest())) == newest
+
+
+def test_page_two_continues_page_one(index):  # noqa: ANN001
+    for request in (SearchRequest(q="lysozyme scattering"), SearchRequest()):
+        everything = pids(index.search(SearchRequest(**{**request.__dict__, "limit": 10})))
+        pages = [pids(index.search(SearchRequest(**{**request.__dict__, "offset": o, "limit": 2}))) for o in (0, 2, 4)]
+        assert sum(pages, []) == everything
+
+
+def test_deep_paging_is_refused_with_a_clear_error(index):  # noqa: ANN001
+    with pytest.raises(InvalidInput, match="deeper than"):
+        index.search(SearchRequest(offset=9_995, limit=10))
+
+
+def test_lookup_by_pid_or_doi_in_any_case(index):  # noqa: ANN001
+    assert index.get("ill/1").title.startswith("Lysozyme in D2O")
+    assert index.get("10.15151/esrf-es-1").pid == "esrf/1"
+    assert index.get("nope") is None
+    record = index.get("ill/1")
+    assert record.parameters[0].si_value == 295.0 and record.techniques[0].iri.endswith("PaNET01189")
+
+
+def test_upsert_replaces_and_delete_removes(index):  # noqa: ANN001
+    index.upsert([dataset("ill/1", "Renamed dataset")])
+    index.delete(["ess/1"])
+    index.commit()
+    assert index.count() == 4
+    assert index.get("ill/1").title == "Renamed dataset"
+    assert index.pids("ill-search") == {"ill/1", "ill/2"}
+    index.delete_source("esrf-search")
+    index.commit()
+    assert index.count() == 2
