@@ -83,7 +83,9 @@ def create_app(settings: Settings | None = None, broker: Broker | None = None) -
     app.add_error_handler(StarletteHTTPException, problems.http_error)
     app.add_error_handler(Exception, problems.unexpected)
 
+    from broker.api.panosc import blueprint as panosc_api
     from web import blueprint  # the portal pages; imported here so services never import Flask
 
     app.app.register_blueprint(blueprint)
+    app.app.register_blueprint(panosc_api)
     return app

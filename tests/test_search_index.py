@@ -146,3 +146,8 @@ def test_upsert_replaces_and_delete_removes(index):  # noqa: ANN001
     index.delete_source("esrf-search")
     index.commit()
     assert index.count() == 2
+
+
+def test_pid_order_is_stable_for_harvesters(index):  # noqa: ANN001
+    assert pids(index.search(SearchRequest(sort=Sort.PID, limit=3))) == ["esrf/1", "esrf/2", "ess/1"]
+    assert pids(index.search(SearchRequest(sort=Sort.PID, offset=3, limit=3))) == ["ill/1", "ill/2"]

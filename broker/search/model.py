@@ -78,6 +78,7 @@ class Sort(enum.StrEnum):
     RELEVANCE = "relevance"
     NEWEST = "newest"
     OLDEST = "oldest"
+    PID = "pid"  # a stable order for harvesters paging through everything
 
 
 class SourceState(enum.StrEnum):

@@ -68,6 +68,8 @@ def parse_query(params: dict[str, Any]) -> Query:
     year_from = _int(params, "year_from", None, 1900, 2200, errors)
     year_to = _int(params, "year_to", None, 1900, 2200, errors)
     sort, mode = _choice(params, "sort", Sort, Sort.RELEVANCE, errors), _choice(params, "mode", Mode, Mode.INDEX, errors)
+    if sort is Sort.PID and mode is Mode.LIVE:
+        errors.append(FieldError("sort", "pid order is served from the index only"))
     public = params.get("public")
     if public is not None and not isinstance(public, bool):
         lowered = str(public).lower()

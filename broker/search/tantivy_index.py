@@ -158,6 +158,8 @@ class TantivyIndex(DatasetIndex):
             options.update(order_by_field="date", order=tantivy.Order.Desc)
         elif request.sort is Sort.OLDEST:
             options.update(order_by_field="date", order=tantivy.Order.Asc)
+        elif request.sort is Sort.PID:
+            options.update(order_by_field="pid", order=tantivy.Order.Asc)
         result = searcher.search(query, **options)
         items = [Dataset.from_dict(json.loads(searcher.doc(address)["doc"][0])) for _, address in result.hits]
         facets = {}

@@ -1,0 +1,209 @@
+"""The broker as a federated PaNOSC Search API: LoopBack filters translated into index searches, and
+index records shown in the PaNOSC data model. Anything the broker cannot honour is refused with a
+LoopBack error that says so, never silently ignored."""
+from __future__ import annotations
+
+from typing import Any
+
+from broker.search.index import MAX_WINDOW
+from broker.search.loopback import Filter, FilterError, Include, check_where, parse_filter, parse_json
+from broker.search.model import Dataset, Range, SearchRequest, SearchResult, Sort
+from broker.search.service import Mode, Query, SearchService
+from broker.search.techniques import panet
+from broker.search.units import INDEXED_PARAMETERS, UnknownUnit, to_si
+
+DEFAULT_LIMIT = 100
+DATASET_PROPERTIES = {"pid", "isPublic", "creationDate", "title", "text"}
+
+
+def to_request(flt: Filter, *, count_only: bool = False) -> SearchRequest:
+    """The index search a PaNOSC filter asks for; ``FilterError`` for what cannot be honoured."""
+    values: dict[str, Any] = {"q": " ".join(filter(None, [flt.query]))}
+    _where(flt.where, values)
+    for include in flt.include:
+        _include(include, values)
+    limit = flt.limit or DEFAULT_LIMIT
+    if flt.skip + limit > MAX_WINDOW and not count_only:
+        raise FilterError(f"skip + limit may not exceed {MAX_WINDOW}")
+    sort = Sort.RELEVANCE
+    for name, descending in flt.order:
+        if name == "pid" and not descending:
+            sort = Sort.PID
+        elif name == "creationDate":
+            sort = Sort.NEWEST if descending else Sort.OLDEST
+        else:
+            raise FilterError(f"order by {name!r} {'DESC' if descending else 'ASC'} is not supported; "
+                              "order by creationDate (ASC or DESC) or pid ASC")
+    return SearchRequest(offset=0 if count_only else flt.skip, limit=1 if count_only else limit, sort=sort,
+                         **{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
+
+def _where(where: dict[str, Any], values: dict[str, Any]) -> None:
+    for key, condition in where.items():
+        if key == "and":
+            for clause in condition:
+                _where(clause, values)
+        elif key == "or":
+            raise FilterError("or is not supported at the dataset level; use inq")
+        elif key not in DATASET_PROPERTIES:
+            raise FilterError(f"where on {key!r} is not supported; use {', '.join(sorted(DATASET_PROPERTIES))}")
+        elif key in ("text", "title"):
+            text = condition if not isinstance(condition, dict) else next(iter(condition.values()))
+            values["q"] = " ".join(filter(None, [values.get("q"), str(text).replace("%", " ")]))
+        elif key == "pid":
+            op, operand = _op(condition)
+            if op not in ("eq", "inq"):
+                raise FilterError("pid takes equality or inq")
+            values.setdefault("pids", []).extend(operand if isinstance(operand, list) else [operand])
+        elif key == "isPublic":
+            op, operand = _op(condition)
+            if op != "eq" or not isinstance(operand, bool):
+                raise FilterError("isPublic takes true or false")
+            values["is_public"] = operand
+        elif key == "creationDate":
+            values["years"] = _years(condition)
+
+
+def _op(condition: Any) -> tuple[str, Any]:
+    return next(iter(condition.items())) if isinstance(condition, dict) else ("eq", condition)
+
+
+def _years(condition: Any) -> Range:
+    op, operand = _op(condition)
+    try:
+        if op == "between":
+            return Range(int(str(operand[0])[:4]), int(str(operand[1])[:4]))
+        year = int(str(operand)[:4])
+    except ValueError as exc:
+        raise FilterError("creationDate takes ISO dates") from exc
+    bounds = {"gt": Range(year, None), "gte": Range(year, None), "lt": Range(None, year), "lte": Range(None, year),
+              "eq": Range(year, year)}
+    if op not in bounds:
+        raise FilterError(f"creationDate does not take {op}")
+    return bounds[op]
+
+
+def _include(include: Include, values: dict[str, Any]) -> None:
+    where = include.where
+    if where is None:
+        return
+    flat = _flatten(where)
+    if include.relation == "techniques":
+        names = []
+        for key in ("pid", "name", "panetId"):
+            if key in flat:
+                op, operand = _op(flat[key])
+                names.extend(operand if isinstance(operand, list) else [operand])
+        iris = [iri for name in names for iri in panet().resolve(str(name))]
+        if not iris:
+            raise FilterError(f"no PaNET technique matches {names}")
+        values.setdefault("techniques", []).extend(iris)
+    elif include.relation == "instrument":
+        op, operand = _op(flat.get("name", {}))
+        if "name" not in flat or op not in ("eq", "inq"):
+            raise FilterError("instrument scopes take name (equality or inq)")
+        values.setdefault("instruments", []).extend(operand if isinstance(operand, list) else [operand])
+    elif include.relation == "parameters":
+        values.setdefault("parameters", []).append(_parameter(flat))
+    else:
+        raise FilterError(f"filtering on {include.relation} is not supported; techniques, instrument and "
+                          "parameters are")
+
+
+def _flatten(where: dict[str, Any]) -> dict[str, Any]:
+    check_where(where)
+    flat: dict[str, Any] = {}
+    for key, value in where.items():
+        if key == "and":
+            for clause in value:
+                flat.update(_flatten(clause))
+        elif key == "or":
+            raise FilterError("or is not supported inside include scopes")
+        else:
+            flat[key] = value
+    return flat
+
+
+def _parameter(flat: dict[str, Any]) -> tuple[str, Range]:
+    name = flat.get("name")
+    if name not in INDEXED_PARAMETERS:
+        raise FilterError(f"parameter {name!r} is not searchable; use {', '.join(INDEXED_PARAMETERS)}")
+    unit = flat.get("unit") or INDEXED_PARAMETERS[name]
+    op, operand = _op(flat.get("value", {}))
+
+    def si(value: Any) -> float:
+        try:
+            quantity = to_si(float(value), unit)
+        except (UnknownUnit, TypeError, ValueError) as exc:
+            raise FilterError(f"parameter {name}: {exc}") from exc
+        if quantity.unit != INDEXED_PARAMETERS[name]:
+            raise FilterError(f"parameter {name}: {unit} is not a unit of it")
+        return quantity.value
+
+    if op == "between":
+        return name, Range(si(operand[0]), si(operand[1]))
+    if op in ("gt", "gte"):
+        return name, Range(si(operand), None)
+    if op in ("lt", "lte"):
+        return name, Range(None, si(operand))
+    if op == "eq":
+        return name, Range(si(operand), si(operand))
+    raise FilterError(f"parameter values take between, gt, gte, lt, lte or equality, not {op}")
+
+
+def to_record(dataset: Dataset, includes: set[str], score: float | None = None) -> dict[str, Any]:
+    """A dataset in the PaNOSC data model; relations only when included, as LoopBack does."""
+    record: dict[str, Any] = {"pid": dataset.pid, "title": dataset.title, "isPublic": dataset.is_public,
+                              "creationDate": dataset.creation_date.isoformat().replace("+00:00", "Z")
+                              if dataset.creation_date else None, "size": dataset.size,
+                              "facility": dataset.facility}
+    if score is not None:
+        record["score"] = score
+    if "documents" in includes:
+        record["documents"] = [{"pid": d.pid, "title": d.title, "type": d.type, "doi": d.doi, "summary": d.summary,
+                                "keywords": list(d.keywords), "isPublic": dataset.is_public}
+                               for d in dataset.documents]
+    if "techniques" in includes:
+        record["techniques"] = [{"pid": t.iri or t.name, "name": t.name} for t in dataset.techniques]
+    if "instrument" in includes and dataset.instrument:
+        record["instrument"] = {"pid": f"{dataset.facility}/{dataset.instrument}", "name": dataset.instrument,
+                                "facility": dataset.facility}
+    if "parameters" in includes:
+        record["parameters"] = [{"name": p.name, "value": p.value, "unit": p.unit} for p in dataset.parameters]
+    return record
+
+
+class PanoscCompat:
+    """Answers the PaNOSC Search API's Datasets and Instruments calls from the index."""
+
+    def __init__(self, search: SearchService):
+        self.search = search
+        self.index = search.index
+
+    def datasets(self, raw_filter: str | None, raw_query: str | None = None) -> tuple[list[dict[str, Any]], SearchResult]:
+        """Records and the search result (whose ``sources`` say which facilities the index holds)."""
+        flt = parse_filter(raw_filter, query=raw_query)
+        request = to_request(flt)
+        result = self.search.search(Query(request, Mode.INDEX, 1, request.limit))
+        includes = {i.relation for i in flt.include}
+        ranked = bool(flt.query)
+        records = [to_record(d, includes, round(1.0 - i / max(len(result.items), 1), 4) if ranked else None)
+                   for i, d in enumerate(result.items)]
+        return records, result
+
+    def count(self, raw_where: str | None) -> int:
+        where = parse_json(raw_where, "where")
+        check_where(where)
+        return self.index.search(to_request(Filter(where=where), count_only=True)).total
+
+    def dataset(self, pid: str, raw_filter: str | None) -> dict[str, Any] | None:
+        flt = parse_filter(raw_filter)
+        found = self.index.get(pid)
+        return to_record(found, {i.relation for i in flt.include}) if found else None
+
+    def instruments(self, raw_filter: str | None) -> list[dict[str, Any]]:
+        flt = parse_filter(raw_filter)
+        result = self.index.search(SearchRequest(limit=1, facets=("instrument",)))
+        items = [{"pid": b.value, "name": b.value} for b in result.facets.get("instrument", [])]
+        limit = flt.limit or len(items)
+        return items[flt.skip:flt.skip + limit]

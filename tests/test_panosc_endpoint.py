@@ -1,0 +1,118 @@
+"""``/panosc/api``: the broker as a federated PaNOSC Search API. The strongest check is that a PaNOSC
+client (the broker's own connector) harvests a broker as it harvests a facility."""
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import uvicorn
+
+from broker.app import build_broker, create_app
+from broker.authz import Principal
+from broker.registry_kinds import KINDS
+from demo import federation as sim
+from demo.catalogue import generate
+from tests.conftest import make_settings
+
+ACTOR = Principal("test", admin=True)
+
+
+@pytest.fixture
+def harvested(sqlite_broker):  # noqa: ANN001, ANN201
+    with sim.Federation() as fed:
+        for name in ("sim-ill", "sim-esrf"):
+            fed.add(name, sim.panosc_search_api(name, generate(name, 60)))
+        fed.start()
+        for name in ("sim-ill", "sim-esrf"):
+            sqlite_broker.registry.create(ACTOR, KINDS.facility, {"id": name, "name": name, "country": "FR"})
+            sqlite_broker.registry.create(ACTOR, KINDS.search_endpoint, {
+                "id": f"{name}-search", "facility_id": name, "kind": "panosc-search-api", "base_url": fed.url(name)})
+        sqlite_broker.harvest.run_all()
+    return sqlite_broker
+
+
+def get(client, path, **params):  # noqa: ANN001, ANN003, ANN201
+    return client.get("/panosc/api" + path, params={k: json.dumps(v) if not isinstance(v, str) else v
+                                                     for k, v in params.items()})
+
+
+def test_datasets_count_and_lookup_answer_from_the_index(sqlite_client, harvested):  # noqa: ANN001
+    assert get(sqlite_client, "/Datasets/count").json() == {"count": 120}
+    public = get(sqlite_client, "/Datasets/count", where={"isPublic": True}).json()["count"]
+    assert 0 < public < 120
+    page = get(sqlite_client, "/Datasets", filter={"limit": 5, "include": ["techniques", "documents"]})
+    assert page.status_code == 200 and len(page.json()) == 5
+    assert page.headers["X-PaN-Sources"] == "sim-esrf=index,sim-ill=index" and page.headers["X-PaN-Partial"] == "false"
+    first = page.json()[0]
+    assert first["techniques"][0]["pid"].startswith("http://purl.org/pan-science/PaNET/")
+    assert "parameters" not in first  # relations only when included
+    one = get(sqlite_client, "/Datasets/" + first["pid"], filter={"include": [{"relation": "parameters"}]}).json()
+    assert one["pid"] == first["pid"] and "parameters" in one
+
+
+def test_the_filter_language_filters_by_technique_parameter_and_text(sqlite_client, harvested):  # noqa: ANN001
+    flt = {"limit": 100, "query": "scattering", "include": [
+        {"relation": "techniques", "scope": {"where": {"name": "small angle scattering"}}},
+        {"relation": "parameters", "scope": {"where": {"and": [
+            {"name": "sample_temperature"}, {"value": {"between": [0, 30]}}, {"unit": "°C"}]}}}]}
+    records = get(sqlite_client, "/Datasets", filter=flt).json()
+    assert records
+    for record in records:
+        assert "small angle" in record["techniques"][0]["name"]
+        assert record["score"] <= 1.0
+
+
+@pytest.mark.parametrize("filter_text, fragment", [
+    ("{bad json", "not valid JSON"),
+    ('{"where": {"size": {"gt": 5}}}', "not supported"),
+    ('{"where": {"title": {"regexp": "x"}}}', "unknown operator"),
+    ('{"limit": 100000}', "limit"),
+    ('{"skip": 9990, "limit": 100}', "exceed"),
+    ('{"include": [{"relation": "parameters", "scope": {"where": {"name": "sample_colour"}}}]}', "not searchable"),
+    ('{"include": [{"relation": "spaceships"}]}', "unknown relation"),
+    ('{"color": 1}', "unknown filter key"),
+])
+def test_bad_filters_get_loopback_errors(sqlite_client, filter_text, fragment):  # noqa: ANN001
+    response = sqlite_client.get("/panosc/api/Datasets", params={"filter": filter_text})
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["statusCode"] == 400 and fragment in error["message"]
+
+
+def test_an_unknown_dataset_is_a_loopback_404(sqlite_client):  # noqa: ANN001
+    response = sqlite_client.get("/panosc/api/Datasets/10.1234/none")
+    assert response.status_code == 404 and response.json()["error"]["statusCode"] == 404
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_a_panosc_client_harvests_the_broker_like_a_facility(harvested, tmp_path: Path):  # noqa: ANN001
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(broker=harvested), host="127.0.0.1", port=port,
+                                           log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        while not server.started:
+            time.sleep(0.05)
+        downstream = build_broker(make_settings(tmp_path / "downstream"))
+        downstream.registry.create(ACTOR, KINDS.facility, {"id": "federation", "name": "F", "country": "EU"[:2]})
+        downstream.registry.create(ACTOR, KINDS.search_endpoint, {
+            "id": "upstream-broker", "facility_id": "federation", "kind": "panosc-search-api",
+            "base_url": f"http://127.0.0.1:{port}/panosc", "connector_config": {"page_size": 50}})
+        job = downstream.harvest.run("upstream-broker")
+        assert job["state"] == "succeeded" and job["imported"] == 120, job["error"]
+        probe = downstream.health.check_all()[0]
+        assert probe.status == "up"
+        downstream.index.close()
+    finally:
+        server.should_exit = True
+        thread.join(timeout=5)
