@@ -25,6 +25,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/registry.py
+	$(BIN)/python bench/search.py
 
 # Re-pin every dependency to what resolves today (run after changing setup.py's requirements).
 constraints:

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any, Iterator
 from urllib.parse import quote
 
-from marshmallow import EXCLUDE, Schema, fields
+from marshmallow import EXCLUDE, Schema, ValidationError, fields
 
 from connectors.base import ConfigSchema, JsonProbe, SearchConnector, url_field
 from connectors.errors import UpstreamBadResponse
@@ -98,12 +98,17 @@ def parameter(name: str, value: Any, unit: str | None) -> Parameter:
     return Parameter(name, numeric if numeric is not None else value, unit, si)
 
 
+_DATASET = _Dataset()  # building a schema costs more than loading a record with it
+
+
 def to_dataset(record: Any, facility: str, source: str | None) -> Dataset:
     """A facility's Dataset record as the broker's ``Dataset``; ``UpstreamBadResponse`` when unusable."""
-    errors = _Dataset().validate(record) if isinstance(record, dict) else {"(record)": "not an object"}
-    if errors:
-        raise UpstreamBadResponse(f"unusable dataset record: {json.dumps(errors)[:200]}")
-    data = _Dataset().load(record)
+    if not isinstance(record, dict):
+        raise UpstreamBadResponse("unusable dataset record: not an object")
+    try:
+        data = _DATASET.load(record)
+    except ValidationError as exc:
+        raise UpstreamBadResponse(f"unusable dataset record: {json.dumps(exc.messages)[:200]}") from exc
     documents = list(data.get("documents") or []) + ([data["document"]] if data.get("document") else [])
     instrument = data.get("instrument")
     return Dataset(

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import html
 import json
+import logging
 import threading
 import time
 from dataclasses import dataclass, field
@@ -169,6 +170,7 @@ class Federation:
         self.systems[name] = SimulatedSystem(name, handler)
 
     def start(self) -> "Federation":
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one access-log line per simulated request
         for system in self.systems.values():
             app = Request.application(system.handler)
             system.server = make_server("127.0.0.1", 0, app, threaded=True)

@@ -1,7 +1,6 @@
 """``panbroker demo``: the simulated federation plus the broker with its embedded defaults."""
 from __future__ import annotations
 
-import logging
 import secrets
 from pathlib import Path
 
@@ -14,7 +13,6 @@ from demo.federation import demo_federation, demo_registry
 
 
 def run_demo(port: int, data_dir: Path) -> None:
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # the simulators' access logs
     federation = demo_federation().start()
     token_file = data_dir / "admin-token"
     data_dir.mkdir(parents=True, exist_ok=True)

@@ -3,7 +3,7 @@ at the connector edge; the index, the API and the PaNOSC endpoint speak only the
 from __future__ import annotations
 
 import enum
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -53,9 +53,18 @@ class Dataset:
     source: str | None = None  # the search endpoint it came from
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["creation_date"] = self.creation_date.isoformat() if self.creation_date else None
-        return data
+        # written out rather than dataclasses.asdict, which deep-copies and was the indexing bottleneck
+        return {
+            "pid": self.pid, "facility": self.facility, "title": self.title, "is_public": self.is_public,
+            "creation_date": self.creation_date.isoformat() if self.creation_date else None,
+            "summary": self.summary, "doi": self.doi, "keywords": list(self.keywords), "instrument": self.instrument,
+            "techniques": [{"name": t.name, "iri": t.iri} for t in self.techniques],
+            "parameters": [{"name": p.name, "value": p.value, "unit": p.unit, "si_value": p.si_value}
+                           for p in self.parameters],
+            "documents": [{"pid": d.pid, "title": d.title, "type": d.type, "doi": d.doi, "summary": d.summary,
+                           "keywords": list(d.keywords)} for d in self.documents],
+            "file_count": self.file_count, "size": self.size, "source": self.source,
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Dataset":

@@ -25,15 +25,17 @@ WRITER_HEAP = 128 * 1024 * 1024
 
 def _schema() -> tantivy.Schema:
     builder = tantivy.SchemaBuilder()
-    for name in ("pid", "ids", "facility", "source", "instrument", "technique", "technique_any", "access"):
+    for name in ("pid", "facility", "instrument", "technique", "access"):  # sorted on or faceted: fast
         builder.add_text_field(name, stored=False, fast=True, tokenizer_name="raw", index_option="basic")
+    for name in ("ids", "source"):  # looked up only
+        builder.add_text_field(name, stored=False, tokenizer_name="raw", index_option="basic")
     for name in TEXT_FIELDS:
         builder.add_text_field(name, stored=False, tokenizer_name="en_stem")
     builder.add_integer_field("year", indexed=True, fast=True)
     builder.add_date_field("date", indexed=True, fast=True)
     for name in INDEXED_PARAMETERS:
         builder.add_float_field(f"p_{name}", indexed=True, fast=True)
-    builder.add_text_field("doc", stored=True, tokenizer_name="raw", index_option="basic")
+    builder.add_bytes_field("doc", stored=True)  # the whole record, returned with hits; not indexed
     return builder.build()
 
 
@@ -87,8 +89,6 @@ class TantivyIndex(DatasetIndex):
 
     @staticmethod
     def _document(dataset: Dataset) -> tantivy.Document:
-        ontology = panet()
-        direct = [t.iri for t in dataset.techniques if t.iri]
         doc = tantivy.Document()
         doc.add_text("pid", dataset.pid)
         for key in {dataset.pid.lower(), *(d.lower() for d in [dataset.doi] if d)}:
@@ -99,10 +99,9 @@ class TantivyIndex(DatasetIndex):
         if dataset.instrument:
             doc.add_text("instrument", dataset.instrument)
             doc.add_text("instrument_text", dataset.instrument)
-        for iri in direct:
-            doc.add_text("technique", iri)
-        for iri in ontology.with_ancestors(direct):
-            doc.add_text("technique_any", iri)
+        for technique in dataset.techniques:
+            if technique.iri:
+                doc.add_text("technique", technique.iri)
         doc.add_text("title", dataset.title)
         if dataset.summary:
             doc.add_text("summary", dataset.summary)
@@ -119,7 +118,7 @@ class TantivyIndex(DatasetIndex):
         for parameter in dataset.parameters:
             if parameter.si_value is not None and parameter.name in INDEXED_PARAMETERS:
                 doc.add_float(f"p_{parameter.name}", parameter.si_value)
-        doc.add_text("doc", json.dumps(dataset.to_dict(), separators=(",", ":")))
+        doc.add_bytes("doc", json.dumps(dataset.to_dict(), separators=(",", ":")).encode())
         return doc
 
     # -- reads ---------------------------------------------------------------------------------
@@ -129,7 +128,8 @@ class TantivyIndex(DatasetIndex):
             text, _errors = self._index.parse_query_lenient(request.q, list(TEXT_FIELDS), field_boosts=TEXT_FIELDS)
             clauses.append((tantivy.Occur.Must, text))
         filters = []
-        for field, values in (("facility", request.facilities), ("technique_any", request.techniques),
+        techniques = tuple(panet().with_descendants(list(request.techniques))) if request.techniques else ()
+        for field, values in (("facility", request.facilities), ("technique", techniques),
                               ("instrument", request.instruments), ("ids", tuple(p.lower() for p in request.pids))):
             if values:
                 filters.append(tantivy.Query.term_set_query(self.schema, field, list(values)))
@@ -161,7 +161,7 @@ class TantivyIndex(DatasetIndex):
         elif request.sort is Sort.PID:
             options.update(order_by_field="pid", order=tantivy.Order.Asc)
         result = searcher.search(query, **options)
-        items = [Dataset.from_dict(json.loads(searcher.doc(address)["doc"][0])) for _, address in result.hits]
+        items = [Dataset.from_dict(json.loads(bytes(searcher.doc(address)["doc"][0]))) for _, address in result.hits]
         facets = {}
         if request.facets:
             aggregations = searcher.aggregate(query, {name: FACETS[name] for name in request.facets})
@@ -173,7 +173,7 @@ class TantivyIndex(DatasetIndex):
         result = searcher.search(tantivy.Query.term_query(self.schema, "ids", pid_or_doi.lower()), limit=1)
         if not result.hits:
             return None
-        return Dataset.from_dict(json.loads(searcher.doc(result.hits[0][1])["doc"][0]))
+        return Dataset.from_dict(json.loads(bytes(searcher.doc(result.hits[0][1])["doc"][0])))
 
     def pids(self, source: str) -> set[str]:
         searcher = self._index.searcher()
@@ -182,7 +182,7 @@ class TantivyIndex(DatasetIndex):
         offset = 0
         while True:  # tantivy refuses limit=0 (it panics), so page until a short page
             page = searcher.search(query, limit=1000, offset=offset, count=False)
-            found.update(json.loads(searcher.doc(a)["doc"][0])["pid"] for _, a in page.hits)
+            found.update(json.loads(bytes(searcher.doc(a)["doc"][0]))["pid"] for _, a in page.hits)
             if len(page.hits) < 1000:
                 return found
             offset += 1000

@@ -26,6 +26,8 @@ class Technique:
 class Ontology:
     def __init__(self, techniques: list[Technique]):
         self.by_iri = {t.iri: t for t in techniques}
+        self._expanded: dict[tuple[str, ...], list[str]] = {}
+        self._resolved: dict[str, list[str]] = {}
         self._by_name: dict[str, list[str]] = {}
         for t in techniques:
             for name in (t.label, *t.alt_labels):
@@ -33,6 +35,11 @@ class Ontology:
 
     def resolve(self, name_or_iri: str) -> list[str]:
         """The IRIs a technique name (label or alternative label, any case) or IRI stands for."""
+        if name_or_iri not in self._resolved:
+            self._resolved[name_or_iri] = self._resolve(name_or_iri)
+        return self._resolved[name_or_iri]
+
+    def _resolve(self, name_or_iri: str) -> list[str]:
         text = name_or_iri.strip()
         if text in self.by_iri:
             return [text]
@@ -42,6 +49,12 @@ class Ontology:
 
     def with_ancestors(self, iris: list[str]) -> list[str]:
         """``iris`` and all their ancestors, for indexing: a filter on an ancestor then matches."""
+        key = tuple(iris)
+        if key not in self._expanded:
+            self._expanded[key] = self._with_ancestors(iris)
+        return self._expanded[key]
+
+    def _with_ancestors(self, iris: list[str]) -> list[str]:
         out: dict[str, None] = {}
         for iri in iris:
             out[iri] = None
@@ -51,9 +64,13 @@ class Ontology:
         return list(out)
 
     def with_descendants(self, iris: list[str]) -> list[str]:
-        """``iris`` and every technique below them, for sources that match techniques exactly."""
-        wanted = set(iris)
-        return list(dict.fromkeys([*iris, *(t.iri for t in self.by_iri.values() if wanted & set(t.ancestors))]))
+        """``iris`` and every technique below them: a filter on a technique matches its descendants."""
+        key = ("descendants", *iris)
+        if key not in self._expanded:
+            wanted = set(iris)
+            self._expanded[key] = list(dict.fromkeys(
+                [*iris, *(t.iri for t in self.by_iri.values() if wanted & set(t.ancestors))]))
+        return self._expanded[key]
 
     def label(self, iri: str) -> str:
         technique = self.by_iri.get(iri)

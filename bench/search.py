@@ -1,0 +1,214 @@
+"""Search benchmarks on this machine: harvest-import throughput into the embedded index, index query
+latency in the search service and over HTTP, and live fan-out overhead with slow and dead facilities.
+
+Run: `make bench-search` or `python bench/search.py --datasets 1000000`. Prints figures only.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+# run as a script, this file's folder would come first on sys.path (bench/registry.py hides `registry`)
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+import requests  # noqa: E402
+
+from broker.app import build_broker  # noqa: E402
+from broker.authz import Principal  # noqa: E402
+from broker.registry_kinds import KINDS  # noqa: E402
+from broker.search.model import Dataset, DocumentRef, TechniqueRef  # noqa: E402
+from broker.search.service import parse_query  # noqa: E402
+from broker.search.techniques import panet  # noqa: E402
+from broker.settings import Settings, loopback_networks  # noqa: E402
+from connectors.panosc_search import parameter, to_dataset  # noqa: E402
+from demo import federation as sim  # noqa: E402
+from demo.catalogue import FACILITIES, SAMPLES, STUDIES, generate  # noqa: E402
+
+ACTOR = Principal("bench", admin=True)
+
+
+def synthetic(n: int, seed: int = 7):  # noqa: ANN201 - iterator of Dataset
+    """``n`` datasets spread over four facilities, realistic titles, techniques and parameters."""
+    rng = random.Random(seed)
+    instruments = [(f, inst, panet().resolve(name)[0], name) for f, (_, _, rows) in FACILITIES.items()
+                   for inst, _pid, name, _k in rows]
+    start = datetime(2012, 1, 1, tzinfo=timezone.utc)
+    for i in range(n):
+        facility, instrument, iri, technique = instruments[i % len(instruments)]
+        sample, text, keywords = SAMPLES[rng.randrange(len(SAMPLES))]
+        yield Dataset(
+            pid=f"{facility}/{i:08d}", facility=facility, source=f"{facility}-search",
+            title=f"{STUDIES[rng.randrange(len(STUDIES))]} {sample} by {technique} on {instrument}",
+            creation_date=start + timedelta(minutes=i * 7), is_public=rng.random() < 0.8, instrument=instrument,
+            summary=text, techniques=(TechniqueRef(technique, iri),),
+            parameters=(parameter("sample_temperature", rng.choice([4.2, 77, 295, 300, 350]), "K"),),
+            documents=(DocumentRef(f"{facility}-prop-{i // 5}", keywords=tuple(keywords)),))
+
+
+def percentiles(samples: list[float]) -> tuple[float, float]:
+    q = statistics.quantiles(samples, n=100)
+    return q[49], q[94]
+
+
+def timed(fn, repeat: int) -> list[float]:  # noqa: ANN001
+    out = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        fn()
+        out.append((time.perf_counter() - started) * 1000)
+    return out
+
+
+QUERIES = {
+    "one term": {"q": "lysozyme", "facet": ["facility"]},
+    "two terms": {"q": "lysozyme diffraction", "facet": ["facility"]},
+    "filtered + faceted": {"q": "scattering", "facility": ["sim-ill", "sim-ess"], "technique": ["small angle scattering"],
+                           "parameter": ["sample_temperature:280..310:K"],
+                           "facet": ["facility", "technique", "instrument", "year", "access"]},
+}
+
+
+def bench_index(data_dir: Path, n: int) -> None:
+    broker = build_broker(Settings(data_dir=data_dir, log_level="WARNING"))
+    for facility in FACILITIES:
+        broker.registry.create(ACTOR, KINDS.facility, {"id": facility, "name": facility, "country": "FR"})
+        broker.registry.create(ACTOR, KINDS.search_endpoint, {"id": f"{facility}-search", "facility_id": facility,
+                                                              "kind": "panosc-search-api",
+                                                              "base_url": "https://search.facility.example"})
+    raw = generate("sim-ill", 20_000)
+    started = time.perf_counter()
+    [to_dataset(r, "sim-ill", "x") for r in raw]
+    mapping_rate = len(raw) / (time.perf_counter() - started)
+
+    indexing, batch = 0.0, []
+    for dataset in synthetic(n):
+        batch.append(dataset)
+        if len(batch) == 20_000:
+            started = time.perf_counter()
+            broker.index.upsert(batch)
+            indexing += time.perf_counter() - started
+            batch = []
+    started = time.perf_counter()
+    broker.index.upsert(batch)
+    broker.index.commit()
+    indexing += time.perf_counter() - started
+    print(f"harvest import, {n:,} synthetic datasets into the embedded index: {n / indexing:,.0f} datasets/s "
+          f"({indexing:.1f} s incl. commit); mapping PaNOSC records to datasets: {mapping_rate:,.0f} records/s")
+
+    print(f"\nindex queries at {broker.index.count():,} datasets          p50 ms   p95 ms   hits")
+    for name, params in QUERIES.items():
+        query = parse_query(params)
+        result = broker.search.search(query)
+        index_only = timed(lambda: broker.index.search(query.request), 50)
+        service = timed(lambda: broker.search.search(query), 200)
+        print(f"  {name:20} search service   {percentiles(service)[0]:7.2f}  {percentiles(service)[1]:7.2f}  "
+              f"{result.total:,}  (index alone p50 {percentiles(index_only)[0]:.2f})")
+    broker.index.close()
+    broker.store.engine.dispose()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def bench_http(data_dir: Path) -> None:
+    port = free_port()
+    env = {**os.environ, "PANBROKER_DATA_DIR": str(data_dir), "PANBROKER_LOG_LEVEL": "WARNING",
+           "PANBROKER_EMBEDDED_WORKER": "false"}
+    server = subprocess.Popen([str(Path(sys.executable).with_name("panbroker")), "serve", "--port", str(port)],
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}/api/v1/datasets"
+    try:
+        for _ in range(200):
+            try:
+                requests.get(base, timeout=2)
+                break
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        session = requests.Session()
+        print("\nsame queries end to end over HTTP (uvicorn, 1 process)   p50 ms   p95 ms")
+        for name, params in QUERIES.items():
+            samples = timed(lambda: session.get(base, params=params, timeout=10).raise_for_status(), 200)
+            print(f"  {name:20}                        {percentiles(samples)[0]:7.2f}  {percentiles(samples)[1]:7.2f}")
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def blackhole() -> tuple[socket.socket, str]:
+    """A listening socket that never accepts: connections open, answers never come."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(64)
+    return sock, f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
+def bench_live(tmp: Path, repeat: int) -> None:
+    delays = [0.02, 0.05, 0.08, 0.12, 0.16, 0.2, 0.25, 0.32, 0.4]
+    with sim.Federation() as fed:
+        for i, delay in enumerate(delays):
+            facility = list(FACILITIES)[i % len(FACILITIES)]
+            fed.add(f"f{i}", sim.panosc_search_api(facility, generate(facility, 200, seed=i), delay=delay))
+        fed.start()
+        hole, dead_url = blackhole()
+        for with_dead in (False, True):
+            broker = build_broker(Settings(data_dir=tmp / f"live-{with_dead}", log_level="WARNING",
+                                           allowed_networks=loopback_networks(), http_retries=0))
+            urls = {f"f{i}": fed.url(f"f{i}") for i in range(len(delays))}
+            if with_dead:
+                urls["dead"] = dead_url
+            for name, url in urls.items():
+                broker.registry.create(ACTOR, KINDS.facility, {"id": name, "name": name, "country": "FR"})
+                broker.registry.create(ACTOR, KINDS.search_endpoint, {"id": f"{name}-s", "facility_id": name,
+                                                                      "kind": "panosc-search-api", "base_url": url})
+            query = parse_query({"mode": "live", "q": "scattering", "size": 20})
+            overhead, elapsed_all = [], []
+            for _ in range(repeat):
+                started = time.perf_counter()
+                result = broker.search.search(query)
+                elapsed = (time.perf_counter() - started) * 1000
+                slowest = max(s.latency_ms for s in result.sources if s.status.value == "ok")
+                elapsed_all.append(elapsed)
+                if not with_dead:
+                    overhead.append(elapsed - slowest)
+            if not with_dead:
+                print(f"\nlive fan-out, 9 facilities answering in 20-400 ms, deadline "
+                      f"{broker.settings.search_deadline_seconds:g} s ({repeat} searches)")
+                print(f"  broker overhead over the slowest answering facility: p50 {percentiles(overhead)[0]:.1f} ms, "
+                      f"p95 {percentiles(overhead)[1]:.1f} ms (total p50 {percentiles(elapsed_all)[0]:.0f} ms)")
+            else:
+                fail_max = broker.settings.breaker_fail_max
+                first, rest = elapsed_all[:fail_max], elapsed_all[fail_max + 1:]
+                print(f"  plus one dead facility (accepts, never answers): the first {fail_max} searches took "
+                      f"{statistics.median(first):.0f} ms (the deadline); once its circuit opened: "
+                      f"p50 {percentiles(rest)[0]:.0f} ms, p95 {percentiles(rest)[1]:.0f} ms")
+            broker.index.close()
+        hole.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--datasets", type=int, default=1_000_000)
+    parser.add_argument("--live-repeat", type=int, default=40)
+    args = parser.parse_args()
+    print(f"machine: {os.cpu_count()} cores; Python {sys.version.split()[0]}\n")
+    with tempfile.TemporaryDirectory() as tmp:
+        data_dir = Path(tmp) / "index-bench"
+        bench_index(data_dir, args.datasets)
+        bench_http(data_dir)
+        bench_live(Path(tmp), args.live_repeat)
+
+
+if __name__ == "__main__":
+    main()
