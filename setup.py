@@ -41,6 +41,7 @@ setup(
         "PyYAML>=6.0",
         "psycopg[binary]>=3.1",
         "tantivy>=0.25",
+        "defusedxml>=0.7",
     ],
     extras_require={
         "test": ["pytest>=8", "responses>=0.25", "httpx>=0.27", "pytest-timeout>=2.3", "schemathesis>=4.0"],

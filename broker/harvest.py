@@ -74,11 +74,16 @@ class HarvestService:
         counts = {"gathered": 0, "imported": 0, "deleted": 0}
         stamps: dict[str, Any] = {}
         failure = None
+        incremental = getattr(connector, "incremental", False)
+        removed: list[str] = []
         if not hasattr(connector, "harvest"):
             failure = f"connector {kind!r} cannot harvest"
         try:
-            pages = connector.harvest(self.http, base_url, config, self.timeout) if failure is None else []
+            extra = {"since": self._last_success(endpoint_id, job_id)} if incremental else {}
+            pages = connector.harvest(self.http, base_url, config, self.timeout, **extra) if failure is None else []
             for page in pages:
+                removed.extend(item["deleted"] for item in page if isinstance(item, dict) and "deleted" in item)
+                page = [item for item in page if not (isinstance(item, dict) and "deleted" in item)]
                 counts["gathered"] += len(page)
                 stamps["gathered_at"] = utcnow()
                 fetched = self._fetch(connector, page, errors)
@@ -89,7 +94,8 @@ class HarvestService:
         except UpstreamError as exc:
             failure = f"{HarvestStage.GATHER.value}: {exc.detail}"
         if failure is None:
-            gone = self.index.pids(endpoint_id) - seen
+            # an incremental source names its deletions; a complete listing implies them
+            gone = set(removed) if incremental else self.index.pids(endpoint_id) - seen
             self.index.delete(gone)
             counts["deleted"] = len(gone)
         self.index.commit()
@@ -105,6 +111,15 @@ class HarvestService:
                  counts["gathered"], counts["imported"], counts["deleted"], len(errors),
                  f": {failure}" if failure else "")
         return self.job(job_id)
+
+    def _last_success(self, endpoint_id: str, current_job: int) -> Any:
+        """When the newest complete harvest of the endpoint started (None: harvest everything)."""
+        with self.store.session() as session:
+            return session.scalar(
+                select(HarvestJob.started_at)
+                .where(HarvestJob.endpoint_id == endpoint_id, HarvestJob.id != current_job,
+                       HarvestJob.state.in_([HarvestState.SUCCEEDED.value, HarvestState.PARTIAL.value]))
+                .order_by(HarvestJob.id.desc()).limit(1))
 
     @staticmethod
     def _fetch(connector: Any, page: Iterable[Any], errors: list) -> list[Any]:
