@@ -16,6 +16,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from broker.api import problems
 from broker.api.validation import VALIDATORS, BrokerScope
 from broker.errors import BrokerError
+from broker.catalogue import CatalogueService
+from broker.eosc import EoscService
 from broker.harvest import HarvestService
 from broker.health import HealthService
 from broker.registry_service import RegistryService
@@ -25,6 +27,7 @@ from broker.search.live import LiveSearch
 from broker.search.service import SearchService
 from broker.search.tantivy_index import TantivyIndex
 from broker.settings import Settings
+from connectors.eosc import EoscCatalogueClient
 from connectors.http import HttpClient, HttpLimits
 from connectors.ssrf import AddressPolicy
 from registry.store import Store, make_engine, migrate
@@ -44,6 +47,8 @@ class Broker:
     index: DatasetIndex
     harvest: HarvestService
     search: SearchService
+    eosc: EoscService
+    catalogue: CatalogueService
 
 
 def build_broker(settings: Settings, *, run_migrations: bool = True) -> Broker:
@@ -64,7 +69,10 @@ def build_broker(settings: Settings, *, run_migrations: bool = True) -> Broker:
     index = TantivyIndex(settings.effective_index_dir)
     harvest = HarvestService(store, http, index, timeout=settings.harvest_timeout_seconds)
     search = SearchService(store, index, LiveSearch(http, deadline=settings.search_deadline_seconds), harvest.latest)
-    return Broker(settings, store, http, registry, health, index, harvest, search)
+    client = (EoscCatalogueClient(http, settings.eosc_catalogue_url, settings.eosc_catalogue_id)
+              if settings.eosc_catalogue_url else None)
+    eosc = EoscService(store, registry, client, settings.eosc_token or None)
+    return Broker(settings, store, http, registry, health, index, harvest, search, eosc, CatalogueService(store))
 
 
 def create_app(settings: Settings | None = None, broker: Broker | None = None) -> connexion.FlaskApp:

@@ -247,6 +247,42 @@ _crud_group("search-endpoint", KINDS.search_endpoint, ["id", "facility_id", "kin
             "Dataset search endpoints (PaNOSC Search API, SciCat, OAI-PMH).")
 _crud_group("eosc", KINDS.eosc_entry, ["service_id", "status", "resource_id", "marketplace_url"],
             "EOSC catalogue entries of services.")
+eosc_group = main.commands["eosc"]
+
+
+@eosc_group.command("sync")
+@click.argument("services", nargs=-1)
+@_fail_cleanly
+def eosc_sync(services: tuple[str, ...]) -> None:
+    """Refresh SERVICES' entries (default: every entry with a resource id) from the catalogue."""
+    broker = _broker()
+    events = [broker.eosc.sync(s) for s in services] if services else broker.eosc.sync_all()
+    _table([{**e, "drift": ", ".join(d["field"] for d in e["drift"])} for e in events],
+           ["service_id", "outcome", "onboarding_status", "drift", "error"])
+
+
+@eosc_group.command("status")
+@_fail_cleanly
+def eosc_status() -> None:
+    """Every entry's registration state, onboarding state, drift and last sync."""
+    items = _broker().registry.list(KINDS.eosc_entry, limit=500).items
+    _table([{**i, "drift": ", ".join(d["field"] for d in i["catalogue"]["drift"])} for i in items],
+           ["service_id", "status", "catalogue.onboarding_status", "last_synced_at", "drift",
+            "catalogue.last_sync_error"])
+
+
+@eosc_group.command("export")
+@click.argument("service", required=False)
+@click.option("--facility", help="Every service of this facility.")
+@_fail_cleanly
+def eosc_export(service: str | None, facility: str | None) -> None:
+    """Print EOSC service profiles (JSON) and what each still misses."""
+    broker = _broker()
+    if bool(service) == bool(facility):
+        raise click.UsageError("name a SERVICE or --facility")
+    pairs = [(service, broker.eosc.profile(service))] if service else broker.eosc.profiles(facility)
+    click.echo(json.dumps([{"service_id": sid, "valid": p.valid, "missing": p.missing, "invalid": p.invalid,
+                            "profile": p.profile} for sid, p in pairs], indent=2))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -100,3 +100,11 @@ class PreconditionRequired(BrokerError):
     status = 428
     title = "Precondition required"
     type_suffix = "precondition-required"
+
+
+class NotConfigured(BrokerError):
+    """A feature the deployment has not set up (e.g. no EOSC catalogue URL)."""
+
+    status = 503
+    title = "Not configured"
+    type_suffix = "not-configured"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import cached_property
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any, Callable, ClassVar
 
 from marshmallow import Schema, ValidationError
@@ -35,7 +35,10 @@ from registry.schemas import (
 
 
 def iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value else None
+    """ISO 8601 with the UTC offset; SQLite hands back naive datetimes, which are UTC here."""
+    if value is None:
+        return None
+    return (value if value.tzinfo else value.replace(tzinfo=timezone.utc)).isoformat()
 
 
 def load(schema: type[Schema], payload: Any, *, prefix: str = "") -> dict[str, Any]:
@@ -92,10 +95,18 @@ class Kind:
         """Copy ``values`` onto ``obj``; return the names of the fields that changed."""
         changed = []
         for name, value in values.items():
-            if getattr(obj, name) != value:
+            if not _same(getattr(obj, name), value):
                 setattr(obj, name, value)
                 changed.append(name)
         return changed
+
+
+def _same(stored: Any, new: Any) -> bool:
+    """Equality, with naive datetimes (SQLite's) read as UTC."""
+    if isinstance(stored, datetime) and isinstance(new, datetime):
+        utc = [d if d.tzinfo else d.replace(tzinfo=timezone.utc) for d in (stored, new)]
+        return utc[0] == utc[1]
+    return stored == new
 
 
 def _require_facility(session: Session, facility_id: str) -> None:
@@ -233,6 +244,11 @@ class EoscEntries(Kind):
         data = super().export(obj)
         data["last_synced_at"] = iso(obj.last_synced_at)
         return data
+
+    def show(self, obj: EoscEntry) -> dict[str, Any]:
+        return {**super().show(obj), "catalogue": {
+            "onboarding_status": obj.onboarding_status, "name": obj.catalogue_name, "url": obj.catalogue_url,
+            "lifecycle": obj.catalogue_lifecycle, "drift": obj.drift, "last_sync_error": obj.last_sync_error}}
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from broker.errors import (
     PreconditionRequired,
     StaleVersion,
 )
-from broker.registry_kinds import KINDS, Kind, load
+from broker.registry_kinds import KINDS, Kind, iso, load
 from broker.secretbox import SecretBox
 from registry.models import AuditEvent, ComputeService, Facility, SearchEndpoint
 from registry.store import Store
@@ -168,7 +168,7 @@ class RegistryService:
             total = session.scalar(select(func.count()).select_from(AuditEvent).where(*clauses))
             rows = session.scalars(select(AuditEvent).where(*clauses).order_by(AuditEvent.id.desc())
                                    .limit(limit).offset(offset)).all()
-            items = [{"id": e.id, "at": e.at.isoformat(), "actor": e.actor, "action": e.action,
+            items = [{"id": e.id, "at": iso(e.at), "actor": e.actor, "action": e.action,
                       "object_type": e.object_type, "object_id": e.object_id, "changed": e.changed,
                       "before": e.before, "after": e.after} for e in rows]
             return Page(items, total, limit, offset)

@@ -63,6 +63,10 @@ class Settings:
     elasticsearch_url: str = field(default="", metadata={"help": "Use this Elasticsearch instead of the embedded index."})
     search_deadline_seconds: float = field(default=2.5, metadata={"help": "Deadline of a live search across facilities."})
     harvest_timeout_seconds: float = field(default=30.0, metadata={"help": "Timeout of one harvest request."})
+    eosc_catalogue_url: str = field(default="", metadata={"help": "EOSC Resource Catalogue API base URL; empty: no sync."})
+    eosc_catalogue_id: str = field(default="eosc", metadata={"help": "catalogue_id sent to the EOSC catalogue."})
+    eosc_token: str = field(default="", metadata={"help": "Bearer token for pushing profiles to the catalogue (secret)."})
+    eosc_sync_interval_seconds: int = field(default=3600, metadata={"help": "Seconds between EOSC sync rounds."})
     max_body_bytes: int = field(default=1024 * 1024, metadata={"help": "Largest request body accepted."})
     log_level: str = field(default="INFO", metadata={"help": "Python logging level."})
 

@@ -23,6 +23,9 @@ def make_scheduler(broker, *, background: bool) -> BaseScheduler:  # noqa: ANN00
                     job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 60})
     scheduler.add_job(broker.health.check_all, "interval", id="health-checks", name="health checks",
                       seconds=broker.settings.health_interval_seconds, next_run_time=datetime.now(timezone.utc))
+    if broker.eosc.client is not None:
+        scheduler.add_job(broker.eosc.sync_all, "interval", id="eosc-sync", name="EOSC sync",
+                          seconds=broker.settings.eosc_sync_interval_seconds, next_run_time=datetime.now(timezone.utc))
     scheduler.add_job(sync_harvest_schedules, "interval", args=[scheduler, broker], id="harvest-schedules",
                       name="harvest schedules", seconds=60, next_run_time=datetime.now(timezone.utc))
     return scheduler

@@ -29,6 +29,7 @@ from broker.search.loopback import (
     parse_json,
 )
 from demo.catalogue import generate
+from demo.eosc_catalogue import SimulatedCatalogue
 
 Handler = Callable[[Request], Response]
 
@@ -205,7 +206,21 @@ def demo_federation() -> Federation:
     federation.add("sim-esrf-guacamole", desktop_gateway("Guacamole"))
     federation.add("sim-ess-jupyterhub", jupyterhub(fail_status=503))  # the deliberately broken one
     federation.add("sim-egi-binder", binderhub())
+    federation.add("sim-eosc", demo_catalogue())
     return federation
+
+
+def demo_catalogue() -> SimulatedCatalogue:
+    """The simulated EOSC catalogue, holding some of the demo's services (one with drifted metadata)."""
+    catalogue = SimulatedCatalogue()
+    catalogue.add("21.T15999/sim-ill-visa", {"name": "ILL VISA (simulated)", "webpage": "http://127.0.0.1/visa",
+                                             "lifeCycleStatus": "life_cycle_status-production"})
+    catalogue.add("21.T15999/sim-ill-jupyterhub", {"name": "ILL JupyterHub (simulated)",
+                                                   "lifeCycleStatus": "life_cycle_status-beta"},
+                  status="pending resource", active=False)
+    catalogue.add("21.T15999/sim-esrf-jupyterhub", {"name": "ESRF Jupyter notebooks",
+                                                    "lifeCycleStatus": "life_cycle_status-production"})
+    return catalogue
 
 
 def demo_registry(federation: Federation) -> dict[str, Any]:
@@ -217,11 +232,11 @@ def demo_registry(federation: Federation) -> dict[str, Any]:
              {"id": "sim-ill-visa", "kind": "visa", "title": "ILL VISA (simulated)", "base_url": u("sim-ill-visa"),
               "launch_mode": "deeplink", "capabilities": {"max_cpus": 16, "max_memory_gb": 128,
                                                           "interfaces": ["desktop", "jupyterlab"]},
-              "eosc": {"status": "registered", "resource_id": "sim.ill-visa"}},
+              "eosc": {"status": "registered", "resource_id": "21.T15999/sim-ill-visa"}},
              {"id": "sim-ill-jupyterhub", "kind": "jupyterhub", "title": "ILL JupyterHub (simulated)",
               "base_url": u("sim-ill-jupyterhub"), "launch_mode": "api",
               "capabilities": {"max_cpus": 8, "max_memory_gb": 32, "interfaces": ["jupyterlab"]},
-              "eosc": {"status": "in-progress"}}],
+              "eosc": {"status": "in-progress", "resource_id": "21.T15999/sim-ill-jupyterhub"}}],
          "search_endpoints": [{"id": "sim-ill-search", "kind": "panosc-search-api", "base_url": u("sim-ill-search"),
                                "harvest_schedule": "0 * * * *"}]},
         {"id": "sim-esrf", "name": "ESRF (simulated)", "country": "FR", "accepted_issuers": ["demo-idp"],
@@ -230,7 +245,7 @@ def demo_registry(federation: Federation) -> dict[str, Any]:
               "base_url": u("sim-esrf-jupyterhub"), "launch_mode": "api",
               "capabilities": {"gpu": True, "partitions": [{"id": "x86"}, {"id": "power9-gpu", "gpu": True}],
                                "interfaces": ["jupyterlab"]}, "connector_config": {"spawner": "jupyterhub_moss"},
-              "eosc": {"status": "registered"}},
+              "eosc": {"status": "in-progress", "resource_id": "21.T15999/sim-esrf-jupyterhub"}},
              {"id": "sim-esrf-guacamole", "kind": "remote-desktop", "title": "ESRF Guacamole (simulated)",
               "base_url": u("sim-esrf-guacamole"), "capabilities": {"protocols": ["guacamole"]}}],
          "search_endpoints": [{"id": "sim-esrf-search", "kind": "panosc-search-api",

@@ -21,7 +21,8 @@ def run_demo(port: int, data_dir: Path) -> None:
         token_file.chmod(0o600)
     settings = Settings.from_env(
         data_dir=data_dir, admin_token=token_file.read_text().strip(), allowed_networks=loopback_networks(),
-        health_interval_seconds=30, health_timeout_seconds=3.0, port=port)
+        health_interval_seconds=30, health_timeout_seconds=3.0, port=port,
+        eosc_catalogue_url=federation.url("sim-eosc"), eosc_sync_interval_seconds=300)
     broker = build_broker(settings)
     report = import_registry(broker.registry, Principal("demo", admin=True), demo_registry(federation))
     jobs = broker.harvest.run_all()  # so the first search already has every facility's datasets
@@ -34,6 +35,7 @@ PaN Broker demo (simulated federation on loopback: {len(federation.systems)} sys
   API (Swagger UI)  {base}/api/v1/ui/
   Search            {base}/api/v1/datasets?q=lysozyme  (add &mode=live to ask the facilities)
   Services          {base}/api/v1/services
+  EOSC catalogue    {base}/api/v1/catalogue?format=csv  (entries synced with a simulated EOSC catalogue)
   Health            {base}/api/v1/health
   Admin token       {token_file}  (curl -H "Authorization: Bearer $(cat {token_file})" ...)
 

@@ -6,7 +6,7 @@ import enum
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column, relationship
 
 
@@ -141,6 +141,18 @@ class EoscEntry(Versioned, Base):
     marketplace_url: Mapped[str | None] = mapped_column(String(2048))
     status: Mapped[str] = mapped_column(String(16), nullable=False, default=EoscStatus.NOT_REGISTERED.value)
     last_synced_at: Mapped[datetime | None] = mapped_column()
+    # what operators add for the EOSC service profile (vocabulary ids, and any profile field to override)
+    scientific_domains: Mapped[list[Any]] = mapped_column(nullable=False, default=list, server_default=text("'[]'"))
+    categories: Mapped[list[Any]] = mapped_column(nullable=False, default=list, server_default=text("'[]'"))
+    trl: Mapped[str | None] = mapped_column(String(16))
+    profile: Mapped[dict[str, Any]] = mapped_column(nullable=False, default=dict, server_default=text("'{}'"))
+    # what the last sync read from the catalogue (written by the sync job, not by operators)
+    onboarding_status: Mapped[str | None] = mapped_column(String(64))
+    catalogue_name: Mapped[str | None] = mapped_column(String(500))
+    catalogue_url: Mapped[str | None] = mapped_column(String(2048))
+    catalogue_lifecycle: Mapped[str | None] = mapped_column(String(100))
+    drift: Mapped[list[Any]] = mapped_column(nullable=False, default=list, server_default=text("'[]'"))
+    last_sync_error: Mapped[str | None] = mapped_column(Text)
 
     service: Mapped[ComputeService] = relationship(back_populates="eosc_entry")
 
@@ -225,3 +237,19 @@ class HarvestError(Base):
     error: Mapped[str] = mapped_column(Text, nullable=False)
 
     __table_args__ = (Index("ix_harvest_errors_job", "job_id"),)
+
+
+class EoscSyncEvent(Base):
+    """One sync of one EOSC entry with the catalogue: what it found, the drift, or the error."""
+
+    __tablename__ = "eosc_sync_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    service_id: Mapped[str] = mapped_column(ForeignKey("eosc_entries.service_id", ondelete="CASCADE"), nullable=False)
+    at: Mapped[datetime] = mapped_column(default=utcnow, nullable=False)
+    outcome: Mapped[str] = mapped_column(String(16), nullable=False)  # ok | not-found | error
+    onboarding_status: Mapped[str | None] = mapped_column(String(64))
+    drift: Mapped[list[Any]] = mapped_column(nullable=False, default=list)
+    error: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (Index("ix_eosc_sync_events_service", "service_id", "at"),)

@@ -133,12 +133,34 @@ class SearchEndpointSchema(StrictSchema):
             raise ValidationError(f"not a crontab expression (minute hour day month weekday): {exc}") from exc
 
 
+class ScientificDomainSchema(StrictSchema):
+    scientificDomain = fields.String(required=True, validate=validate.Regexp(
+        r"^scientific_domain-[a-z_]+$", error="use an EOSC vocabulary id such as scientific_domain-natural_sciences"))
+    scientificSubdomain = fields.String(required=True, validate=validate.Regexp(
+        r"^scientific_subdomain-[a-z_]+-[a-z_]+$",
+        error="use an EOSC vocabulary id such as scientific_subdomain-natural_sciences-physical_sciences"))
+
+
+class CategorySchema(StrictSchema):
+    category = fields.String(required=True, validate=validate.Regexp(
+        r"^category-[a-z_]+-[a-z_]+$", error="use an EOSC vocabulary id such as category-processing_and_analysis-data_analysis"))
+    subcategory = fields.String(required=True, validate=validate.Regexp(
+        r"^subcategory-[a-z_]+-[a-z_]+-[a-z_]+$", error="use an EOSC vocabulary id of a subcategory"))
+
+
 class EoscEntrySchema(StrictSchema):
     service_id = fields.String(required=True, validate=SLUG)
-    resource_id = fields.String(allow_none=True, validate=validate.Length(min=1, max=200))
+    resource_id = fields.String(allow_none=True, validate=validate.Regexp(
+        r"^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)?$", error="use a v5 PID (prefix/suffix) or a v4 id (provider.service)"))
     marketplace_url = HttpUrl(allow_none=True)
     status = fields.String(load_default=EoscStatus.NOT_REGISTERED.value, validate=one_of(EoscStatus))
     last_synced_at = fields.AwareDateTime(allow_none=True, default_timezone=None)
+    scientific_domains = fields.List(fields.Nested(ScientificDomainSchema), load_default=list,
+                                     validate=validate.Length(max=20))
+    categories = fields.List(fields.Nested(CategorySchema), load_default=list, validate=validate.Length(max=20))
+    trl = fields.String(allow_none=True, validate=validate.Regexp(r"^trl-[1-9]$", error="use trl-1 ... trl-9"))
+    profile = fields.Dict(keys=fields.String(validate=validate.Regexp(r"^[a-zA-Z]+$")), load_default=dict,
+                          metadata={"description": "EOSC service profile fields to set or override on export"})
 
 
 def literal_ip_refused(url: str | None, is_allowed) -> bool:  # noqa: ANN001 - AddressPolicy.is_allowed

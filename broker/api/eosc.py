@@ -1,0 +1,39 @@
+"""Handlers of the EOSC API: sync, history, profile export, and the discovery catalogue."""
+from __future__ import annotations
+
+from typing import Any
+
+from broker.api.context import broker, principal
+from broker.api.registry import JSON
+from broker.registry_kinds import KINDS
+
+
+def catalogue(format: str = "json", **filters: Any) -> tuple:  # noqa: A002 - the query parameter's name
+    items = broker().catalogue.services(**filters)
+    if format == "csv":
+        return broker().catalogue.to_csv(items), 200, {"Content-Type": "text/csv",
+                                                       "Content-Disposition": 'attachment; filename="pan-services.csv"'}
+    return {"items": items, "total": len(items)}, 200, JSON
+
+
+def sync(service_id: str, token_info: dict | None = None) -> tuple:
+    entry = broker().registry.get(KINDS.eosc_entry, service_id)
+    service = broker().registry.get(KINDS.service, entry["service_id"])
+    principal(token_info).require_write(service["facility_id"])
+    return broker().eosc.sync(service_id), 200, JSON
+
+
+def history(service_id: str, limit: int = 50) -> tuple:
+    return {"items": broker().eosc.history(service_id, limit)}, 200, JSON
+
+
+def profile(service_id: str) -> tuple:
+    return _show(broker().eosc.profile(service_id)), 200, JSON
+
+
+def profiles(facility_id: str) -> tuple:
+    return {"items": [{"service_id": sid, **_show(p)} for sid, p in broker().eosc.profiles(facility_id)]}, 200, JSON
+
+
+def _show(p) -> dict:  # noqa: ANN001 - broker.eosc.Profile
+    return {"valid": p.valid, "missing": p.missing, "invalid": p.invalid, "profile": p.profile}
