@@ -44,7 +44,8 @@ setup(
         "defusedxml>=0.7",
     ],
     extras_require={
-        "test": ["pytest>=8", "responses>=0.25", "httpx>=0.27", "pytest-timeout>=2.3", "schemathesis>=4.0"],
+        "test": ["pytest>=8", "responses>=0.25", "httpx>=0.27", "pytest-timeout>=2.3", "schemathesis>=4.0",
+                 "elasticsearch>=8.13,<10"],
         "elasticsearch": ["elasticsearch>=8.13,<10"],
     },
     entry_points={

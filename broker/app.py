@@ -66,13 +66,22 @@ def build_broker(settings: Settings, *, run_migrations: bool = True) -> Broker:
     registry = RegistryService(store, box, policy.is_allowed)
     health = HealthService(store, http, timeout=settings.health_timeout_seconds,
                            concurrency=settings.health_concurrency, history=settings.health_history)
-    index = TantivyIndex(settings.effective_index_dir)
+    index = make_index(settings)
     harvest = HarvestService(store, http, index, timeout=settings.harvest_timeout_seconds)
     search = SearchService(store, index, LiveSearch(http, deadline=settings.search_deadline_seconds), harvest.latest)
     client = (EoscCatalogueClient(http, settings.eosc_catalogue_url, settings.eosc_catalogue_id)
               if settings.eosc_catalogue_url else None)
     eosc = EoscService(store, registry, client, settings.eosc_token or None)
     return Broker(settings, store, http, registry, health, index, harvest, search, eosc, CatalogueService(store))
+
+
+def make_index(settings: Settings) -> DatasetIndex:
+    """Elasticsearch when PANBROKER_ELASTICSEARCH_URL is set, else the embedded Tantivy index."""
+    if settings.elasticsearch_url:
+        from broker.search.es_index import ElasticsearchIndex  # the optional [elasticsearch] extra
+
+        return ElasticsearchIndex(settings.elasticsearch_url)
+    return TantivyIndex(settings.effective_index_dir)
 
 
 def create_app(settings: Settings | None = None, broker: Broker | None = None) -> connexion.FlaskApp:

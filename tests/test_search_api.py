@@ -86,3 +86,19 @@ def test_bad_search_parameters_are_4xx_problems_naming_the_field(sqlite_client, 
     assert response.headers["content-type"].startswith("application/problem+json")
     body = response.json()
     assert field in body["detail"] or any(field in e["field"] for e in body.get("errors", []))
+
+
+def test_documents_and_instruments(sqlite_client, federation):  # noqa: ANN001
+    record = generate("sim-ill", 80)[10]
+    proposal = record["documents"][0]
+    found = sqlite_client.get("/api/v1/documents/" + proposal["doi"])
+    assert found.status_code == 200, found.text
+    body = found.json()
+    assert body["title"] == proposal["title"] and record["pid"] in {d["pid"] for d in body["datasets"]}
+    assert body["facilities"] == ["sim-ill"] and body["dataset_count"] == len(body["datasets"])
+    assert sqlite_client.get("/api/v1/documents/10.9999/none").status_code == 404
+    panosc = sqlite_client.get("/panosc/api/Documents/" + proposal["doi"]).json()
+    assert panosc["type"] == "proposal" and panosc["datasets"]
+    instruments = sqlite_client.get("/api/v1/instruments?facility=sim-esrf").json()["items"]
+    assert {i["name"] for i in instruments} <= {"BM29", "ID02", "ID23-1", "ID31", "ID21", "ID19"}
+    assert sum(i["dataset_count"] for i in instruments) == 80

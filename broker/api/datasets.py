@@ -32,3 +32,12 @@ def serialise(result: SearchResult, page: int, size: int, mode: str) -> dict[str
         "sources": [{"facility": s.facility, "status": s.status.value, "latency_ms": s.latency_ms,
                      "count": s.count, "error": s.error} for s in result.sources],
     }
+
+
+def get_document(pid: str) -> tuple:
+    return broker().search.document(pid), 200, JSON
+
+
+def list_instruments(facility: list[str] | None = None) -> tuple:
+    items = broker().search.instruments(tuple(facility or ()))
+    return {"items": items, "total": len(items)}, 200, JSON

@@ -58,9 +58,15 @@ def instruments() -> Response:
     return jsonify(_compat().instruments(request.args.get("filter")))
 
 
-@blueprint.get("/Documents")
-@blueprint.get("/Documents/count")
 @blueprint.get("/Documents/<path:pid>")
-def documents(pid: str | None = None) -> tuple[Response, int]:
-    return _error(501, "Documents are not served by this broker yet; query Datasets (their documents are "
-                       "included with include: documents)")
+def document(pid: str) -> Response | tuple[Response, int]:
+    if pid == "count":
+        return documents()
+    found = _compat().document(pid)
+    return jsonify(found) if found else _error(404, f'Unknown "Document" id "{pid}".')
+
+
+@blueprint.get("/Documents")
+def documents() -> tuple[Response, int]:
+    return _error(501, "listing Documents is not served by this broker yet; fetch one by pid, or query Datasets "
+                       "with include: documents")

@@ -116,6 +116,7 @@ class SearchRequest:
     is_public: bool | None = None
     parameters: tuple[tuple[str, Range], ...] = ()  # (indexed parameter name, SI range)
     pids: tuple[str, ...] = ()  # pid or DOI
+    documents: tuple[str, ...] = ()  # datasets of these proposals/publications (pid or DOI)
     sort: Sort = Sort.RELEVANCE
     offset: int = 0
     limit: int = 20
@@ -149,3 +150,8 @@ class SearchResult:
     @property
     def partial(self) -> bool:
         return any(s.status in (SourceState.TIMEOUT, SourceState.ERROR) for s in self.sources)
+
+
+def document_keys(dataset: Dataset) -> list[str]:
+    """Look-up keys of the dataset's documents: their pids and DOIs, lower-cased."""
+    return sorted({k.lower() for d in dataset.documents for k in (d.pid, d.doi) if k})

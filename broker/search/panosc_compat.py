@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from broker.errors import NotFound
 from broker.search.index import MAX_WINDOW
 from broker.search.loopback import Filter, FilterError, Include, check_where, parse_filter, parse_json
 from broker.search.model import Dataset, Range, SearchRequest, SearchResult, Sort
@@ -200,6 +201,16 @@ class PanoscCompat:
         flt = parse_filter(raw_filter)
         found = self.index.get(pid)
         return to_record(found, {i.relation for i in flt.include}) if found else None
+
+    def document(self, pid: str) -> dict[str, Any] | None:
+        """A Document (proposal or publication) in the PaNOSC model, with its datasets' pids."""
+        try:
+            found = self.search.document(pid)
+        except NotFound:
+            return None
+        return {"pid": found["pid"], "isPublic": True, "type": found["type"] or "proposal", "title": found["title"],
+                "summary": found["summary"], "doi": found["doi"], "keywords": found["keywords"],
+                "datasets": [{"pid": d["pid"], "title": d["title"]} for d in found["datasets"]]}
 
     def instruments(self, raw_filter: str | None) -> list[dict[str, Any]]:
         flt = parse_filter(raw_filter)

@@ -181,6 +181,25 @@ class SearchService:
                 statuses.append(SourceStatus(facility, SourceState.INDEX, None, counts.get(facility, 0)))
         return statuses
 
+    def document(self, pid_or_doi: str, max_datasets: int = 100) -> dict[str, Any]:
+        """A proposal or publication, from the datasets that belong to it."""
+        result = self.index.search(SearchRequest(documents=(pid_or_doi,), limit=max_datasets, sort=Sort.NEWEST))
+        if not result.items:
+            raise NotFound(f"no document {pid_or_doi!r} among the harvested datasets")
+        key = pid_or_doi.lower()
+        document = next(d for d in result.items[0].documents if key in {d.pid.lower(), (d.doi or "").lower()})
+        return {"pid": document.pid, "title": document.title, "type": document.type, "doi": document.doi,
+                "summary": document.summary, "keywords": list(document.keywords),
+                "facilities": sorted({d.facility for d in result.items}), "dataset_count": result.total,
+                "datasets": [{"pid": d.pid, "title": d.title, "facility": d.facility,
+                              "creation_date": d.creation_date.isoformat() if d.creation_date else None}
+                             for d in result.items]}
+
+    def instruments(self, facilities: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+        """Instruments with harvested datasets, and how many."""
+        result = self.index.search(SearchRequest(facilities=facilities, limit=1, facets=("instrument",)))
+        return [{"name": b.value, "dataset_count": b.count} for b in result.facets.get("instrument", [])]
+
     def get(self, pid_or_doi: str) -> Dataset:
         """The dataset with this pid or DOI: from the index, else asked of every facility at once."""
         found = self.index.get(pid_or_doi)

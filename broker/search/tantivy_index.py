@@ -15,12 +15,13 @@ from typing import Any, Iterable
 import tantivy
 
 from broker.search.index import FACETS, DatasetIndex, check_window, facet_buckets
-from broker.search.model import Dataset, SearchRequest, SearchResult, Sort
+from broker.search.model import Dataset, SearchRequest, SearchResult, Sort, document_keys
 from broker.search.techniques import panet
 from broker.search.units import INDEXED_PARAMETERS
 
 TEXT_FIELDS = {"title": 3.0, "keywords": 2.0, "techniques_text": 2.0, "instrument_text": 2.0, "summary": 1.0}
 WRITER_HEAP = 128 * 1024 * 1024
+SCHEMA_VERSION = 2  # a new version opens a fresh folder beside the old one; the next harvest fills it
 TOTAL = "_total"
 
 
@@ -28,7 +29,7 @@ def _schema() -> tantivy.Schema:
     builder = tantivy.SchemaBuilder()
     for name in ("pid", "facility", "instrument", "technique", "access"):  # sorted on or faceted: fast
         builder.add_text_field(name, stored=False, fast=True, tokenizer_name="raw", index_option="basic")
-    for name in ("ids", "source"):  # looked up only
+    for name in ("ids", "source", "documents"):  # looked up only
         builder.add_text_field(name, stored=False, tokenizer_name="raw", index_option="basic")
     for name in TEXT_FIELDS:
         builder.add_text_field(name, stored=False, tokenizer_name="en_stem")
@@ -44,6 +45,7 @@ class TantivyIndex(DatasetIndex):
     def __init__(self, path: Path | None):
         self.schema = _schema()
         if path is not None:
+            path = path / f"v{SCHEMA_VERSION}"
             path.mkdir(parents=True, exist_ok=True)
         self._index = tantivy.Index(self.schema, str(path) if path else None, reuse=True)
         self._index.config_reader("commit")
@@ -94,6 +96,8 @@ class TantivyIndex(DatasetIndex):
         doc.add_text("pid", dataset.pid)
         for key in {dataset.pid.lower(), *(d.lower() for d in [dataset.doi] if d)}:
             doc.add_text("ids", key)
+        for key in document_keys(dataset):
+            doc.add_text("documents", key)
         doc.add_text("facility", dataset.facility)
         doc.add_text("source", dataset.source or "")
         doc.add_text("access", "public" if dataset.is_public else "embargoed")
@@ -131,7 +135,8 @@ class TantivyIndex(DatasetIndex):
         filters = []
         techniques = tuple(panet().with_descendants(list(request.techniques))) if request.techniques else ()
         for field, values in (("facility", request.facilities), ("technique", techniques),
-                              ("instrument", request.instruments), ("ids", tuple(p.lower() for p in request.pids))):
+                              ("instrument", request.instruments), ("ids", tuple(p.lower() for p in request.pids)),
+                              ("documents", tuple(d.lower() for d in request.documents))):
             if values:
                 filters.append(tantivy.Query.term_set_query(self.schema, field, list(values)))
         if request.is_public is not None:
