@@ -49,14 +49,27 @@ class _Service(Schema):
 _SERVICE = _Service()
 
 
-def resource_path(resource_id: str) -> str:
-    """The catalogue path of a v5 PID (``prefix/suffix``) or a v4 id (``provider.service``)."""
+V4_PROVIDER = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+def resource_path(resource_id: str, kind: str = "service") -> str:
+    """The catalogue path of a v5 PID (``prefix/suffix``) or a v4 id (``provider.service``, or a
+    provider's abbreviation)."""
     if V5_PID.match(resource_id):
         prefix, suffix = resource_id.split("/", 1)
-        return f"/service/{quote(prefix, safe='')}/{quote(suffix, safe='')}"
-    if V4_ID.match(resource_id):
-        return f"/service/{quote(resource_id, safe='')}"
-    raise ValueError(f"{resource_id!r} is neither a v5 PID (prefix/suffix) nor a v4 id (provider.service)")
+        return f"/{kind}/{quote(prefix, safe='')}/{quote(suffix, safe='')}"
+    if V4_ID.match(resource_id) or (kind == "provider" and V4_PROVIDER.match(resource_id)):
+        return f"/{kind}/{quote(resource_id, safe='')}"
+    raise ValueError(f"{resource_id!r} is neither a v5 PID (prefix/suffix) nor a v4 id")
+
+
+@dataclass(frozen=True)
+class CatalogueProvider:
+    id: str
+    name: str | None
+    abbreviation: str | None
+    website: str | None
+    status: str | None  # e.g. "approved provider"
 
 
 def to_catalogue_service(payload: Any) -> CatalogueService:
@@ -88,6 +101,21 @@ class EoscCatalogueClient:
         if response.status_code >= 400:
             raise UpstreamBadResponse(f"the catalogue answered HTTP {response.status_code} for {resource_id}")
         return to_catalogue_service(json_body(response))
+
+    def provider(self, provider_id: str) -> CatalogueProvider:
+        """A provider by v5 PID or v4 abbreviation; its onboarding status when the answer is a bundle."""
+        response = self.http.get(self.base_url + resource_path(provider_id, "provider"),
+                                 params={"catalogue_id": self.catalogue_id}, timeout=self.timeout)
+        if response.status_code == 404:
+            raise NotInCatalogue(f"provider {provider_id} is not in the catalogue")
+        body = json_body(response)
+        if response.status_code >= 400 or not isinstance(body, dict):
+            raise UpstreamBadResponse(f"the catalogue answered HTTP {response.status_code} for provider {provider_id}")
+        provider = body.get("provider") if isinstance(body.get("provider"), dict) else body
+        if not provider.get("id"):
+            raise UpstreamBadResponse("the catalogue's provider has no id")
+        return CatalogueProvider(provider["id"], provider.get("name"), provider.get("abbreviation"),
+                                 provider.get("website"), body.get("status") if "provider" in body else None)
 
     def services(self, page_size: int = 100) -> Iterator[CatalogueService]:
         """Every service of the catalogue, a page at a time (``Browsing``: total, from, to, results)."""

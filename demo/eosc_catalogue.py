@@ -18,6 +18,7 @@ class SimulatedCatalogue:
     def __init__(self, token: str = "eosc-sim-token"):
         self.token = token
         self.bundles: dict[str, dict[str, Any]] = {}
+        self.providers: dict[str, dict[str, Any]] = {}
         self.down = False  # answer 503 to everything
         self.garbage = False  # answer HTML instead of JSON
 
@@ -25,6 +26,10 @@ class SimulatedCatalogue:
             active: bool = True) -> None:
         self.bundles[resource_id] = {"id": resource_id, "service": {"id": resource_id, **service},
                                      "status": status, "active": active, "metadata": {"registeredBy": "simulated"}}
+
+    def add_provider(self, provider_id: str, name: str, abbreviation: str, status: str = "approved provider") -> None:
+        self.providers[provider_id] = {"provider": {"id": provider_id, "name": name, "abbreviation": abbreviation},
+                                       "status": status, "active": True}
 
     def __call__(self, request: Request) -> Response:
         if self.down:
@@ -37,6 +42,9 @@ class SimulatedCatalogue:
             items = [b["service"] for b in sorted(self.bundles.values(), key=lambda b: b["id"])]
             page = items[start:start + quantity]
             return _json({"total": len(items), "from": start, "to": start + len(page), "results": page, "facets": []})
+        if request.method == "GET" and path.startswith("/provider/"):
+            provider = self.providers.get(path.removeprefix("/provider/"))
+            return _json(provider, 200) if provider else _json({"error": "provider not found"}, 404)
         if request.method == "GET" and path.startswith("/service/"):
             resource_id = path.removeprefix("/service/")
             bundle = self.bundles.get(resource_id)

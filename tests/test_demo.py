@@ -49,6 +49,13 @@ def test_demo_serves_the_api_with_the_federation_registered_and_checked(tmp_path
         page = requests.get(f"{base}/", timeout=5)
         assert page.status_code == 200 and "sim-ess-jupyterhub" in page.text
 
+        search = requests.get(f"{base}/api/v1/datasets", params={"q": "scattering", "size": 50}, timeout=10).json()
+        assert {s["facility"] for s in search["sources"]} == {"sim-ill", "sim-esrf", "sim-ess", "sim-european-xfel"}
+        assert len({b["value"] for b in search["facets"]["facility"]}) >= 3  # XFEL runs no scattering technique
+        assert search["total"] > 50 and not search["partial"]
+        live = requests.get(f"{base}/api/v1/datasets", params={"mode": "live"}, timeout=10).json()
+        assert live["total"] == 1200 and {s["status"] for s in live["sources"]} == {"ok"}
+
         token = (tmp_path / "demo" / "admin-token").read_text().strip()
         created = requests.post(f"{base}/api/v1/facilities", json={"id": "new", "name": "New", "country": "IT"},
                                 headers={"Authorization": f"Bearer {token}"}, timeout=5)

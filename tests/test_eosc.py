@@ -32,8 +32,25 @@ CATALOGUE = "https://catalogue.eosc.example/api"
 def test_resource_ids_of_both_api_versions_map_to_their_paths():
     assert resource_path("21.T15999/ill-visa") == "/service/21.T15999/ill-visa"
     assert resource_path("ill.visa") == "/service/ill.visa"
+    assert resource_path("ill", "provider") == "/provider/ill"
+    assert resource_path("21.T15999/ill", "provider") == "/provider/21.T15999/ill"
     with pytest.raises(ValueError):
         resource_path("not an id")
+
+
+@responses.activate
+def test_the_client_reads_a_provider_bundle_and_reports_a_missing_one():
+    from connectors.eosc import NotInCatalogue
+
+    responses.get(f"{CATALOGUE}/provider/21.T15999/ill", json={
+        "provider": {"id": "21.T15999/ill", "name": "Institut Laue-Langevin", "abbreviation": "ILL",
+                     "website": "https://www.ill.eu"}, "status": "approved provider", "active": True})
+    responses.get(f"{CATALOGUE}/provider/esrf", status=404, json={"error": "not found"})
+    client = EoscCatalogueClient(HttpClient(AddressPolicy(), HttpLimits(retries=0)), CATALOGUE)
+    provider = client.provider("21.T15999/ill")
+    assert (provider.abbreviation, provider.status) == ("ILL", "approved provider")
+    with pytest.raises(NotInCatalogue):
+        client.provider("esrf")
 
 
 @responses.activate
@@ -130,7 +147,10 @@ def test_push_validates_then_creates_at_the_catalogue(setup):  # noqa: ANN001
         "logo": "https://ill.example/logo.png", "termsOfUse": "https://ill.example/terms",
         "privacyPolicy": "https://ill.example/privacy", "mainContact": {"firstName": "Ada", "lastName": "Lovelace"}}})
     assert broker.eosc.profile("ill-desk").valid
-    pushed = broker.eosc.push(ACTOR, "ill-desk")
+    client = create_app(broker=broker).test_client()
+    refused = client.post("/api/v1/services/ill-visa/eosc-profile/push", headers=ADMIN)
+    assert refused.status_code == 409 and "logo" in refused.json()["detail"]  # incomplete profile, nothing sent
+    pushed = client.post("/api/v1/services/ill-desk/eosc-profile/push", headers=ADMIN).json()
     assert pushed["id"] == "21.T15999/ill-desk" and catalogue.bundles["21.T15999/ill-desk"]["status"] == "pending resource"
 
 

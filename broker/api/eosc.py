@@ -37,3 +37,7 @@ def profiles(facility_id: str) -> tuple:
 
 def _show(p) -> dict:  # noqa: ANN001 - broker.eosc.Profile
     return {"valid": p.valid, "missing": p.missing, "invalid": p.invalid, "profile": p.profile}
+
+
+def push(service_id: str, token_info: dict | None = None) -> tuple:
+    return broker().eosc.push(principal(token_info), service_id), 200, JSON
