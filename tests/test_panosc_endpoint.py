@@ -116,3 +116,27 @@ def test_a_panosc_client_harvests_the_broker_like_a_facility(harvested, tmp_path
     finally:
         server.should_exit = True
         thread.join(timeout=5)
+
+
+def test_documents_are_found_through_their_datasets_as_the_portal_asks(sqlite_client, harvested):  # noqa: ANN001
+    portal_filter = {"limit": 50, "query": "scattering", "include": [
+        {"relation": "members", "scope": {"include": [{"relation": "affiliation"}, {"relation": "person"}]}},
+        {"relation": "datasets", "scope": {"include": [
+            {"relation": "techniques", "scope": {"where": {"name": "small angle scattering"}}},
+            {"relation": "parameters", "scope": {"where": {"and": [
+                {"name": "sample_temperature"}, {"value": {"between": ["0", "7300"]}}, {"unit": "K"}]}}}]}}]}
+    response = get(sqlite_client, "/Documents", filter=portal_filter)
+    assert response.status_code == 200, response.text
+    documents = response.json()
+    assert documents and all(d["type"] == "proposal" and d["datasets"] and d["members"] == [] for d in documents)
+    for document in documents:
+        for dataset in document["datasets"]:
+            assert "small angle" in dataset["techniques"][0]["name"]
+    assert len({d["pid"] for d in documents}) == len(documents)
+    one = documents[0]
+    by_doi = get(sqlite_client, "/Documents", filter={"where": {"doi": one["doi"]}, "include": ["datasets"]}).json()
+    assert [d["pid"] for d in by_doi] == [one["pid"]]
+    assert get(sqlite_client, "/Documents/count", where={"doi": one["doi"]}).json() == {"count": 1}
+    assert get(sqlite_client, "/Documents/" + one["doi"]).json()["pid"] == one["pid"]
+    bad = get(sqlite_client, "/Documents", filter={"where": {"releaseDate": {"gt": "2020"}}})
+    assert bad.status_code == 400 and "not supported" in bad.json()["error"]["message"]

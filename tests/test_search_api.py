@@ -72,6 +72,9 @@ def test_live_mode_through_the_api(sqlite_client, federation):  # noqa: ANN001
     body = sqlite_client.get("/api/v1/datasets?mode=live&size=10").json()
     assert body["mode"] == "live" and body["total"] == 240 and body["total_exact"] is True
     assert {s["status"] for s in body["sources"]} == {"ok"}
+    # live facets count what the facilities sent (size per facility), and say so
+    assert body["facets_exact"] is False
+    assert sum(b["count"] for b in body["facets"]["facility"]) == 30
 
 
 @pytest.mark.parametrize("query, field", [

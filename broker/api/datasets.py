@@ -23,6 +23,7 @@ def serialise(result: SearchResult, page: int, size: int, mode: str) -> dict[str
         "items": [d.to_dict() for d in result.items],
         "total": result.total,
         "total_exact": result.total_exact,
+        "facets_exact": result.facets_exact,
         "page": page,
         "size": size,
         "mode": mode,

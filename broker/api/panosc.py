@@ -61,12 +61,12 @@ def instruments() -> Response:
 @blueprint.get("/Documents/<path:pid>")
 def document(pid: str) -> Response | tuple[Response, int]:
     if pid == "count":
-        return documents()
+        return jsonify({"count": _compat().count_documents(request.args.get("where"))})
     found = _compat().document(pid)
     return jsonify(found) if found else _error(404, f'Unknown "Document" id "{pid}".')
 
 
 @blueprint.get("/Documents")
-def documents() -> tuple[Response, int]:
-    return _error(501, "listing Documents is not served by this broker yet; fetch one by pid, or query Datasets "
-                       "with include: documents")
+def documents() -> Response:
+    records, _ = _compat().documents(request.args.get("filter"), request.args.get("query"))
+    return jsonify(records)

@@ -9,11 +9,20 @@ from page to page. Duplicates (same pid or DOI) are merged.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any
 
-from broker.search.model import Dataset, SearchRequest, SearchResult, Sort, SourceState, SourceStatus
+from broker.search.model import (
+    Dataset,
+    FacetBucket,
+    SearchRequest,
+    SearchResult,
+    Sort,
+    SourceState,
+    SourceStatus,
+)
 from broker.search.techniques import panet
 from broker.search.units import INDEXED_PARAMETERS
 from connectors import connector_for
@@ -104,7 +113,8 @@ class LiveSearch:
         total = sum(c for c in counts if c is not None) - duplicates if exact else max(
             len(items), sum(c or len(a.datasets) for c, a in zip(counts, answers.values())) - duplicates)
         page = items[request.offset:request.offset + request.limit]
-        return SearchResult(page, total, {}, sorted(statuses, key=lambda s: s.facility), total_exact=exact)
+        return SearchResult(page, total, facets_of(items, request.facets), sorted(statuses, key=lambda s: s.facility),
+                            total_exact=exact, facets_exact=False)
 
     def _ask(self, source: LiveSource, flt: dict[str, Any], where: dict[str, Any], request: SearchRequest,
              started: float) -> tuple[SourceState, _Answer | None, str | None, float]:
@@ -132,6 +142,22 @@ class LiveSearch:
         except UpstreamError as exc:
             state, answer, error = SourceState.ERROR, None, exc.detail
         return state, answer, error, round((time.monotonic() - started) * 1000, 1)
+
+
+def facets_of(datasets: list[Dataset], names: tuple[str, ...]) -> dict[str, list[FacetBucket]]:
+    """Facet counts over the datasets the facilities sent (a live answer has no index to count in)."""
+    values = {
+        "facility": lambda d: [d.facility], "instrument": lambda d: [d.instrument] if d.instrument else [],
+        "technique": lambda d: [t.iri for t in d.techniques if t.iri], "year": lambda d: [str(d.year)] if d.year else [],
+        "access": lambda d: ["public" if d.is_public else "embargoed"],
+    }
+    facets = {}
+    for name in names:
+        counts = Counter(v for d in datasets for v in values[name](d))
+        ordered = (sorted(counts.items(), reverse=True) if name == "year"
+                   else sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+        facets[name] = [FacetBucket(v, c, panet().label(v) if name == "technique" else None) for v, c in ordered]
+    return facets
 
 
 def flt_has_scopes(flt: dict[str, Any]) -> bool:

@@ -16,7 +16,7 @@ from broker.search.units import UnknownUnit, to_si
 
 OPERATORS = {"eq", "neq", "gt", "gte", "lt", "lte", "between", "inq", "nin", "like", "nlike", "ilike", "nilike"}
 RELATIONS = {"documents", "document", "techniques", "instrument", "parameters", "files", "samples", "datasets",
-             "members"}
+             "members", "person", "affiliation"}
 MAX_FILTER_CHARS = 20_000
 MAX_LIMIT = 1000
 
@@ -29,6 +29,7 @@ class FilterError(ValueError):
 class Include:
     relation: str
     where: dict[str, Any] | None = None  # a scope's where: the parent is dropped when nothing matches
+    include: tuple["Include", ...] = ()  # a scope's own includes (e.g. a document's datasets' techniques)
 
 
 @dataclass(frozen=True)
@@ -108,14 +109,15 @@ def _includes(raw: Any) -> tuple[Include, ...]:
             raise FilterError("include entries must be relation names or {\"relation\": ..., \"scope\": ...}")
         if relation not in RELATIONS:
             raise FilterError(f"unknown relation {relation!r}; use one of {', '.join(sorted(RELATIONS))}")
-        where = None
+        where, nested = None, ()
         if scope is not None:
             if not isinstance(scope, dict):
                 raise FilterError(f"the scope of {relation} must be an object")
             where = scope.get("where")
             if where is not None:
                 check_where(where)
-        out.append(Include("documents" if relation == "document" else relation, where))
+            nested = _includes(scope.get("include"))
+        out.append(Include("documents" if relation == "document" else relation, where, nested))
     return tuple(out)
 
 

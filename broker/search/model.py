@@ -146,6 +146,7 @@ class SearchResult:
     facets: dict[str, list[FacetBucket]] = field(default_factory=dict)
     sources: list[SourceStatus] = field(default_factory=list)
     total_exact: bool = True
+    facets_exact: bool = True  # live facets count only what the facilities sent, not every match
 
     @property
     def partial(self) -> bool:

@@ -14,6 +14,7 @@ from broker.search.techniques import panet
 from broker.search.units import INDEXED_PARAMETERS, UnknownUnit, to_si
 
 DEFAULT_LIMIT = 100
+DOCUMENT_WINDOW = 2000  # datasets grouped into documents per request
 DATASET_PROPERTIES = {"pid", "isPublic", "creationDate", "title", "text"}
 
 
@@ -212,9 +213,97 @@ class PanoscCompat:
                 "summary": found["summary"], "doi": found["doi"], "keywords": found["keywords"],
                 "datasets": [{"pid": d["pid"], "title": d["title"]} for d in found["datasets"]]}
 
+    def documents(self, raw_filter: str | None, raw_query: str | None = None) -> tuple[list[dict[str, Any]], int]:
+        """Documents (proposals, publications) whose datasets match, ranked by their best dataset.
+
+        The dataset conditions come from ``include: [{relation: datasets, scope: {where, include}}]``, as
+        the PaNOSC portal sends them; document conditions (pid, doi, type, title/text) from ``where``.
+        Returns one page and the number of matching documents.
+        """
+        flt = parse_filter(raw_filter, query=raw_query)
+        groups = self._document_groups(flt)
+        limit = flt.limit or DEFAULT_LIMIT
+        page = groups[flt.skip:flt.skip + limit]
+        includes = {i.relation: i for i in flt.include}
+        dataset_includes = {i.relation for i in includes["datasets"].include} if "datasets" in includes else set()
+        records = []
+        for document, datasets in page:
+            record = {"pid": document.pid, "isPublic": True, "type": document.type or "proposal",
+                      "title": document.title or document.pid, "summary": document.summary, "doi": document.doi,
+                      "keywords": list(document.keywords)}
+            if "datasets" in includes:
+                record["datasets"] = [to_record(d, dataset_includes) for d in datasets]
+            if "members" in includes:
+                record["members"] = []  # not harvested yet
+            records.append(record)
+        return records, len(groups)
+
+    def _document_groups(self, flt: Filter) -> list[tuple[Any, list[Dataset]]]:
+        dataset_where: dict[str, Any] = {}
+        dataset_includes: tuple[Include, ...] = ()
+        for include in flt.include:
+            if include.relation == "datasets":
+                dataset_where, dataset_includes = include.where or {}, include.include
+            elif include.relation != "members" and (include.where or include.include):
+                raise FilterError(f"filtering Documents on {include.relation} is not supported; filter on datasets")
+            elif include.relation == "members" and _scoped(include):
+                raise FilterError("filtering Documents on members is not supported (members are not harvested)")
+        wanted = _document_conditions(flt.where)
+        text = " ".join(filter(None, [flt.query, wanted.pop("text", None)]))
+        request = to_request(Filter(where=dataset_where, include=dataset_includes, query=text or None,
+                                    limit=DOCUMENT_WINDOW), count_only=False)
+        request = SearchRequest(**{**request.__dict__, "documents": tuple(wanted.get("keys", ()))})
+        result = self.search.search(Query(request, Mode.INDEX, 1, request.limit))
+        groups: dict[str, tuple[Any, list[Dataset]]] = {}
+        for dataset in result.items:
+            for document in dataset.documents:
+                if wanted.get("type") and (document.type or "proposal") != wanted["type"]:
+                    continue
+                if wanted.get("keys") and not {document.pid.lower(), (document.doi or "").lower()} & wanted["keys"]:
+                    continue
+                groups.setdefault(document.pid, (document, []))[1].append(dataset)
+        return list(groups.values())
+
+    def count_documents(self, raw_where: str | None) -> int:
+        where = parse_json(raw_where, "where")
+        check_where(where)
+        return len(self._document_groups(Filter(where=where)))
+
     def instruments(self, raw_filter: str | None) -> list[dict[str, Any]]:
         flt = parse_filter(raw_filter)
         result = self.index.search(SearchRequest(limit=1, facets=("instrument",)))
         items = [{"pid": b.value, "name": b.value} for b in result.facets.get("instrument", [])]
         limit = flt.limit or len(items)
         return items[flt.skip:flt.skip + limit]
+
+
+def _scoped(include: Include) -> bool:
+    return include.where is not None or any(_scoped(i) for i in include.include)
+
+
+def _document_conditions(where: dict[str, Any]) -> dict[str, Any]:
+    """Document-level conditions: pid/doi (equality or inq), type (equality), title/summary/text (words)."""
+    wanted: dict[str, Any] = {}
+    for key, condition in where.items():
+        if key == "and":
+            for clause in condition:
+                for k, v in _document_conditions(clause).items():
+                    wanted[k] = (wanted[k] | v) if k == "keys" and k in wanted else v
+            continue
+        op, operand = _op(condition)
+        if key in ("pid", "doi"):
+            if op not in ("eq", "inq"):
+                raise FilterError(f"{key} takes equality or inq")
+            values = operand if isinstance(operand, list) else [operand]
+            wanted["keys"] = wanted.get("keys", set()) | {str(v).lower() for v in values}
+        elif key == "type":
+            if op != "eq":
+                raise FilterError("type takes equality")
+            wanted["type"] = operand
+        elif key in ("title", "summary", "text"):
+            wanted["text"] = " ".join(filter(None, [wanted.get("text"), str(operand).replace("%", " ")]))
+        elif key == "isPublic":
+            continue  # every document the broker serves is public
+        else:
+            raise FilterError(f"where on Documents' {key!r} is not supported; use pid, doi, type, title, text")
+    return wanted
