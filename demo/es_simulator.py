@@ -188,7 +188,8 @@ def _matches(query: dict[str, Any] | None, doc: dict[str, Any]) -> bool:
                    for v in _values(doc, field))
     if kind == "multi_match":
         terms = set(analyse(spec["query"]))
-        return any(terms & set(analyse(doc.get(f.split("^")[0]))) for f in spec["fields"])
+        present = {t for f in spec["fields"] for t in terms & set(analyse(doc.get(f.split("^")[0])))}
+        return present == terms if spec.get("operator") == "and" else bool(present)
     raise ValueError(f"query {kind!r} is not simulated")
 
 

@@ -208,3 +208,9 @@ def test_the_backend_is_chosen_by_settings(tmp_path):  # noqa: ANN001
         assert isinstance(chosen, ElasticsearchIndex)
         chosen.close()
     assert isinstance(make_index(make_settings(tmp_path)), TantivyIndex)
+
+
+def test_every_word_must_match_somewhere_unless_any_word_is_asked_for(index):  # noqa: ANN001
+    # "magnet" is in ill/2's title and "lysozyme" in its summary: words may match in different fields
+    assert pids(index.search(SearchRequest(q="lysozyme magnet"))) == ["ill/2"]
+    assert set(pids(index.search(SearchRequest(q="lysozyme magnet", any_term=True)))) == {"ill/1", "ill/2", "esrf/1"}

@@ -61,7 +61,9 @@ def to_query(request: SearchRequest) -> dict[str, Any]:
     """The Elasticsearch query DSL of a search (text must match; filters do not score)."""
     must: list[dict[str, Any]] = []
     if request.q.strip():
-        must.append({"multi_match": {"query": request.q, "type": "most_fields",
+        # cross_fields: each word may match in any field; "and" makes every word required
+        must.append({"multi_match": {"query": request.q, "type": "cross_fields",
+                                     "operator": "or" if request.any_term else "and",
                                      "fields": [f"{f}^{b}" for f, b in TEXT_BOOSTS.items()]}})
     filters: list[dict[str, Any]] = []
     techniques = panet().with_descendants(list(request.techniques)) if request.techniques else []

@@ -109,6 +109,7 @@ class Range:
 @dataclass(frozen=True)
 class SearchRequest:
     q: str = ""
+    any_term: bool = False  # False: every word of q must match (narrowing); True: any word (PaNOSC `query`)
     facilities: tuple[str, ...] = ()
     techniques: tuple[str, ...] = ()  # PaNET IRIs; a dataset of a descendant technique matches
     instruments: tuple[str, ...] = ()

@@ -20,7 +20,8 @@ DATASET_PROPERTIES = {"pid", "isPublic", "creationDate", "title", "text"}
 
 def to_request(flt: Filter, *, count_only: bool = False) -> SearchRequest:
     """The index search a PaNOSC filter asks for; ``FilterError`` for what cannot be honoured."""
-    values: dict[str, Any] = {"q": " ".join(filter(None, [flt.query]))}
+    # PaNOSC `query` is relevance over any of its words (as the facilities' TF-IDF scoring does)
+    values: dict[str, Any] = {"q": " ".join(filter(None, [flt.query])), "any_term": True}
     _where(flt.where, values)
     for include in flt.include:
         _include(include, values)

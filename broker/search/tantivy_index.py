@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timezone
 from pathlib import Path
 from typing import Any, Iterable
@@ -51,6 +52,7 @@ class TantivyIndex(DatasetIndex):
         self._index.config_reader("commit")
         self._writer: tantivy.IndexWriter | None = None
         self._lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="facets")
 
     # -- writes (one writer per index folder, taken on first write) --------------------------
     def _w(self) -> tantivy.IndexWriter:
@@ -130,7 +132,8 @@ class TantivyIndex(DatasetIndex):
     def _query(self, request: SearchRequest) -> tantivy.Query:
         clauses: list[tuple[tantivy.Occur, tantivy.Query]] = []
         if request.q.strip():
-            text, _errors = self._index.parse_query_lenient(request.q, list(TEXT_FIELDS), field_boosts=TEXT_FIELDS)
+            text, _errors = self._index.parse_query_lenient(request.q, list(TEXT_FIELDS), field_boosts=TEXT_FIELDS,
+                                                            conjunction_by_default=not request.any_term)
             clauses.append((tantivy.Occur.Must, text))
         filters = []
         techniques = tuple(panet().with_descendants(list(request.techniques))) if request.techniques else ()
@@ -171,11 +174,13 @@ class TantivyIndex(DatasetIndex):
             options.update(order_by_field="date", order=tantivy.Order.Asc)
         elif request.sort is Sort.PID:
             options.update(order_by_field="pid", order=tantivy.Order.Asc)
+        # tantivy releases the GIL: the aggregation runs on the other core while the top-k search runs here
+        pending = self._pool.submit(searcher.aggregate, query, facets_wanted) if facets_wanted else None
         result = searcher.search(query, **options)
         items = [Dataset.from_dict(json.loads(bytes(searcher.doc(address)["doc"][0]))) for _, address in result.hits]
-        if not facets_wanted:
+        if pending is None:
             return SearchResult(items, result.count)
-        aggregations = searcher.aggregate(query, facets_wanted)
+        aggregations = pending.result()
         total = sum(b["doc_count"] for b in aggregations.get(TOTAL, {}).get("buckets", []))
         return SearchResult(items, total, {name: facet_buckets(name, aggregations.get(name, {}))
                                            for name in request.facets})
