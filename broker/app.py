@@ -19,6 +19,7 @@ from broker.errors import BrokerError
 from broker.catalogue import CatalogueService
 from broker.eosc import EoscService
 from broker.harvest import HarvestService
+from broker.people import PeopleService
 from broker.health import HealthService
 from broker.registry_service import RegistryService
 from broker.secretbox import SecretBox
@@ -49,6 +50,7 @@ class Broker:
     search: SearchService
     eosc: EoscService
     catalogue: CatalogueService
+    people: PeopleService
 
 
 def build_broker(settings: Settings, *, run_migrations: bool = True) -> Broker:
@@ -72,7 +74,8 @@ def build_broker(settings: Settings, *, run_migrations: bool = True) -> Broker:
     client = (EoscCatalogueClient(http, settings.eosc_catalogue_url, settings.eosc_catalogue_id)
               if settings.eosc_catalogue_url else None)
     eosc = EoscService(store, registry, client, settings.eosc_token or None)
-    return Broker(settings, store, http, registry, health, index, harvest, search, eosc, CatalogueService(store))
+    return Broker(settings, store, http, registry, health, index, harvest, search, eosc, CatalogueService(store),
+                  PeopleService(store))
 
 
 def make_index(settings: Settings) -> DatasetIndex:

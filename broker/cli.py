@@ -285,5 +285,63 @@ def eosc_export(service: str | None, facility: str | None) -> None:
                             "profile": p.profile} for sid, p in pairs], indent=2))
 
 
+@main.group()
+def person() -> None:
+    """People, their identities and roles."""
+
+
+@person.command("add")
+@click.option("--name", "display_name", required=True)
+@click.option("--email")
+@click.option("--identity", "identities", multiple=True, required=True, help="issuer:subject (repeatable).")
+@_fail_cleanly
+def person_add(display_name: str, email: str | None, identities: tuple[str, ...]) -> None:
+    pairs = [i.split(":", 1) for i in identities]
+    if any(len(p) != 2 for p in pairs):
+        raise click.BadParameter("use issuer:subject", param_hint="--identity")
+    created = _broker().people.create(_actor(), {"display_name": display_name, "email": email,
+                                                 "identities": [{"issuer": i, "subject": s} for i, s in pairs]})
+    click.echo(f"created person {created['id']}")
+
+
+@person.command("list")
+@_fail_cleanly
+def person_list() -> None:
+    _table([{**p, "identities": ", ".join(f"{i['issuer']}:{i['subject']}" for i in p["identities"]),
+             "roles": ", ".join(r["role"] + (f"@{r['facility_id']}" if r["facility_id"] else "") for r in p["roles"])}
+            for p in _broker().people.list()], ["id", "display_name", "identities", "roles"])
+
+
+@person.command("grant")
+@click.argument("person_id")
+@click.argument("role", type=click.Choice(["admin", "operator"]))
+@click.option("--facility", help="The facility an operator role is for.")
+@_fail_cleanly
+def person_grant(person_id: str, role: str, facility: str | None) -> None:
+    _broker().people.grant(_actor(), person_id, {"role": role, "facility_id": facility})
+    click.echo(f"granted {role}" + (f" of {facility}" if facility else "") + f" to {person_id}")
+
+
+@person.command("revoke")
+@click.argument("person_id")
+@click.argument("role", type=click.Choice(["admin", "operator"]))
+@click.option("--facility")
+@_fail_cleanly
+def person_revoke(person_id: str, role: str, facility: str | None) -> None:
+    _broker().people.revoke_role(_actor(), person_id, role, facility)
+    click.echo(f"revoked {role} from {person_id}")
+
+
+@person.command("token")
+@click.argument("person_id")
+@click.option("--name", required=True)
+@click.option("--days", type=int, default=90)
+@_fail_cleanly
+def person_token(person_id: str, name: str, days: int) -> None:
+    """Issue a personal API token for PERSON_ID; the secret is printed once."""
+    issued = _broker().people.issue_token(_actor(), person_id, {"name": name, "expires_in_days": days})
+    click.echo(issued["token"])
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -253,3 +253,70 @@ class EoscSyncEvent(Base):
     error: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (Index("ix_eosc_sync_events_service", "service_id", "at"),)
+
+
+class Role(enum.StrEnum):
+    ADMIN = "admin"
+    OPERATOR = "operator"  # of one facility
+
+
+class Person(Base):
+    """Someone who uses the broker, known through one or more identities."""
+
+    __tablename__ = "people"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    display_name: Mapped[str] = mapped_column(String(200), nullable=False)
+    email: Mapped[str | None] = mapped_column(String(320))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, nullable=False)
+
+    identities: Mapped[list["Identity"]] = relationship(back_populates="person", cascade="all, delete-orphan")
+    roles: Mapped[list["RoleGrant"]] = relationship(back_populates="person", cascade="all, delete-orphan")
+
+
+class Identity(Base):
+    """One (issuer, subject) a person signs in with; an identity belongs to one person only."""
+
+    __tablename__ = "identities"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    person_id: Mapped[str] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"), nullable=False)
+    issuer: Mapped[str] = mapped_column(String(100), nullable=False)
+    subject: Mapped[str] = mapped_column(String(500), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, nullable=False)
+
+    person: Mapped[Person] = relationship(back_populates="identities")
+
+    __table_args__ = (Index("ux_identities_issuer_subject", "issuer", "subject", unique=True),)
+
+
+class RoleGrant(Base):
+    __tablename__ = "role_grants"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    person_id: Mapped[str] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"), nullable=False)
+    role: Mapped[str] = mapped_column(String(16), nullable=False)
+    facility_id: Mapped[str | None] = mapped_column(ForeignKey("facilities.id", ondelete="CASCADE"))
+    granted_by: Mapped[str] = mapped_column(String(200), nullable=False)
+    granted_at: Mapped[datetime] = mapped_column(default=utcnow, nullable=False)
+
+    person: Mapped[Person] = relationship(back_populates="roles")
+
+    __table_args__ = (Index("ux_role_grants", "person_id", "role", "facility_id", unique=True),)
+
+
+class ApiToken(Base):
+    """A personal API token for scripts: only a hash of its secret is stored."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    person_id: Mapped[str] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"), nullable=False)
+    name: Mapped[str] = mapped_column(String(100), nullable=False)
+    secret_hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, nullable=False)
+    expires_at: Mapped[datetime] = mapped_column(nullable=False)
+    revoked_at: Mapped[datetime | None] = mapped_column()
+    last_used_at: Mapped[datetime | None] = mapped_column()
+
+    __table_args__ = (Index("ix_api_tokens_person", "person_id"),)

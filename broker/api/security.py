@@ -6,17 +6,23 @@ import hmac
 from starlette.requests import Request
 
 from broker.errors import Unauthenticated
+from broker.people import TOKEN_PREFIX
 
 SCOPE_KEY = "panbroker"
 
 
 def bearer_info(token: str, request: Request) -> dict | None:
-    """Token info for a valid token, None (401) otherwise. Until federated login lands the only
-    token is the bootstrap admin token from settings."""
+    """Token info for a valid token, None (401) otherwise: the bootstrap admin token from settings, or
+    a person's personal API token (unknown, expired and revoked ones are refused alike)."""
     broker = request.scope[SCOPE_KEY]
+    if token.startswith(TOKEN_PREFIX + "_"):
+        principal = broker.people.authenticate(token)
+        if principal is None:
+            return None
+        return {"sub": principal.subject, "admin": principal.admin, "operator_of": sorted(principal.operator_of)}
     admin_token = broker.settings.admin_token
     if not admin_token:
-        raise Unauthenticated("registry writes are disabled: no PANBROKER_ADMIN_TOKEN is configured")
+        raise Unauthenticated("no PANBROKER_ADMIN_TOKEN is configured; use a personal API token")
     if hmac.compare_digest(token.encode(), admin_token.encode()):
         return {"sub": "admin-token", "admin": True}
     return None
