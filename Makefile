@@ -5,6 +5,8 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat setup.py constraints.txt | cksum | cut -d' ' -f1)
 PORT   ?= 8080
+# the real OpenID provider (npm oidc-provider) the demo signs in with and the login tests run against
+OIDC   := demo/oidc/node_modules/.installed
 
 .PHONY: demo test install bench constraints clean
 
@@ -17,10 +19,14 @@ $(STAMP): $(BIN)/python setup.py constraints.txt
 	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test]'
 	rm -f $(VENV)/.installed-* && touch $@
 
-demo: $(STAMP)
+$(OIDC): demo/oidc/package.json demo/oidc/package-lock.json
+	cd demo/oidc && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+demo: $(STAMP) $(OIDC)
 	$(BIN)/panbroker demo --port $(PORT)
 
-test: $(STAMP)
+test: $(STAMP) $(OIDC)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: $(STAMP)
@@ -35,4 +41,4 @@ constraints:
 	rm -rf .constraints-venv
 
 clean:
-	rm -rf $(VENV) .pytest_cache test-output
+	rm -rf $(VENV) .pytest_cache test-output demo/oidc/node_modules

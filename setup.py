@@ -25,7 +25,7 @@ setup(
         "broker": ["search/data/*.json"],
         "registry": ["seed/*.yaml", "migrations/*.py", "migrations/*.mako", "migrations/versions/*.py"],
         "web": ["templates/*.html", "static/*"],
-        "demo": ["data/*"],
+        "demo": ["oidc/package.json", "oidc/package-lock.json", "oidc/provider.mjs"],
     },
     install_requires=[
         "flask>=3.0",
@@ -42,6 +42,7 @@ setup(
         "psycopg[binary]>=3.1",
         "tantivy>=0.25",
         "defusedxml>=0.7",
+        "authlib>=1.3",
     ],
     extras_require={
         "test": ["pytest>=8", "responses>=0.25", "httpx>=0.27", "pytest-timeout>=2.3", "schemathesis>=4.0",

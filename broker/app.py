@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from broker.api import problems
 from broker.api.validation import VALIDATORS, BrokerScope
 from broker.errors import BrokerError
+from broker.auth import AuthService, load_issuers
 from broker.catalogue import CatalogueService
 from broker.eosc import EoscService
 from broker.harvest import HarvestService
@@ -51,6 +52,7 @@ class Broker:
     eosc: EoscService
     catalogue: CatalogueService
     people: PeopleService
+    auth: AuthService
 
 
 def build_broker(settings: Settings, *, run_migrations: bool = True) -> Broker:
@@ -74,8 +76,10 @@ def build_broker(settings: Settings, *, run_migrations: bool = True) -> Broker:
     client = (EoscCatalogueClient(http, settings.eosc_catalogue_url, settings.eosc_catalogue_id)
               if settings.eosc_catalogue_url else None)
     eosc = EoscService(store, registry, client, settings.eosc_token or None)
+    people = PeopleService(store)
+    auth = AuthService(store, http, people, box, load_issuers(settings.oidc_issuers), settings.effective_public_url)
     return Broker(settings, store, http, registry, health, index, harvest, search, eosc, CatalogueService(store),
-                  PeopleService(store))
+                  people, auth)
 
 
 def make_index(settings: Settings) -> DatasetIndex:
@@ -105,7 +109,9 @@ def create_app(settings: Settings | None = None, broker: Broker | None = None) -
 
     from broker.api.panosc import blueprint as panosc_api
     from web import blueprint  # the portal pages; imported here so services never import Flask
+    from web.auth import blueprint as auth_pages
 
     app.app.register_blueprint(blueprint)
     app.app.register_blueprint(panosc_api)
+    app.app.register_blueprint(auth_pages)
     return app

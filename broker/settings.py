@@ -67,8 +67,14 @@ class Settings:
     eosc_catalogue_id: str = field(default="eosc", metadata={"help": "catalogue_id sent to the EOSC catalogue."})
     eosc_token: str = field(default="", metadata={"help": "Bearer token for pushing profiles to the catalogue (secret)."})
     eosc_sync_interval_seconds: int = field(default=3600, metadata={"help": "Seconds between EOSC sync rounds."})
+    public_url: str = field(default="", metadata={"help": "The broker's public base URL (login redirect URIs); default: http://HOST:PORT."})
+    oidc_issuers: str = field(default="", metadata={"help": "JSON list of OpenID issuers (name, title, issuer, client_id, client_secret, ...)."})
     max_body_bytes: int = field(default=1024 * 1024, metadata={"help": "Largest request body accepted."})
     log_level: str = field(default="INFO", metadata={"help": "Python logging level."})
+
+    @property
+    def effective_public_url(self) -> str:
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
 
     @property
     def effective_index_dir(self) -> Path:

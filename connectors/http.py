@@ -149,6 +149,7 @@ class HttpClient:
         headers: Mapping[str, str] | None = None,
         params: Mapping[str, Any] | None = None,
         json: Any = None,
+        form: Mapping[str, str] | None = None,
         timeout: float | None = None,
         endpoint: str | None = None,
     ) -> requests.Response:
@@ -160,7 +161,7 @@ class HttpClient:
         origin = _origin(url)
         breaker = self.breaker(endpoint or origin)
         try:
-            return breaker.call(self._send, method.upper(), url, headers, params, json, timeout)
+            return breaker.call(self._send, method.upper(), url, headers, params, json, timeout, form)
         except _ServerError as exc:
             return exc.response
         except pybreaker.CircuitBreakerError as exc:
@@ -169,7 +170,7 @@ class HttpClient:
                 f"calls paused for {self.limits.breaker_reset_seconds:g} s"
             ) from exc
 
-    def _send(self, method, url, headers, params, json, timeout) -> requests.Response:  # noqa: ANN001
+    def _send(self, method, url, headers, params, json, timeout, form=None) -> requests.Response:  # noqa: ANN001
         total = min(timeout or self.limits.total_timeout, self.limits.total_timeout)
         deadline = time.monotonic() + total
         per_phase = (min(self.limits.connect_timeout, total), min(self.limits.read_timeout, total))
@@ -178,7 +179,7 @@ class HttpClient:
             log.debug("%s %s", method, _without_query(url))
             try:
                 response = session.request(
-                    method, url, headers=headers, params=params, json=json,
+                    method, url, headers=headers, params=params, json=json, data=form,
                     timeout=per_phase, allow_redirects=False, stream=True,
                 )
             except AddressBlocked:
@@ -198,7 +199,7 @@ class HttpClient:
                 response.close()
                 url, params = urljoin(url, location), None
                 if response.status_code == 303:
-                    method, json = "GET", None
+                    method, json, form = "GET", None, None
                 continue
             break
         self._read_capped(response, deadline)

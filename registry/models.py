@@ -320,3 +320,30 @@ class ApiToken(Base):
     last_used_at: Mapped[datetime | None] = mapped_column()
 
     __table_args__ = (Index("ix_api_tokens_person", "person_id"),)
+
+
+class LoginTransaction(Base):
+    """One authorization request in flight: single-use, bound to its issuer, with PKCE and nonce."""
+
+    __tablename__ = "login_transactions"
+
+    state: Mapped[str] = mapped_column(String(64), primary_key=True)
+    issuer: Mapped[str] = mapped_column(String(100), nullable=False)
+    nonce: Mapped[str] = mapped_column(String(64), nullable=False)
+    code_verifier: Mapped[str] = mapped_column(String(128), nullable=False)
+    next_url: Mapped[str] = mapped_column(String(2048), nullable=False, default="/")
+    link_person_id: Mapped[str | None] = mapped_column(String(36))  # set when linking a second identity
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, nullable=False)
+
+
+class WebSession(Base):
+    """A signed-in browser: only a hash of the cookie value is stored."""
+
+    __tablename__ = "web_sessions"
+
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    person_id: Mapped[str] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"), nullable=False)
+    issuer: Mapped[str] = mapped_column(String(100), nullable=False)
+    id_token_encrypted: Mapped[str | None] = mapped_column(Text)  # for RP-initiated logout
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, nullable=False)
+    expires_at: Mapped[datetime] = mapped_column(nullable=False)

@@ -60,6 +60,12 @@ def test_demo_serves_the_api_with_the_federation_registered_and_checked(tmp_path
         created = requests.post(f"{base}/api/v1/facilities", json={"id": "new", "name": "New", "country": "IT"},
                                 headers={"Authorization": f"Bearer {token}"}, timeout=5)
         assert created.status_code == 201
+        # the demo's sign-in is a real OpenID login
+        start = requests.get(f"{base}/auth/login/demo-idp", allow_redirects=False, timeout=5)
+        assert start.status_code == 302 and "code_challenge_method=S256" in start.headers["location"]
+        web = requests.Session()
+        page = web.get(start.headers["location"], timeout=5)
+        assert page.status_code == 200 and 'name="login"' in page.text
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         output, _ = process.communicate(timeout=15)

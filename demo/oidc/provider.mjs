@@ -1,0 +1,38 @@
+// A real OpenID Connect provider for tests and the demo, on loopback only.
+// Usage: node provider.mjs PORT CLIENTS_JSON
+// Any login name is accepted (development interactions); the name becomes `sub`. Names starting with
+// "admin" carry the entitlement urn:panbroker:role:admin.
+import Provider from 'oidc-provider';
+
+const [port, clientsJson] = process.argv.slice(2);
+const issuer = `http://127.0.0.1:${port}`;
+
+const provider = new Provider(issuer, {
+  clients: JSON.parse(clientsJson),
+  pkce: { required: () => true, methods: ['S256'] },
+  features: {
+    devInteractions: { enabled: true },
+    rpInitiatedLogout: { enabled: true },
+    clientCredentials: { enabled: true },
+  },
+  scopes: ['openid', 'profile', 'email', 'entitlements', 'offline_access'],
+  claims: { openid: ['sub'], profile: ['name'], email: ['email'], entitlements: ['eduperson_entitlement'] },
+  conformIdTokenClaims: false,
+  findAccount: async (ctx, id) => ({
+    accountId: id,
+    async claims() {
+      return {
+        sub: id,
+        name: `Test user ${id}`,
+        email: `${id}@example.org`,
+        eduperson_entitlement: id.startsWith('admin') ? ['urn:panbroker:role:admin'] : [],
+      };
+    },
+  }),
+  cookies: { keys: ['panbroker-test-only'] },
+  ttl: { AccessToken: 600, IdToken: 600, AuthorizationCode: 60, Interaction: 600, Session: 600, Grant: 600 },
+});
+
+provider.listen(Number(port), '127.0.0.1', () => {
+  console.log(`ready ${issuer}`);
+});

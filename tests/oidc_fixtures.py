@@ -1,0 +1,109 @@
+"""Real OpenID providers (npm oidc-provider) for the login tests, and a scripted browser that signs in
+through their development interactions."""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urljoin, urlsplit
+
+import pytest
+import requests
+
+OIDC_DIR = Path(__file__).resolve().parent.parent / "demo" / "oidc"
+BROKER = "http://127.0.0.1:8080"  # the broker's public URL in these tests (served in-process)
+CLIENT_SECRET = "test-client-secret-d41d"
+
+
+@dataclass
+class RunningProvider:
+    name: str
+    issuer: str
+    process: subprocess.Popen
+
+    def config(self, **extra) -> dict:  # noqa: ANN003
+        return {"name": self.name, "title": f"Provider {self.name}", "issuer": self.issuer, "client_id": "broker",
+                "client_secret": CLIENT_SECRET, "scopes": "openid profile email entitlements",
+                "admin_entitlements": ["urn:panbroker:role:admin"], **extra}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_provider(name: str) -> RunningProvider:
+    if shutil.which("node") is None or not (OIDC_DIR / "node_modules" / "oidc-provider").exists():
+        pytest.skip("Node.js or demo/oidc/node_modules is missing (make test runs npm ci): OIDC tests SKIPPED")
+    port = _free_port()
+    clients = [{"client_id": "broker", "client_secret": CLIENT_SECRET,
+                "redirect_uris": [f"{BROKER}/auth/callback"], "post_logout_redirect_uris": [f"{BROKER}/"],
+                "response_types": ["code"], "grant_types": ["authorization_code", "client_credentials"],
+                "token_endpoint_auth_method": "client_secret_basic"}]
+    process = subprocess.Popen(["node", str(OIDC_DIR / "provider.mjs"), str(port), json.dumps(clients)],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    issuer = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(f"{issuer}/.well-known/openid-configuration", timeout=1).ok:
+                return RunningProvider(name, issuer, process)
+        except requests.ConnectionError:
+            time.sleep(0.1)
+    process.kill()
+    raise RuntimeError(f"the OpenID provider did not start: {process.stdout.read()[:500]}")
+
+
+class Browser:
+    """Follows redirects between the broker (in-process test client) and a provider (real HTTP)."""
+
+    def __init__(self, client) -> None:  # noqa: ANN001 - starlette TestClient
+        self.client = client
+        self.web = requests.Session()
+
+    def go(self, url: str, login: str | None = None, stop_at_callback: bool = False):  # noqa: ANN201
+        for _ in range(20):
+            if url.startswith(BROKER) or url.startswith("/"):
+                path = url.removeprefix(BROKER)
+                if stop_at_callback and path.startswith("/auth/callback"):
+                    return path
+                response = self.client.get(path, follow_redirects=False)
+                if response.status_code in (301, 302, 303):
+                    url = response.headers["location"]
+                    continue
+                return response
+            response = self.web.get(url, allow_redirects=False, timeout=5)
+            if response.status_code in (302, 303):
+                url = urljoin(url, response.headers["location"])
+                continue
+            form = re.search(r'action="([^"]+)"', response.text)
+            if response.status_code == 200 and form and 'value="login"' in response.text:
+                response = self.web.post(urljoin(url, form.group(1)), timeout=5, allow_redirects=False,
+                                         data={"prompt": "login", "login": login, "password": "any"})
+            elif response.status_code == 200 and form:
+                response = self.web.post(urljoin(url, form.group(1)), timeout=5, allow_redirects=False,
+                                         data={"prompt": "consent"})
+            else:
+                raise AssertionError(f"unexpected page at {url}: {response.status_code} {response.text[:300]}")
+            url = urljoin(url, response.headers["location"])
+        raise AssertionError("too many redirects")
+
+    def sign_in(self, issuer: str, login: str, next_url: str = "/", path: str = "/auth/login/"):  # noqa: ANN201
+        start = self.client.get(f"{path}{issuer}", params={"next": next_url}, follow_redirects=False)
+        assert start.status_code == 302, start.text
+        return self.go(start.headers["location"], login)
+
+    def callback_url(self, issuer: str, login: str) -> str:
+        """Sign in at the provider but stop before the broker's callback; return its path and query."""
+        start = self.client.get(f"/auth/login/{issuer}", follow_redirects=False)
+        return self.go(start.headers["location"], login, stop_at_callback=True)
+
+
+def query_of(path: str) -> dict[str, str]:
+    return dict(part.split("=", 1) for part in urlsplit(path).query.split("&") if "=" in part)

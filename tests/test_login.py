@@ -1,0 +1,188 @@
+"""Federated login against two real OpenID providers (npm oidc-provider): sign-in, sessions, logout,
+linking, roles from entitlements, bearer JWTs, and every refusal the issue lists."""
+from __future__ import annotations
+
+import json
+import logging
+from urllib.parse import quote
+
+import pytest
+import requests
+
+from broker.app import build_broker, create_app
+from broker.authz import Principal
+from broker.registry_kinds import KINDS
+from tests.conftest import make_settings
+from tests.oidc_fixtures import BROKER, CLIENT_SECRET, Browser, query_of, start_provider
+
+
+@pytest.fixture(scope="module")
+def providers():  # noqa: ANN201
+    started = [start_provider("idp-a"), start_provider("idp-b")]
+    yield {p.name: p for p in started}
+    for provider in started:
+        provider.process.kill()
+        provider.process.wait(timeout=5)
+
+
+@pytest.fixture
+def broker(providers, tmp_path):  # noqa: ANN001, ANN201
+    issuers = [providers["idp-a"].config(operator_entitlement_prefix="urn:panbroker:role:operator:"),
+               providers["idp-b"].config()]
+    built = build_broker(make_settings(tmp_path, public_url=BROKER, oidc_issuers=json.dumps(issuers)))
+    built.registry.create(Principal("t", admin=True), KINDS.facility, {
+        "id": "esrf", "name": "ESRF", "country": "FR", "accepted_issuers": ["idp-a"]})
+    yield built
+    built.index.close()
+
+
+@pytest.fixture
+def browser(broker):  # noqa: ANN001, ANN201
+    return Browser(create_app(broker=broker).test_client(base_url=BROKER))
+
+
+def me(browser):  # noqa: ANN001, ANN201
+    return browser.client.get("/api/v1/me")
+
+
+def test_sign_in_creates_a_person_and_a_session_then_logout_ends_it(browser, providers):  # noqa: ANN001
+    assert me(browser).status_code == 401
+    landed = browser.sign_in("idp-a", "alice", next_url="/api/v1/services")
+    assert landed.status_code == 200 and landed.url.path == "/api/v1/services"
+    cookie = browser.client.cookies.get("panbroker_session")
+    assert cookie
+    body = me(browser).json()
+    assert body["person"]["identities"] == [{"issuer": "idp-a", "subject": "alice"}]
+    assert body["person"]["display_name"] == "Test user alice" and body["launch_facilities"] == ["esrf"]
+    out = browser.client.get("/auth/logout", follow_redirects=False)
+    assert out.status_code == 302 and out.headers["location"].startswith(providers["idp-a"].issuer + "/session/end")
+    assert "id_token_hint=" in out.headers["location"]
+    browser.client.cookies.set("panbroker_session", cookie)  # the old cookie is dead server-side too
+    assert me(browser).status_code == 401
+
+
+def test_the_same_identity_signs_in_to_the_same_person_with_a_new_session_id(browser):  # noqa: ANN001
+    browser.sign_in("idp-a", "bob")
+    first_cookie, first = browser.client.cookies.get("panbroker_session"), me(browser).json()["person"]["id"]
+    browser.sign_in("idp-a", "bob")
+    assert me(browser).json()["person"]["id"] == first
+    assert browser.client.cookies.get("panbroker_session") != first_cookie  # rotated at login
+
+
+def test_linking_a_second_identity_and_unlinking(browser):  # noqa: ANN001
+    browser.sign_in("idp-a", "carol")
+    person = me(browser).json()["person"]
+    linked = browser.sign_in("idp-b", "carol-b", path="/auth/link/")
+    assert linked.status_code == 200
+    identities = me(browser).json()["person"]["identities"]
+    assert {(i["issuer"], i["subject"]) for i in identities} == {("idp-a", "carol"), ("idp-b", "carol-b")}
+    browser2 = Browser(browser.client)
+    browser2.client.cookies.clear()
+    browser2.sign_in("idp-b", "carol-b")
+    assert me(browser2).json()["person"]["id"] == person["id"]  # either identity signs in the same person
+
+
+def test_linking_needs_a_session(browser):  # noqa: ANN001
+    assert browser.client.get("/auth/link/idp-b", follow_redirects=False).status_code == 401
+
+
+def test_roles_follow_entitlements(browser):  # noqa: ANN001
+    browser.sign_in("idp-a", "admin-dora")
+    assert me(browser).json()["admin"] is True
+    browser.client.cookies.clear()
+    fresh = Browser(browser.client)  # a new browser: no session at the provider either
+    fresh.sign_in("idp-a", "erin")
+    assert me(fresh).json()["admin"] is False
+
+
+@pytest.mark.parametrize("case", ["tampered-state", "replayed-state", "mix-up", "missing-iss", "provider-error"])
+def test_bad_callbacks_are_refused_without_a_session(browser, providers, case):  # noqa: ANN001
+    callback = browser.callback_url("idp-a", "mallory")
+    params = query_of(callback)
+    if case == "tampered-state":
+        callback = callback.replace(params["state"], params["state"][:-2] + "xx")
+    elif case == "mix-up":
+        other = quote(providers["idp-b"].issuer, safe="")  # the answer claims to come from the other provider
+        callback = callback.replace(f"iss={params['iss']}", f"iss={other}")
+    elif case == "missing-iss":
+        callback = callback.replace(f"&iss={params['iss']}", "").replace(f"iss={params['iss']}&", "")
+    elif case == "provider-error":
+        callback = f"/auth/callback?error=access_denied&state={params['state']}"
+    elif case == "replayed-state":
+        assert browser.client.get(callback, follow_redirects=False).status_code == 302
+        browser.client.cookies.clear()
+    response = browser.client.get(callback, follow_redirects=False)
+    assert response.status_code == 400 and response.headers["content-type"].startswith("application/problem+json")
+    assert "panbroker_session" not in response.headers.get("set-cookie", "")
+    assert me(browser).status_code == 401
+
+
+def test_a_wrong_nonce_is_refused(browser, broker):  # noqa: ANN001
+    from registry.models import LoginTransaction
+
+    callback = browser.callback_url("idp-a", "nina")
+    with broker.store.session() as session:
+        session.get(LoginTransaction, query_of(callback)["state"]).nonce = "not-the-nonce-sent"
+    response = browser.client.get(callback, follow_redirects=False)
+    assert response.status_code == 400 and "nonce" in response.json()["detail"]
+
+
+def test_a_replayed_code_is_refused(browser):  # noqa: ANN001
+    first = browser.callback_url("idp-a", "oscar")
+    assert browser.client.get(first, follow_redirects=False).status_code == 302
+    second = browser.callback_url("idp-a", "oscar")
+    replay = second.replace(query_of(second)["code"], query_of(first)["code"])
+    response = browser.client.get(replay, follow_redirects=False)
+    assert response.status_code == 400 and "refused the code" in response.json()["detail"]
+
+
+@pytest.mark.parametrize("target, expected", [("https://evil.example/", "/"), ("//evil.example/x", "/"),
+                                              ("/api/v1/services?kind=visa", "/api/v1/services?kind=visa"),
+                                              ("javascript:alert(1)", "/")])
+def test_next_never_leaves_the_site(browser, target, expected):  # noqa: ANN001
+    start = browser.client.get("/auth/login/idp-a", params={"next": target}, follow_redirects=False)
+    callback = browser.go(start.headers["location"], "pat", stop_at_callback=True)
+    response = browser.client.get(callback, follow_redirects=False)
+    assert response.headers["location"] == expected
+
+
+def test_an_unknown_issuer_is_refused(browser):  # noqa: ANN001
+    assert browser.client.get("/auth/login/not-configured", follow_redirects=False).status_code == 404
+    assert browser.client.get("/auth/login/orcid", follow_redirects=False).status_code == 404  # shipped disabled
+
+
+def client_credentials_token(provider) -> str:  # noqa: ANN001
+    response = requests.post(f"{provider.issuer}/token", data={"grant_type": "client_credentials"},
+                             auth=("broker", CLIENT_SECRET), timeout=5)
+    return response.json()["access_token"]
+
+
+def test_bearer_tokens_that_are_not_jwts_from_a_known_key_are_refused(browser, providers):  # noqa: ANN001
+    opaque = client_credentials_token(providers["idp-a"])  # oidc-provider issues opaque access tokens
+    assert browser.client.get("/api/v1/me", headers={"Authorization": f"Bearer {opaque}"}).status_code == 401
+    unsigned = "eyJhbGciOiJub25lIn0.eyJpc3MiOiJodHRwOi8vMTI3LjAuMC4xIn0.sig"  # alg none
+    assert browser.client.get("/api/v1/me", headers={"Authorization": f"Bearer {unsigned}"}).status_code == 401
+
+
+def test_id_tokens_checked_for_issuer_audience_expiry_and_key(broker, providers):  # noqa: ANN001
+    from joserfc import jwk, jwt
+
+    from broker.auth import LoginRefused
+
+    config = broker.auth.issuers["idp-a"]
+    stranger = jwk.RSAKey.generate_key(2048, private=True, parameters={"kid": "stranger"})
+    base = {"iss": config.issuer, "aud": "broker", "sub": "x", "exp": 4102444800, "nonce": "n"}
+    cases = {"unknown key": base, "wrong audience": {**base, "aud": "someone-else"},
+             "expired": {**base, "exp": 1000}, "other issuer": {**base, "iss": providers["idp-b"].issuer}}
+    for label, claims in cases.items():
+        token = jwt.encode({"alg": "RS256", "kid": "stranger"}, claims, stranger)
+        with pytest.raises(LoginRefused):
+            broker.auth._verify(config, token, audience="broker", nonce="n")  # noqa: SLF001 - the check itself
+
+
+def test_secrets_and_tokens_never_reach_the_logs(browser, caplog):  # noqa: ANN001
+    caplog.set_level(logging.DEBUG)
+    browser.sign_in("idp-a", "rita")
+    cookie = browser.client.cookies.get("panbroker_session")
+    assert cookie not in caplog.text and CLIENT_SECRET not in caplog.text
+    assert CLIENT_SECRET not in browser.client.get("/auth/providers").text
