@@ -186,3 +186,49 @@ def test_secrets_and_tokens_never_reach_the_logs(browser, caplog):  # noqa: ANN0
     cookie = browser.client.cookies.get("panbroker_session")
     assert cookie not in caplog.text and CLIENT_SECRET not in caplog.text
     assert CLIENT_SECRET not in browser.client.get("/auth/providers").text
+
+
+def test_a_jwt_access_token_from_a_configured_issuer_is_accepted_and_key_rotation_followed(tmp_path):  # noqa: ANN001
+    """An issuer whose keys the test holds (served on loopback): signature, iss, aud, exp, kid rotation."""
+    import time
+
+    from joserfc import jwk, jwt
+    from werkzeug.wrappers import Response
+
+    from demo import federation as sim
+
+    keys = {"current": jwk.RSAKey.generate_key(2048, private=True, parameters={"kid": "k1"})}
+    state = {}
+
+    def issuer(request):  # noqa: ANN001, ANN202
+        if request.path == "/.well-known/openid-configuration":
+            return Response(json.dumps({"issuer": state["iss"], "jwks_uri": state["iss"] + "/jwks",
+                                        "authorization_endpoint": state["iss"] + "/auth",
+                                        "token_endpoint": state["iss"] + "/token"}), content_type="application/json")
+        return Response(json.dumps({"keys": [keys["current"].as_dict(private=False)]}), content_type="application/json")
+
+    with sim.Federation() as fed:
+        fed.add("iss", issuer)
+        fed.start()
+        state["iss"] = fed.url("iss")
+        config = {"name": "facility-kc", "title": "Facility Keycloak", "issuer": state["iss"], "client_id": "broker",
+                  "client_secret": "x", "audience": "panbroker-api"}
+        broker = build_broker(make_settings(tmp_path, public_url=BROKER, oidc_issuers=json.dumps([config])))
+        broker.people.create(Principal("t", admin=True), {"display_name": "Kim", "identities": [
+            {"issuer": "facility-kc", "subject": "kim"}]})
+        client = create_app(broker=broker).test_client(base_url=BROKER)
+
+        def token(key, **claims):  # noqa: ANN001, ANN003, ANN202
+            body = {"iss": state["iss"], "aud": "panbroker-api", "sub": "kim", "exp": int(time.time()) + 300, **claims}
+            return {"Authorization": "Bearer " + jwt.encode({"alg": "RS256", "kid": key.kid}, body, key)}
+
+        assert client.get("/api/v1/me", headers=token(keys["current"])).json()["person"]["display_name"] == "Kim"
+        assert client.get("/api/v1/me", headers=token(keys["current"], aud="other")).status_code == 401
+        assert client.get("/api/v1/me", headers=token(keys["current"], exp=1000)).status_code == 401
+        assert client.get("/api/v1/me", headers=token(keys["current"], sub="nobody")).status_code == 401
+        old = keys["current"]
+        keys["current"] = jwk.RSAKey.generate_key(2048, private=True, parameters={"kid": "k2"})
+        broker.auth._providers["facility-kc"].fetched_at = 0  # noqa: SLF001 - skip the 10 s refetch guard
+        assert client.get("/api/v1/me", headers=token(keys["current"])).status_code == 200  # rotated in
+        assert client.get("/api/v1/me", headers=token(old)).status_code == 401  # rotated out
+        broker.index.close()
