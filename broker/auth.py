@@ -29,7 +29,7 @@ from broker.people import PeopleService
 from broker.secretbox import SecretBox
 from connectors.errors import UpstreamError
 from connectors.http import HttpClient, json_body
-from registry.models import LoginTransaction, RoleGrant, WebSession, utcnow
+from registry.models import LoginTransaction, RoleGrant, UserToken, WebSession, utcnow
 from registry.store import Store
 
 TRANSACTION_TTL = timedelta(minutes=10)
@@ -182,6 +182,8 @@ class AuthService:
         query = {"response_type": "code", "client_id": config.client_id, "redirect_uri": self.redirect_uri,
                  "scope": config.scopes, "state": state, "nonce": nonce,
                  "code_challenge": _b64(hashlib.sha256(verifier.encode()).digest()), "code_challenge_method": "S256"}
+        if "offline_access" in config.scopes.split():
+            query["prompt"] = "consent"  # OpenID Connect grants offline access only with consent
         return f"{provider.metadata['authorization_endpoint']}?{urlencode(query)}"
 
     def finish(self, params: dict[str, str]) -> Login:
@@ -208,27 +210,24 @@ class AuthService:
             raise LoginRefused("the answer lacks the issuer its provider always sends (mix-up refused)")
         if not code:
             raise LoginRefused("the answer carries no authorization code")
-        tokens = self._exchange(config, provider, code, verifier)
+        tokens = self._exchange(config, code, verifier)
         claims = self._verify(config, tokens.get("id_token", ""), audience=config.client_id, nonce=nonce)
         subject = claims.get(config.subject_claim)
         if not subject:
             raise LoginRefused(f"the ID token has no {config.subject_claim!r} claim")
         person_id = self._person(config, str(subject), claims, link_person)
         self._sync_entitlements(config, person_id, claims)
+        self._keep_tokens(person_id, issuer_name, tokens)
         return Login(self._open_session(person_id, issuer_name, tokens["id_token"]), person_id, next_url)
 
-    def _exchange(self, config: IssuerConfig, provider: _Provider, code: str, verifier: str) -> dict[str, Any]:
-        basic = base64.b64encode(f"{config.client_id}:{config.client_secret}".encode()).decode()
+    def _exchange(self, config: IssuerConfig, code: str, verifier: str) -> dict[str, Any]:
         try:
-            response = self.http.request("POST", provider.metadata["token_endpoint"], timeout=10, form={
-                "grant_type": "authorization_code", "code": code, "redirect_uri": self.redirect_uri,
-                "code_verifier": verifier}, headers={"Authorization": f"Basic {basic}"})
-            body = json_body(response)
-        except UpstreamError as exc:
-            raise LoginRefused(f"{config.title} could not be asked for tokens: {exc.detail}") from exc
-        if response.status_code != 200 or not isinstance(body, dict) or "id_token" not in body:
-            reason = body.get("error_description") or body.get("error") if isinstance(body, dict) else None
-            raise LoginRefused(f"{config.title} refused the code" + (f": {reason}" if reason else ""))
+            body = self._token_request(config, {"grant_type": "authorization_code", "code": code,
+                                                "redirect_uri": self.redirect_uri, "code_verifier": verifier})
+        except LoginRefused as exc:
+            raise LoginRefused(exc.detail.replace("refused the token request", "refused the code")) from exc
+        if "id_token" not in body:
+            raise LoginRefused(f"{config.title} sent no ID token")
         return body
 
     def _verify(self, config: IssuerConfig, token: str, *, audience: str, nonce: str | None) -> dict[str, Any]:
@@ -281,6 +280,61 @@ class AuthService:
                     session.delete(grant)
             for role, facility in wanted - have:
                 session.add(RoleGrant(person_id=person_id, role=role, facility_id=facility, granted_by=source))
+
+    # -- the user's own tokens, for services that must be called on their behalf --------------
+    def _keep_tokens(self, person_id: str, issuer_name: str, tokens: dict[str, Any]) -> None:
+        if not tokens.get("access_token"):
+            return
+        with self.store.session() as session:
+            row = session.get(UserToken, (person_id, issuer_name)) or UserToken(person_id=person_id,
+                                                                                issuer=issuer_name)
+            row.access_token_encrypted = self.box.encrypt(tokens["access_token"])
+            if tokens.get("refresh_token"):
+                row.refresh_token_encrypted = self.box.encrypt(tokens["refresh_token"])
+            row.expires_at = utcnow() + timedelta(seconds=int(tokens.get("expires_in") or 300))
+            row.updated_at = utcnow()
+            session.merge(row)
+
+    def downstream_token(self, person_id: str, issuer_name: str, audience: str | None = None) -> str:
+        """An access token of the person from ``issuer_name``, refreshed when about to expire; with
+        ``audience``, exchanged (RFC 8693) for a token of that audience."""
+        config = self.issuers.get(issuer_name)
+        if config is None or not config.usable:
+            raise NotFound(f"no issuer {issuer_name!r} is configured")
+        with self.store.session() as session:
+            row = session.get(UserToken, (person_id, issuer_name))
+            if row is None:
+                raise LoginRefused(f"sign in with {config.title} first: the service needs your token from it")
+            expires = row.expires_at if row.expires_at.tzinfo else row.expires_at.replace(tzinfo=utcnow().tzinfo)
+            access = self.box.decrypt(row.access_token_encrypted)
+            refresh = self.box.decrypt(row.refresh_token_encrypted) if row.refresh_token_encrypted else None
+        if expires - utcnow() < timedelta(seconds=60):
+            if not refresh:
+                raise LoginRefused(f"your {config.title} session has expired: sign in again")
+            tokens = self._token_request(config, {"grant_type": "refresh_token", "refresh_token": refresh})
+            self._keep_tokens(person_id, issuer_name, tokens)
+            access = tokens["access_token"]
+        if not audience:
+            return access
+        exchanged = self._token_request(config, {
+            "grant_type": "urn:ietf:params:oauth:grant-type:token-exchange", "subject_token": access,
+            "subject_token_type": "urn:ietf:params:oauth:token-type:access_token",
+            "requested_token_type": "urn:ietf:params:oauth:token-type:access_token", "audience": audience})
+        return exchanged["access_token"]
+
+    def _token_request(self, config: IssuerConfig, form: dict[str, str]) -> dict[str, Any]:
+        provider = self._provider(config)
+        basic = base64.b64encode(f"{config.client_id}:{config.client_secret}".encode()).decode()
+        try:
+            response = self.http.request("POST", provider.metadata["token_endpoint"], timeout=10, form=form,
+                                         headers={"Authorization": f"Basic {basic}"})
+            body = json_body(response)
+        except UpstreamError as exc:
+            raise LoginRefused(f"{config.title} could not be asked for a token: {exc.detail}") from exc
+        if response.status_code != 200 or not isinstance(body, dict) or "access_token" not in body:
+            reason = (body.get("error_description") or body.get("error")) if isinstance(body, dict) else None
+            raise LoginRefused(f"{config.title} refused the token request" + (f": {reason}" if reason else ""))
+        return body
 
     # -- sessions -----------------------------------------------------------------------------
     def _open_session(self, person_id: str, issuer: str, id_token: str) -> str:

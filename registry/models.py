@@ -347,3 +347,16 @@ class WebSession(Base):
     id_token_encrypted: Mapped[str | None] = mapped_column(Text)  # for RP-initiated logout
     created_at: Mapped[datetime] = mapped_column(default=utcnow, nullable=False)
     expires_at: Mapped[datetime] = mapped_column(nullable=False)
+
+
+class UserToken(Base):
+    """A person's tokens from one issuer, kept (encrypted) to call services on their behalf."""
+
+    __tablename__ = "user_tokens"
+
+    person_id: Mapped[str] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"), primary_key=True)
+    issuer: Mapped[str] = mapped_column(String(100), primary_key=True)
+    access_token_encrypted: Mapped[str] = mapped_column(Text, nullable=False)
+    refresh_token_encrypted: Mapped[str | None] = mapped_column(Text)
+    expires_at: Mapped[datetime] = mapped_column(nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, nullable=False)

@@ -28,7 +28,7 @@ class RunningProvider:
 
     def config(self, **extra) -> dict:  # noqa: ANN003
         return {"name": self.name, "title": f"Provider {self.name}", "issuer": self.issuer, "client_id": "broker",
-                "client_secret": CLIENT_SECRET, "scopes": "openid profile email entitlements",
+                "client_secret": CLIENT_SECRET, "scopes": "openid profile email entitlements offline_access",
                 "admin_entitlements": ["urn:panbroker:role:admin"], **extra}
 
 
@@ -44,7 +44,7 @@ def start_provider(name: str) -> RunningProvider:
     port = _free_port()
     clients = [{"client_id": "broker", "client_secret": CLIENT_SECRET,
                 "redirect_uris": [f"{BROKER}/auth/callback"], "post_logout_redirect_uris": [f"{BROKER}/"],
-                "response_types": ["code"], "grant_types": ["authorization_code", "client_credentials"],
+                "response_types": ["code"], "grant_types": ["authorization_code", "refresh_token", "client_credentials"],
                 "token_endpoint_auth_method": "client_secret_basic"}]
     process = subprocess.Popen(["node", str(OIDC_DIR / "provider.mjs"), str(port), json.dumps(clients)],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -232,3 +232,58 @@ def test_a_jwt_access_token_from_a_configured_issuer_is_accepted_and_key_rotatio
         assert client.get("/api/v1/me", headers=token(keys["current"])).status_code == 200  # rotated in
         assert client.get("/api/v1/me", headers=token(old)).status_code == 401  # rotated out
         broker.index.close()
+
+
+def test_the_users_tokens_are_kept_encrypted_refreshed_and_usable_downstream(browser, broker, providers):  # noqa: ANN001
+    from datetime import timedelta
+
+    from registry.models import UserToken, utcnow
+
+    browser.sign_in("idp-a", "uma")
+    person_id = me(browser).json()["person"]["id"]
+    token = broker.auth.downstream_token(person_id, "idp-a")
+    userinfo = f"{providers['idp-a'].issuer}/me"
+    assert requests.get(userinfo, headers={"Authorization": f"Bearer {token}"}, timeout=5).json()["sub"] == "uma"
+    with broker.store.session() as session:
+        row = session.get(UserToken, (person_id, "idp-a"))
+        assert token not in row.access_token_encrypted and row.refresh_token_encrypted
+        row.expires_at = utcnow() - timedelta(seconds=1)
+    refreshed = broker.auth.downstream_token(person_id, "idp-a")
+    assert refreshed != token
+    assert requests.get(userinfo, headers={"Authorization": f"Bearer {refreshed}"}, timeout=5).json()["sub"] == "uma"
+    with pytest.raises(Exception, match="sign in with Provider idp-b first"):
+        broker.auth.downstream_token(person_id, "idp-b")
+
+
+def test_token_exchange_request_shape(tmp_path):  # noqa: ANN001
+    """RFC 8693 at a facility Keycloak (no such provider runs here: the request shape is checked)."""
+    import responses
+    from urllib.parse import parse_qs
+
+    from registry.models import UserToken, utcnow
+    from datetime import timedelta
+
+    issuer = "https://kc.facility.example/realms/pan"
+    config = {"name": "facility-kc", "title": "Facility Keycloak", "issuer": issuer, "client_id": "broker",
+              "client_secret": "kc-secret"}
+    broker = build_broker(make_settings(tmp_path, public_url=BROKER, oidc_issuers=json.dumps([config])))
+    person = broker.people.create(Principal("t", admin=True), {"display_name": "Vic", "identities": [
+        {"issuer": "facility-kc", "subject": "vic"}]})
+    with broker.store.session() as session:
+        session.add(UserToken(person_id=person["id"], issuer="facility-kc",
+                              access_token_encrypted=broker.auth.box.encrypt("user-access-token"),
+                              expires_at=utcnow() + timedelta(hours=1)))
+    with responses.RequestsMock() as mock:
+        mock.get(f"{issuer}/.well-known/openid-configuration", json={
+            "issuer": issuer, "token_endpoint": f"{issuer}/token", "authorization_endpoint": f"{issuer}/auth",
+            "jwks_uri": f"{issuer}/certs"})
+        mock.post(f"{issuer}/token", json={"access_token": "visa-audience-token", "token_type": "Bearer",
+                                           "issued_token_type": "urn:ietf:params:oauth:token-type:access_token"})
+        assert broker.auth.downstream_token(person["id"], "facility-kc", audience="visa") == "visa-audience-token"
+        sent = mock.calls[-1].request
+        form = parse_qs(sent.body)
+        assert form["grant_type"] == ["urn:ietf:params:oauth:grant-type:token-exchange"]
+        assert form["subject_token"] == ["user-access-token"] and form["audience"] == ["visa"]
+        assert form["subject_token_type"] == ["urn:ietf:params:oauth:token-type:access_token"]
+        assert sent.headers["Authorization"].startswith("Basic ")
+    broker.index.close()
