@@ -287,3 +287,19 @@ def test_token_exchange_request_shape(tmp_path):  # noqa: ANN001
         assert form["subject_token_type"] == ["urn:ietf:params:oauth:token-type:access_token"]
         assert sent.headers["Authorization"].startswith("Basic ")
     broker.index.close()
+
+
+def test_an_operator_signed_in_through_the_provider_writes_only_their_facility(browser, broker):  # noqa: ANN001
+    """Roles from entitlements, end to end: sign in, create a personal token, write the registry with it."""
+    broker.registry.create(Principal("t", admin=True), KINDS.facility, {"id": "ill", "name": "ILL", "country": "FR"})
+    browser.sign_in("idp-a", "op-esrf-olga")
+    assert me(browser).json()["operator_of"] == ["esrf"]
+    issued = browser.client.post("/api/v1/me/tokens", json={"name": "my script"})
+    assert issued.status_code == 201
+    script = {"Authorization": f"Bearer {issued.json()['token']}"}
+    browser.client.cookies.clear()
+    service = {"kind": "jupyterhub", "title": "Hub", "base_url": "https://hub.example"}
+    assert browser.client.post("/api/v1/services", headers=script,
+                               json={**service, "facility_id": "esrf"}).status_code == 201
+    refused = browser.client.post("/api/v1/services", headers=script, json={**service, "facility_id": "ill"})
+    assert refused.status_code == 403

@@ -1,7 +1,8 @@
 // A real OpenID Connect provider for tests and the demo, on loopback only.
 // Usage: node provider.mjs PORT CLIENTS_JSON
 // Any login name is accepted (development interactions); the name becomes `sub`. Names starting with
-// "admin" carry the entitlement urn:panbroker:role:admin.
+// "admin" carry the entitlement urn:panbroker:role:admin; "op-<facility>-..." carry
+// urn:panbroker:role:operator:<facility>.
 import Provider from 'oidc-provider';
 
 const [port, clientsJson] = process.argv.slice(2);
@@ -25,7 +26,10 @@ const provider = new Provider(issuer, {
         sub: id,
         name: `Test user ${id}`,
         email: `${id}@example.org`,
-        eduperson_entitlement: id.startsWith('admin') ? ['urn:panbroker:role:admin'] : [],
+        eduperson_entitlement: [
+          ...(id.startsWith('admin') ? ['urn:panbroker:role:admin'] : []),
+          ...(id.startsWith('op-') ? [`urn:panbroker:role:operator:${id.split('-')[1]}`] : []),
+        ],
       };
     },
   }),
