@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import requests
-from marshmallow import RAISE, Schema, fields, validate
+from marshmallow import EXCLUDE, RAISE, Schema, fields, validate
 
 from connectors.errors import AddressBlocked, UpstreamError
 from connectors.http import HttpClient, json_body
@@ -31,6 +31,13 @@ class ConfigSchema(Schema):
 
     class Meta:
         unknown = RAISE
+
+
+class TolerantSchema(Schema):
+    """Base of schemas reading external payloads: fields the broker does not know are ignored."""
+
+    class Meta:
+        unknown = EXCLUDE
 
 
 def url_field(**kwargs: Any) -> fields.Url:

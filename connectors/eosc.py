@@ -8,8 +8,9 @@ from dataclasses import dataclass
 from typing import Any, Iterator
 from urllib.parse import quote
 
-from marshmallow import EXCLUDE, Schema, ValidationError, fields
+from marshmallow import ValidationError, fields
 
+from connectors.base import TolerantSchema
 from connectors.errors import UpstreamBadResponse
 from connectors.http import HttpClient, json_body
 
@@ -35,10 +36,7 @@ class CatalogueService:
     active: bool | None
 
 
-class _Service(Schema):
-    class Meta:
-        unknown = EXCLUDE
-
+class _Service(TolerantSchema):
     id = fields.String(required=True)
     name = fields.String(allow_none=True)
     description = fields.String(allow_none=True)

@@ -7,9 +7,9 @@ from datetime import datetime
 from typing import Any, Iterator
 from urllib.parse import quote
 
-from marshmallow import EXCLUDE, Schema, ValidationError, fields
+from marshmallow import ValidationError, fields
 
-from connectors.base import ConfigSchema, JsonProbe, SearchConnector, url_field
+from connectors.base import ConfigSchema, JsonProbe, SearchConnector, TolerantSchema, url_field
 from connectors.errors import UpstreamBadResponse
 from connectors.http import HttpClient, json_body
 from broker.search.model import Dataset, DocumentRef, Parameter, TechniqueRef
@@ -24,12 +24,7 @@ class PanoscSearchConfig(ConfigSchema):
     page_size = fields.Integer(validate=lambda n: 1 <= n <= 1000)
 
 
-class _Tolerant(Schema):
-    class Meta:
-        unknown = EXCLUDE
-
-
-class _Document(_Tolerant):
+class _Document(TolerantSchema):
     pid = fields.String(required=True)
     title = fields.String(allow_none=True)
     type = fields.String(allow_none=True)
@@ -38,25 +33,25 @@ class _Document(_Tolerant):
     keywords = fields.List(fields.String(), allow_none=True)
 
 
-class _Technique(_Tolerant):
+class _Technique(TolerantSchema):
     pid = fields.String(allow_none=True)
     name = fields.String(required=True)
     panetId = fields.String(allow_none=True)
 
 
-class _Parameter(_Tolerant):
+class _Parameter(TolerantSchema):
     name = fields.String(required=True)
     value = fields.Raw(allow_none=True)
     unit = fields.String(allow_none=True)
 
 
-class _Instrument(_Tolerant):
+class _Instrument(TolerantSchema):
     pid = fields.String(allow_none=True)
     name = fields.String(required=True)
     facility = fields.String(allow_none=True)
 
 
-class _Dataset(_Tolerant):
+class _Dataset(TolerantSchema):
     pid = fields.String(required=True)
     title = fields.String(required=True)
     isPublic = fields.Boolean(load_default=True)

@@ -5,10 +5,10 @@ import json
 from datetime import datetime
 from typing import Any, Iterator
 
-from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
+from marshmallow import ValidationError, fields, validate
 
 from broker.search.model import Dataset, DocumentRef
-from connectors.base import ConfigSchema, JsonProbe, SearchConnector, url_field
+from connectors.base import ConfigSchema, JsonProbe, SearchConnector, TolerantSchema, url_field
 from connectors.errors import UpstreamBadResponse
 from connectors.http import HttpClient, json_body
 from connectors.panosc_search import parameter, technique_ref
@@ -19,17 +19,12 @@ class SciCatConfig(ConfigSchema):
     page_size = fields.Integer(validate=validate.Range(min=1, max=1000))
 
 
-class _Tolerant(Schema):
-    class Meta:
-        unknown = EXCLUDE
-
-
-class _Technique(_Tolerant):
+class _Technique(TolerantSchema):
     pid = fields.String(allow_none=True)
     name = fields.String(required=True)
 
 
-class _SciCatDataset(_Tolerant):
+class _SciCatDataset(TolerantSchema):
     pid = fields.String(required=True)
     datasetName = fields.String(allow_none=True)
     description = fields.String(allow_none=True)
