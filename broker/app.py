@@ -20,6 +20,7 @@ from broker.auth import AuthService, load_issuers
 from broker.catalogue import CatalogueService
 from broker.eosc import EoscService
 from broker.harvest import HarvestService
+from broker.launch.service import LaunchService
 from broker.people import PeopleService
 from broker.health import HealthService
 from broker.registry_service import RegistryService
@@ -53,6 +54,7 @@ class Broker:
     catalogue: CatalogueService
     people: PeopleService
     auth: AuthService
+    launches: LaunchService
 
 
 def build_broker(settings: Settings, *, run_migrations: bool = True) -> Broker:
@@ -78,8 +80,10 @@ def build_broker(settings: Settings, *, run_migrations: bool = True) -> Broker:
     eosc = EoscService(store, registry, client, settings.eosc_token or None)
     people = PeopleService(store)
     auth = AuthService(store, http, people, box, load_issuers(settings.oidc_issuers), settings.effective_public_url)
+    launches = LaunchService(store, http, search, box,
+                             tuple(f.strip() for f in settings.federation_wide_facilities.split(",") if f.strip()))
     return Broker(settings, store, http, registry, health, index, harvest, search, eosc, CatalogueService(store),
-                  people, auth)
+                  people, auth, launches)
 
 
 def make_index(settings: Settings) -> DatasetIndex:

@@ -69,6 +69,8 @@ class Settings:
     eosc_sync_interval_seconds: int = field(default=3600, metadata={"help": "Seconds between EOSC sync rounds."})
     public_url: str = field(default="", metadata={"help": "The broker's public base URL (login redirect URIs); default: http://HOST:PORT."})
     oidc_issuers: str = field(default="", metadata={"help": "JSON list of OpenID issuers (name, title, issuer, client_id, client_secret, ...)."})
+    federation_wide_facilities: str = field(default="egi", metadata={"help": "Comma-separated facilities whose services may analyse public data of any facility."})
+    launch_poll_seconds: int = field(default=2, metadata={"help": "Seconds between the worker's launch steps."})
     max_body_bytes: int = field(default=1024 * 1024, metadata={"help": "Largest request body accepted."})
     log_level: str = field(default="INFO", metadata={"help": "Python logging level."})
 

@@ -104,8 +104,35 @@ class JsonProbe(Connector):
         return None
 
 
+@dataclass(frozen=True)
+class LaunchTarget:
+    """What a connector needs to start, follow or stop one session."""
+
+    base_url: str
+    config: dict[str, Any]
+    credential: str | None  # the service's API credential (API mode), decrypted for this call only
+    username: str | None  # the user's name at the service
+    server_name: str
+    user_options: dict[str, Any]  # dataset and resources, in the service's vocabulary
+    proposals: tuple[str, ...] = ()
+    dois: tuple[str, ...] = ()
+    dataset_pid: str = ""
+
+
+@dataclass(frozen=True)
+class LaunchProgress:
+    state: str  # a registry.models.LaunchState value
+    message: str
+    url: str | None = None
+    retry_after: float | None = None
+
+
 class ServiceConnector(Connector):
     target = TargetType.SERVICE
+
+    def deep_link(self, target: LaunchTarget) -> str | None:
+        """The service's own launch page for the dataset, or None when the kind has none."""
+        return None
 
 
 class SearchConnector(Connector):

@@ -2,7 +2,7 @@
 import requests
 from marshmallow import fields, validate
 
-from connectors.base import ConfigSchema, ServiceConnector, url_field
+from connectors.base import ConfigSchema, LaunchTarget, ServiceConnector, url_field
 from connectors.http import json_body
 
 
@@ -15,6 +15,11 @@ class BinderHubConnector(ServiceConnector):
     kind = "binderhub"
     config_schema = BinderHubConfig
     health_path = "/health"
+
+    def deep_link(self, target: LaunchTarget) -> str | None:
+        """BinderHub's build-and-launch page of the configured repository (e.g. gh/org/repo/HEAD)."""
+        repository = target.config.get("default_repository")
+        return f"{target.base_url.rstrip('/')}/v2/{repository}" if repository else None
 
     def judge(self, response: requests.Response) -> str | None:
         # BinderHub answers 200 {"ok": true, "checks": [...]} or 503 with the failing checks

@@ -1,7 +1,9 @@
 """VISA (ILL's Virtual Infrastructure for Scientific Analysis)."""
+from urllib.parse import urlencode
+
 from marshmallow import fields, validate
 
-from connectors.base import ConfigSchema, JsonProbe, ServiceConnector, url_field
+from connectors.base import ConfigSchema, JsonProbe, LaunchTarget, ServiceConnector, url_field
 
 
 class VisaConfig(ConfigSchema):
@@ -18,3 +20,10 @@ class VisaConnector(JsonProbe, ServiceConnector):
     config_schema = VisaConfig
     health_path = "/api/configuration"  # read by the VISA web client before login
     expected_key = "data"
+
+    def deep_link(self, target: LaunchTarget) -> str:
+        """VISA's new-instance page with the dataset's proposals and DOIs preselected (visa-web reads
+        comma-separated ``proposals`` and ``dois``)."""
+        query = {k: ",".join(v) for k, v in (("proposals", target.proposals), ("dois", target.dois)) if v}
+        path = target.config.get("new_instance_path", "/instances/new")
+        return f"{target.base_url.rstrip('/')}{path}" + (f"?{urlencode(query)}" if query else "")

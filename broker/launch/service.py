@@ -1,0 +1,309 @@
+"""Launches: a persisted state machine (requested -> routed -> submitted -> starting -> ready | failed |
+cancelled | stopped), keyed per person by an Idempotency-Key, advanced by the worker.
+
+Nothing about a launch lives only in memory: after a restart (even kill -9) the worker reads every
+unfinished launch and carries on from its state; a start that may have been sent is followed by
+reading the service's state (the connector's ``launch`` tolerates "already running").
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+from marshmallow import fields, validate
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from broker.authz import Principal
+from broker.errors import Conflict, FieldError, Forbidden, InvalidInput, MalformedRequest, NotFound
+from broker.launch.routing import Candidate, judge, rank
+from broker.registry_kinds import iso, load
+from broker.search.model import Dataset
+from broker.search.service import SearchService
+from broker.secretbox import SecretBox
+from connectors import connector_for
+from connectors.base import LaunchProgress, LaunchTarget
+from connectors.errors import UpstreamError
+from connectors.http import HttpClient
+from registry.models import (
+    FINAL_LAUNCH_STATES,
+    ComputeService,
+    Facility,
+    Launch,
+    LaunchEvent,
+    LaunchMode,
+    LaunchState,
+    Person,
+    utcnow,
+)
+from registry.schemas import SLUG, StrictSchema
+from registry.store import Store
+
+DEFAULT_START_TIMEOUT = 300
+
+
+class ResourcesSchema(StrictSchema):
+    cpus = fields.Integer(strict=True, validate=validate.Range(min=1, max=1024))
+    memory_gb = fields.Float(validate=validate.Range(min=0.1, max=16384))
+    gpu = fields.Boolean()
+    partition = fields.String(validate=validate.Length(min=1, max=100))
+    profile = fields.String(validate=validate.Length(min=1, max=200))
+    plan = fields.String(validate=validate.Length(min=1, max=200))
+
+
+class LaunchRequestSchema(StrictSchema):
+    dataset = fields.String(required=True, validate=validate.Length(min=1, max=500))
+    service_id = fields.String(validate=SLUG)
+    kind = fields.String(validate=validate.OneOf(["jupyterhub", "visa", "binderhub", "remote-desktop"]))
+    interface = fields.String(validate=validate.OneOf(["desktop", "notebook"]))
+    resources = fields.Nested(ResourcesSchema, load_default=dict)
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    return moment if moment is None or moment.tzinfo else moment.replace(tzinfo=utcnow().tzinfo)
+
+
+class LaunchService:
+    def __init__(self, store: Store, http: HttpClient, search: SearchService, box: SecretBox,
+                 federation_wide: tuple[str, ...] = ("egi",)):
+        self.store = store
+        self.http = http
+        self.search = search
+        self.box = box
+        self.federation_wide = federation_wide
+
+    # -- requests -------------------------------------------------------------------------------
+    def create(self, actor: Principal, key: str | None, payload: Any) -> tuple[dict[str, Any], bool]:
+        """The launch for (caller, key): new (True) or the one a previous identical request made (False)."""
+        person_id = _person(actor)
+        if not key or len(key) > 200:
+            raise MalformedRequest("send an Idempotency-Key header (a UUID) so that a retry never starts a "
+                                   "second session", errors=[FieldError("Idempotency-Key", "required, at most 200")])
+        values = load(LaunchRequestSchema, payload)
+        fingerprint = hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()
+        launch_id = str(uuid.uuid4())
+        try:
+            with self.store.session() as session:
+                session.add(Launch(id=launch_id, person_id=person_id, idempotency_key=key, fingerprint=fingerprint,
+                                   request=values, dataset_pid=values["dataset"], state=LaunchState.REQUESTED))
+                session.add(LaunchEvent(launch_id=launch_id, state=LaunchState.REQUESTED, message="requested"))
+        except IntegrityError:
+            return self._replay(person_id, key, fingerprint), False
+        self._route(launch_id)
+        return self._refuse_if_unroutable(self.get(actor, launch_id)), True
+
+    def _replay(self, person_id: str, key: str, fingerprint: str) -> dict[str, Any]:
+        with self.store.session() as session:
+            existing = session.scalar(select(Launch).where(Launch.person_id == person_id,
+                                                           Launch.idempotency_key == key))
+            if existing.fingerprint != fingerprint:
+                raise InvalidInput("this Idempotency-Key was used with a different request; use a new key",
+                                   errors=[FieldError("Idempotency-Key", "reused with a different body")])
+            shown = self._show(existing)
+        return self._refuse_if_unroutable(shown)
+
+    @staticmethod
+    def _refuse_if_unroutable(launch: dict[str, Any]) -> dict[str, Any]:
+        if launch["state"] == LaunchState.FAILED and launch["service_id"] is None:
+            raise Conflict(launch["error"], errors=[FieldError(c["service_id"], c["reason"])
+                                                    for c in launch["decision"]])
+        return launch
+
+    def get(self, actor: Principal, launch_id: str) -> dict[str, Any]:
+        with self.store.session() as session:
+            return self._show(self._own(session, actor, launch_id))
+
+    def list(self, actor: Principal) -> list[dict[str, Any]]:
+        person_id = _person(actor)
+        with self.store.session() as session:
+            return [self._show(launch) for launch in session.scalars(
+                select(Launch).where(Launch.person_id == person_id).order_by(Launch.created_at.desc()))]
+
+    def events(self, actor: Principal, launch_id: str, after: int = 0) -> list[dict[str, Any]]:
+        with self.store.session() as session:
+            self._own(session, actor, launch_id)
+            return [{"id": e.id, "at": iso(e.at), "state": e.state, "message": e.message}
+                    for e in session.scalars(select(LaunchEvent).where(LaunchEvent.launch_id == launch_id,
+                                                                        LaunchEvent.id > after)
+                                             .order_by(LaunchEvent.id))]
+
+    def cancel(self, actor: Principal, launch_id: str) -> dict[str, Any]:
+        """Stop a running session or cancel one that is starting."""
+        with self.store.session() as session:
+            launch = self._own(session, actor, launch_id)
+            state = LaunchState(launch.state)
+        if state in (LaunchState.FAILED, LaunchState.CANCELLED, LaunchState.STOPPED):
+            return self.get(actor, launch_id)
+        final = LaunchState.STOPPED if state == LaunchState.READY else LaunchState.CANCELLED
+        target, service = self._target(launch_id)
+        message = "nothing to stop at the service (it was opened through its own page)"
+        if service is not None and service.launch_mode == LaunchMode.API and state != LaunchState.ROUTED:
+            try:
+                message = connector_for(service.kind).stop(self.http, target).message
+            except UpstreamError as exc:
+                raise Conflict(f"the service did not stop the session: {exc.detail}") from exc
+        self._move(launch_id, final, message)
+        return self.get(actor, launch_id)
+
+    # -- routing ------------------------------------------------------------------------------
+    def _route(self, launch_id: str) -> None:
+        with self.store.session() as session:
+            launch = session.get(Launch, launch_id)
+            request, person = launch.request, session.get(Person, launch.person_id)
+            issuers = {i.issuer for i in person.identities}
+        try:
+            dataset = self.search.get(request["dataset"])
+        except NotFound as exc:
+            self._move(launch_id, LaunchState.FAILED, exc.detail)
+            return
+        wanted = {**request.get("resources", {}), **{k: request.get(k) for k in ("service_id", "kind", "interface")}}
+        with self.store.session() as session:
+            candidates = self._candidates(session, dataset, issuers, wanted)
+            chosen = rank(candidates, request.get("kind"))
+            launch = session.get(Launch, launch_id)
+            launch.decision = [c.as_dict() for c in candidates]
+            launch.facility_id = dataset.facility
+            if chosen is None:
+                launch.error = (f"no service fits this dataset of {dataset.facility}: "
+                                + "; ".join(f"{c.service_id}: {c.reason}" for c in candidates) if candidates else
+                                f"{dataset.facility} has no compute service registered")
+                new_state, message = LaunchState.FAILED, launch.error
+            else:
+                service = session.get(ComputeService, chosen.service_id)
+                facility = session.get(Facility, service.facility_id)
+                identity = next(i for i in person.identities if i.issuer in (facility.accepted_issuers or []))
+                launch.service_id, launch.facility_id = service.id, service.facility_id
+                launch.username = identity.subject.lower()  # JupyterHub lower-cases user names
+                launch.server_name = "pb-" + hashlib.sha256(dataset.pid.encode()).hexdigest()[:12]
+                new_state, message = LaunchState.ROUTED, f"routed to {service.title} ({chosen.reason})"
+        self._move(launch_id, new_state, message)
+
+    def _candidates(self, session, dataset: Dataset, issuers: set[str], wanted: dict) -> list[Candidate]:  # noqa: ANN001
+        home = session.get(Facility, dataset.facility)
+        services = list(home.services) if home else []
+        found = [judge(s, home, dataset, issuers, wanted, home=True) for s in sorted(services, key=lambda s: s.id)]
+        if dataset.is_public and not any(c.fits for c in found):
+            for facility_id in self.federation_wide:
+                facility = session.get(Facility, facility_id)
+                if facility is not None and facility is not home:
+                    found += [judge(s, facility, dataset, issuers, wanted, home=False)
+                              for s in sorted(facility.services, key=lambda s: s.id)]
+        return found
+
+    # -- the worker's part ---------------------------------------------------------------------
+    def advance(self) -> int:
+        """Move every unfinished launch one step; returns how many were looked at."""
+        with self.store.session() as session:
+            pending = session.scalars(select(Launch.id).where(Launch.state.not_in(
+                [s.value for s in FINAL_LAUNCH_STATES]))).all()
+        for launch_id in pending:
+            try:
+                self._step(launch_id)
+            except UpstreamError as exc:
+                self._note(launch_id, f"the service answered badly, will try again: {exc.detail}")
+        return len(pending)
+
+    def _step(self, launch_id: str) -> None:
+        with self.store.session() as session:
+            launch = session.get(Launch, launch_id)
+            state, deadline, updated = LaunchState(launch.state), _aware(launch.deadline_at), _aware(launch.updated_at)
+        if state == LaunchState.REQUESTED:
+            self._route(launch_id)
+            return
+        target, service = self._target(launch_id)
+        connector = connector_for(service.kind)
+        if state == LaunchState.ROUTED and service.launch_mode == LaunchMode.DEEPLINK:
+            url = connector.deep_link(target)
+            if url is None:
+                self._move(launch_id, LaunchState.FAILED, f"{service.title} has no launch page configured")
+            else:
+                self._move(launch_id, LaunchState.READY, f"open {service.title}'s own launch page", url=url)
+            return
+        if deadline is not None and utcnow() > deadline:
+            try:
+                connector.stop(self.http, target)
+            except UpstreamError:
+                pass
+            self._move(launch_id, LaunchState.FAILED,
+                       f"{service.title} did not start the session in time (start timeout)")
+            return
+        if state == LaunchState.ROUTED:
+            timeout = int(service.connector_config.get("start_timeout_seconds", DEFAULT_START_TIMEOUT))
+            self._move(launch_id, LaunchState.SUBMITTED, f"asking {service.title} to start a session",
+                       deadline=utcnow() + timedelta(seconds=timeout))
+            progress = connector.launch(self.http, target)
+        elif state == LaunchState.SUBMITTED:
+            progress = connector.launch(self.http, target)  # tolerates "already running": never a second one
+        else:
+            progress = connector.poll(self.http, target)
+        if progress.retry_after and updated and (utcnow() - updated).total_seconds() < progress.retry_after:
+            return
+        if progress.state != state.value or progress.url:
+            self._move(launch_id, LaunchState(progress.state), progress.message, url=progress.url)
+
+    def _target(self, launch_id: str) -> tuple[LaunchTarget, ComputeService | None]:
+        with self.store.session() as session:
+            launch = session.get(Launch, launch_id)
+            service = session.get(ComputeService, launch.service_id) if launch.service_id else None
+            if service is None:
+                return LaunchTarget("", {}, None, None, "", {}), None
+            request = launch.request
+        try:
+            dataset = self.search.get(launch.dataset_pid)
+        except NotFound:
+            dataset = Dataset(pid=launch.dataset_pid, facility=launch.facility_id or "", title=launch.dataset_pid)
+        proposals = tuple(d.pid for d in dataset.documents if (d.type or "proposal") == "proposal")
+        dois = tuple(dict.fromkeys([*( [dataset.doi] if dataset.doi else []), *(d.doi for d in dataset.documents if d.doi)]))
+        resources = request.get("resources", {})
+        options = {"dataset_pid": dataset.pid, "doi": ",".join(dois), "proposal": ",".join(proposals),
+                   "partition": resources.get("partition"), "profile": resources.get("profile"),
+                   "nprocs": resources.get("cpus"), "memory": f"{resources['memory_gb']:g}G"
+                   if resources.get("memory_gb") else None, "gpu": 1 if resources.get("gpu") else None,
+                   "interface": request.get("interface")}
+        credential = self.box.decrypt(service.credential_encrypted) if service.credential_encrypted else None
+        return LaunchTarget(service.base_url or "", dict(service.connector_config or {}), credential, launch.username,
+                            launch.server_name or "", {k: v for k, v in options.items() if v not in (None, "")},
+                            proposals, dois, dataset.pid), service
+
+    def _move(self, launch_id: str, state: LaunchState, message: str, *, url: str | None = None,
+              deadline: datetime | None = None) -> None:
+        with self.store.session() as session:
+            launch = session.get(Launch, launch_id)
+            launch.state, launch.updated_at = state.value, utcnow()
+            if url:
+                launch.url = url
+            if deadline:
+                launch.deadline_at = deadline
+            if state == LaunchState.FAILED:
+                launch.error = message
+            session.add(LaunchEvent(launch_id=launch_id, state=state.value, message=message))
+
+    def _note(self, launch_id: str, message: str) -> None:
+        with self.store.session() as session:
+            launch = session.get(Launch, launch_id)
+            session.add(LaunchEvent(launch_id=launch_id, state=launch.state, message=message))
+
+    @staticmethod
+    def _own(session, actor: Principal, launch_id: str) -> Launch:  # noqa: ANN001
+        launch = session.get(Launch, launch_id)
+        if launch is None or (not actor.admin and actor.subject != f"person:{launch.person_id}"):
+            raise NotFound(f"no launch {launch_id!r} of yours")
+        return launch
+
+    @staticmethod
+    def _show(launch: Launch) -> dict[str, Any]:
+        return {"id": launch.id, "state": launch.state, "dataset": launch.dataset_pid, "facility_id": launch.facility_id,
+                "service_id": launch.service_id, "url": launch.url, "error": launch.error, "request": launch.request,
+                "decision": launch.decision, "created_at": iso(launch.created_at), "updated_at": iso(launch.updated_at)}
+
+
+def _person(actor: Principal) -> str:
+    if not actor.subject.startswith("person:"):
+        raise Forbidden("launches are made by people: sign in, or use a personal API token")
+    return actor.subject.removeprefix("person:")
+
+
+__all__ = ["LaunchService", "LaunchProgress"]

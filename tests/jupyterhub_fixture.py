@@ -1,0 +1,95 @@
+"""A real JupyterHub (PyPI jupyterhub + npm configurable-http-proxy) on loopback, with the broker
+registered as a service whose token has the admin:users and servers scopes."""
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import requests
+
+CHP = Path(__file__).resolve().parent.parent / "demo" / "oidc" / "node_modules" / ".bin" / "configurable-http-proxy"
+CONFIG = '''
+import os
+c = get_config()
+c.JupyterHub.ip = "127.0.0.1"
+c.JupyterHub.port = int(os.environ["HUB_PORT"])
+c.JupyterHub.hub_port = int(os.environ["HUB_INTERNAL_PORT"])
+c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:" + os.environ["PROXY_API_PORT"]
+c.ConfigurableHTTPProxy.command = [os.environ["CHP"]]
+c.ConfigurableHTTPProxy.pid_file = os.environ["HUB_DIR"] + "/proxy.pid"
+c.JupyterHub.authenticator_class = "dummy"
+c.JupyterHub.spawner_class = "simple"
+c.Spawner.args = ["--allow-root"]
+c.Spawner.notebook_dir = os.environ["HUB_DIR"]
+c.JupyterHub.allow_named_servers = True
+c.JupyterHub.services = [{"name": "panbroker", "api_token": os.environ["BROKER_TOKEN"]}]
+c.JupyterHub.load_roles = [{"name": "broker", "scopes": ["admin:users", "servers"], "services": ["panbroker"]}]
+c.JupyterHub.db_url = "sqlite:///" + os.environ["HUB_DIR"] + "/hub.sqlite"
+c.JupyterHub.cookie_secret_file = os.environ["HUB_DIR"] + "/cookie_secret"
+c.JupyterHub.log_level = "WARN"
+'''
+
+
+@dataclass
+class RunningHub:
+    url: str
+    token: str
+    process: subprocess.Popen
+
+    def api(self, path: str) -> requests.Response:
+        return requests.get(f"{self.url}/hub/api{path}", headers={"Authorization": f"token {self.token}"}, timeout=5)
+
+
+def _free_ports(n: int) -> list[int]:
+    sockets = []
+    for _ in range(n):
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        sockets.append(sock)
+    ports = [s.getsockname()[1] for s in sockets]
+    for sock in sockets:
+        sock.close()
+    return ports
+
+
+def start_hub(workdir: Path) -> RunningHub:
+    hub = Path(sys.executable).with_name("jupyterhub")
+    if not hub.exists() or not CHP.exists() or shutil.which("node") is None:
+        pytest.skip("jupyterhub or configurable-http-proxy is missing (make test installs both): "
+                    "JupyterHub launch tests SKIPPED")
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "jupyterhub_config.py").write_text(CONFIG)
+    port, internal, proxy_api = _free_ports(3)
+    token = secrets.token_hex(16)
+    env = {**os.environ, "HUB_PORT": str(port), "HUB_INTERNAL_PORT": str(internal), "PROXY_API_PORT": str(proxy_api),
+           "CHP": str(CHP), "HUB_DIR": str(workdir), "BROKER_TOKEN": token,
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    log = open(workdir / "hub.log", "w")  # noqa: SIM115 - closed with the process
+    process = subprocess.Popen([str(hub), "-f", str(workdir / "jupyterhub_config.py")], cwd=workdir, env=env,
+                               stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 40
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(f"{url}/hub/api/", timeout=1).ok:
+                return RunningHub(url, token, process)
+        except requests.ConnectionError:
+            time.sleep(0.2)
+    process.kill()
+    raise RuntimeError("JupyterHub did not start: " + (workdir / "hub.log").read_text()[-2000:])
+
+
+def stop_hub(hub: RunningHub) -> None:
+    hub.process.terminate()
+    try:
+        hub.process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        hub.process.kill()

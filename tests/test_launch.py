@@ -1,0 +1,211 @@
+"""Dataset-to-analysis launches, driven into a real JupyterHub: routing with reasons, idempotency,
+the lifecycle to ready, stop, and reconciliation after a restart."""
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from datetime import datetime, timezone
+
+import pytest
+import responses
+
+from broker.app import build_broker, create_app
+from broker.authz import Principal
+from broker.registry_kinds import KINDS
+from broker.search.model import Dataset, DocumentRef, TechniqueRef
+from connectors.base import LaunchTarget
+from connectors.http import HttpClient, HttpLimits
+from connectors.jupyterhub import JupyterHubConnector
+from connectors.ssrf import AddressPolicy
+from tests.conftest import make_settings
+from tests.jupyterhub_fixture import start_hub, stop_hub
+
+ADMIN = Principal("test", admin=True)
+DATASET = Dataset(pid="10.5291/ILL-DATA.9-13-612/00001", facility="ill", title="SANS of lysozyme in D2O at 295 K",
+                  creation_date=datetime(2021, 3, 14, tzinfo=timezone.utc), instrument="D22",
+                  techniques=(TechniqueRef("small angle neutron scattering"),), source="ill-search",
+                  documents=(DocumentRef("9-13-612", "Lysozyme", "proposal", "10.5291/ILL-DATA.9-13-612"),))
+EMBARGOED = Dataset(pid="ill/embargoed-1", facility="ill", title="Embargoed run", is_public=False, source="ill-search")
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory):  # noqa: ANN001, ANN201
+    running = start_hub(tmp_path_factory.mktemp("hub"))
+    yield running
+    stop_hub(running)
+
+
+@pytest.fixture
+def broker(hub, tmp_path):  # noqa: ANN001, ANN201
+    built = build_broker(make_settings(tmp_path))
+    reg = built.registry
+    for fid, issuers in (("ill", ["ill-idp"]), ("egi", ["umbrellaid"])):
+        reg.create(ADMIN, KINDS.facility, {"id": fid, "name": fid.upper(), "country": "FR", "accepted_issuers": issuers})
+    reg.create(ADMIN, KINDS.service, {"id": "ill-hub", "facility_id": "ill", "kind": "jupyterhub", "title": "ILL hub",
+                                      "base_url": hub.url, "launch_mode": "api", "credential": hub.token,
+                                      "capabilities": {"max_cpus": 8, "partitions": [{"id": "x86"}]},
+                                      "connector_config": {"start_timeout_seconds": 60}})
+    reg.create(ADMIN, KINDS.service, {"id": "ill-visa", "facility_id": "ill", "kind": "visa", "title": "ILL VISA",
+                                      "base_url": "https://visa.ill.example", "capabilities": {"max_cpus": 16}})
+    reg.create(ADMIN, KINDS.service, {"id": "egi-binder", "facility_id": "egi", "kind": "binderhub",
+                                      "title": "EGI Binder", "base_url": "https://binder.egi.example",
+                                      "connector_config": {"default_repository": "gh/panosc/notebooks/HEAD"}})
+    built.index.upsert([DATASET, EMBARGOED])
+    built.index.commit()
+    yield built
+    built.index.close()
+
+
+def person(broker, name: str, issuers=("ill-idp",)):  # noqa: ANN001, ANN201
+    created = broker.people.create(ADMIN, {"display_name": name, "identities": [
+        {"issuer": i, "subject": name} for i in issuers]})
+    return Principal(f"person:{created['id']}")
+
+
+def run_to_end(broker, launch_id: str, actor, seconds: float = 45):  # noqa: ANN001, ANN201
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        broker.launches.advance()
+        launch = broker.launches.get(actor, launch_id)
+        if launch["state"] in ("ready", "failed", "cancelled", "stopped"):
+            return launch
+        time.sleep(0.3)
+    raise AssertionError(f"launch not final: {broker.launches.get(actor, launch_id)}")
+
+
+def test_a_dataset_is_launched_into_a_named_jupyterhub_server_with_its_options(broker, hub):  # noqa: ANN001
+    alice = person(broker, "Alice")
+    launch, created = broker.launches.create(alice, "k1", {"dataset": DATASET.pid, "kind": "jupyterhub",
+                                                           "resources": {"cpus": 4, "partition": "x86"}})
+    assert created and launch["state"] == "routed" and launch["service_id"] == "ill-hub"
+    reasons = {c["service_id"]: (c["fits"], c["reason"]) for c in launch["decision"]}
+    assert reasons == {"ill-hub": (True, "fits; starts a session through its API"),
+                       "ill-visa": (False, "a visa, not a jupyterhub")}
+    done = run_to_end(broker, launch["id"], alice)
+    assert done["state"] == "ready" and done["url"].startswith(f"{hub.url}/user/alice/pb-")
+    server = next(iter(hub.api("/users/alice").json()["servers"].values()))
+    assert server["user_options"]["dataset_pid"] == DATASET.pid
+    assert server["user_options"]["nprocs"] == 4 and server["user_options"]["partition"] == "x86"
+    assert server["user_options"]["doi"] == "10.5291/ILL-DATA.9-13-612"
+    states = [e["state"] for e in broker.launches.events(alice, launch["id"])]
+    assert states[0] == "requested" and "routed" in states and states[-1] == "ready"
+
+    stopped = broker.launches.cancel(alice, launch["id"])
+    assert stopped["state"] == "stopped"
+    assert hub.api("/users/alice").json()["servers"] == {}
+
+
+def test_a_retry_returns_the_same_launch_and_never_a_second_session(broker, hub):  # noqa: ANN001
+    bob = person(broker, "Bob")
+    body = {"dataset": "10.5291/ILL-DATA.9-13-612/00001", "kind": "jupyterhub"}
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(broker.launches.create(bob, "same-key", body)))
+               for _ in range(5)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len({launch["id"] for launch, _ in results}) == 1
+    assert [created for _, created in results].count(True) == 1
+    run_to_end(broker, results[0][0]["id"], bob)
+    again, created = broker.launches.create(bob, "same-key", body)
+    assert not created and again["state"] == "ready"
+    assert len(hub.api("/users/bob").json()["servers"]) == 1
+    with pytest.raises(Exception, match="different request"):
+        broker.launches.create(bob, "same-key", {**body, "resources": {"cpus": 2}})
+    broker.launches.cancel(bob, again["id"])
+
+
+def test_after_a_crash_between_start_and_record_the_launch_is_reconciled(broker, hub, tmp_path):  # noqa: ANN001
+    carol = person(broker, "Carol")
+    launch, _ = broker.launches.create(carol, "k-crash", {"dataset": DATASET.pid, "kind": "jupyterhub"})
+    target, _service = broker.launches._target(launch["id"])  # noqa: SLF001 - simulate the lost half of a step
+    JupyterHubConnector().launch(broker.http, target)  # the start reached the hub; the broker died before recording
+    restarted = build_broker(broker.settings)  # a new process on the same database
+    done = run_to_end(restarted, launch["id"], carol)
+    assert done["state"] == "ready"
+    assert len(hub.api("/users/carol").json()["servers"]) == 1
+    restarted.launches.cancel(carol, launch["id"])
+    restarted.index.close()
+
+
+def test_visa_and_public_data_fallbacks_open_the_services_own_pages(broker):  # noqa: ANN001
+    dora = person(broker, "Dora", issuers=("ill-idp", "umbrellaid"))
+    visa, _ = broker.launches.create(dora, "k-visa", {"dataset": DATASET.pid, "kind": "visa"})
+    done = run_to_end(broker, visa["id"], dora)
+    assert done["url"] == ("https://visa.ill.example/instances/new?proposals=9-13-612"
+                           "&dois=10.5291%2FILL-DATA.9-13-612")
+    binder, _ = broker.launches.create(dora, "k-binder", {"dataset": DATASET.pid, "kind": "binderhub"})
+    assert binder["service_id"] == "egi-binder"  # ILL has no Binder: public data may go to EGI
+    assert run_to_end(broker, binder["id"], dora)["url"] == "https://binder.egi.example/v2/gh/panosc/notebooks/HEAD"
+
+
+@pytest.mark.parametrize("body, person_issuers, reason", [
+    ({"dataset": DATASET.pid, "resources": {"cpus": 64}}, ("ill-idp",), "at most 8 CPUs"),
+    ({"dataset": DATASET.pid, "kind": "jupyterhub"}, ("orcid",), "accepts sign-in from ill-idp"),
+    ({"dataset": DATASET.pid, "resources": {"gpu": True}}, ("ill-idp",), "no GPU"),
+    ({"dataset": "ill/embargoed-1", "kind": "binderhub"}, ("ill-idp", "umbrellaid"), "no service fits"),
+])
+def test_no_fit_is_a_409_naming_each_candidates_reason(broker, body, person_issuers, reason):  # noqa: ANN001
+    from broker.errors import Conflict
+
+    someone = person(broker, f"p{uuid.uuid4().hex[:6]}", issuers=person_issuers)
+    with pytest.raises(Conflict) as refused:
+        broker.launches.create(someone, "k", body)
+    assert reason in refused.value.detail or any(reason in e.message for e in refused.value.errors)
+    with pytest.raises(Conflict):  # a retry gets the same answer
+        broker.launches.create(someone, "k", body)
+
+
+def test_the_launch_api(broker, hub):  # noqa: ANN001
+    client = create_app(broker=broker).test_client()
+    erin = person(broker, "Erin")
+    token = broker.people.issue_token(ADMIN, erin.subject.removeprefix("person:"), {"name": "t"})["token"]
+    auth = {"Authorization": f"Bearer {token}"}
+    body = {"dataset": DATASET.pid, "kind": "jupyterhub"}
+    assert client.post("/api/v1/launches", json=body, headers=auth).status_code == 400  # no Idempotency-Key
+    created = client.post("/api/v1/launches", json=body, headers={**auth, "Idempotency-Key": "api-1"})
+    assert created.status_code == 201 and created.headers["location"].endswith(created.json()["id"])
+    assert client.post("/api/v1/launches", json=body, headers={**auth, "Idempotency-Key": "api-1"}).status_code == 200
+    changed = client.post("/api/v1/launches", json={**body, "interface": "notebook"},
+                          headers={**auth, "Idempotency-Key": "api-1"})
+    assert changed.status_code == 422
+    no_fit = client.post("/api/v1/launches", json={**body, "resources": {"cpus": 99}},
+                         headers={**auth, "Idempotency-Key": "api-2"})
+    assert no_fit.status_code == 409 and any("CPUs" in e["message"] for e in no_fit.json()["errors"])
+    launch_id = created.json()["id"]
+    run_to_end(broker, launch_id, erin)
+    events = client.get(f"/api/v1/launches/{launch_id}/events", headers=auth)
+    assert events.headers["content-type"].startswith("text/event-stream")
+    assert "event: ready" in events.text and "event: requested" in events.text
+    assert client.get("/api/v1/launches", headers=auth).json()["total"] == 2
+    assert client.get(f"/api/v1/launches/{launch_id}").status_code == 401
+    assert client.delete(f"/api/v1/launches/{launch_id}", headers=auth).json()["state"] == "stopped"
+
+
+# -- connector behaviour the real hub does not show on demand ----------------------------------
+
+TARGET = LaunchTarget("https://hub.facility.example", {}, "svc-token", "alice", "pb-1", {"dataset_pid": "x"})
+
+
+@responses.activate
+def test_a_5xx_while_the_spawn_goes_on_is_reconciled_by_reading_state_not_by_posting_again():
+    api = "https://hub.facility.example/hub/api"
+    responses.get(f"{api}/users/alice", json={"name": "alice", "servers": {}})
+    responses.post(f"{api}/users/alice/servers/pb-1", status=500, json={"message": "Timeout"})
+    responses.get(f"{api}/users/alice", json={"name": "alice", "servers": {"pb-1": {"ready": False,
+                                                                                       "pending": "spawn"}}})
+    progress = JupyterHubConnector().launch(HttpClient(AddressPolicy(), HttpLimits(retries=0)), TARGET)
+    assert progress.state == "starting"
+    assert sum(1 for c in responses.calls if c.request.method == "POST") == 1
+    assert responses.calls[1].request.headers["Authorization"] == "token svc-token"
+
+
+@responses.activate
+def test_a_429_waits_for_retry_after():
+    api = "https://hub.facility.example/hub/api"
+    responses.get(f"{api}/users/alice", json={"name": "alice", "servers": {}})
+    responses.post(f"{api}/users/alice/servers/pb-1", status=429, headers={"Retry-After": "7"})
+    progress = JupyterHubConnector().launch(HttpClient(AddressPolicy(), HttpLimits(retries=0)), TARGET)
+    assert progress.state == "submitted" and progress.retry_after == 7.0
