@@ -21,6 +21,7 @@ class JupyterHubConfig(ConfigSchema):
     username_claim = fields.String(validate=validate.Length(min=1, max=100))
     named_servers = fields.Boolean()
     start_timeout_seconds = fields.Integer(validate=validate.Range(min=10, max=7200))
+    max_concurrent_spawns = fields.Integer(validate=validate.Range(min=1, max=200))
     # calling the service as the user: their token from this issuer, exchanged for this audience if set
     user_token_issuer = fields.String(validate=validate.Length(min=1, max=100))
     token_exchange_audience = fields.String(validate=validate.Length(min=1, max=200))

@@ -209,3 +209,29 @@ def test_a_429_waits_for_retry_after():
     responses.post(f"{api}/users/alice/servers/pb-1", status=429, headers={"Retry-After": "7"})
     progress = JupyterHubConnector().launch(HttpClient(AddressPolicy(), HttpLimits(retries=0)), TARGET)
     assert progress.state == "submitted" and progress.retry_after == 7.0
+
+
+def test_twenty_launches_of_different_datasets_at_once_all_end_ready(broker, hub):  # noqa: ANN001
+    """Admission control: at most 4 spawns in flight at the hub; the rest wait, told their place."""
+    frank = person(broker, "Frank")
+    datasets = [Dataset(pid=f"ill/batch-{n:02d}", facility="ill", title=f"Run {n}", source="ill-search")
+                for n in range(20)]
+    broker.index.upsert(datasets)
+    broker.index.commit()
+    launches = [broker.launches.create(frank, f"batch-{d.pid}", {"dataset": d.pid, "kind": "jupyterhub"})[0]
+                for d in datasets]
+    started = time.monotonic()
+    peak = 0
+    while time.monotonic() - started < 150:
+        broker.launches.advance()
+        states = [broker.launches.get(frank, launch["id"])["state"] for launch in launches]
+        peak = max(peak, sum(s in ("submitted", "starting") for s in states))
+        if all(s in ("ready", "failed") for s in states):
+            break
+        time.sleep(0.5)
+    assert states.count("ready") == 20, states
+    assert peak <= 4
+    queue_messages = [e["message"] for e in broker.launches.events(frank, launches[-1]["id"])]
+    assert any(m.startswith("queued") for m in queue_messages)
+    for launch in launches:
+        broker.launches.cancel(frank, launch["id"])

@@ -43,6 +43,8 @@ from registry.schemas import SLUG, StrictSchema
 from registry.store import Store
 
 DEFAULT_START_TIMEOUT = 300
+DEFAULT_MAX_SPAWNS = 4  # starts in flight per service; a hub flooded with spawns lets them time out
+IN_FLIGHT = (LaunchState.SUBMITTED.value, LaunchState.STARTING.value)
 
 
 class ResourcesSchema(StrictSchema):
@@ -195,16 +197,42 @@ class LaunchService:
 
     # -- the worker's part ---------------------------------------------------------------------
     def advance(self) -> int:
-        """Move every unfinished launch one step; returns how many were looked at."""
+        """Move every unfinished launch one step, oldest first; returns how many were looked at.
+
+        Admission control: at most ``max_concurrent_spawns`` (connector config, default 4) starts are in
+        flight per API-mode service; the others wait their turn and are told their queue position."""
         with self.store.session() as session:
-            pending = session.scalars(select(Launch.id).where(Launch.state.not_in(
-                [s.value for s in FINAL_LAUNCH_STATES]))).all()
-        for launch_id in pending:
+            pending = session.execute(select(Launch.id, Launch.state, Launch.service_id).where(Launch.state.not_in(
+                [s.value for s in FINAL_LAUNCH_STATES])).order_by(Launch.created_at, Launch.id)).all()
+            bounds = {s.id: int((s.connector_config or {}).get("max_concurrent_spawns", DEFAULT_MAX_SPAWNS))
+                      for s in session.scalars(select(ComputeService).where(
+                          ComputeService.launch_mode == LaunchMode.API))}
+        in_flight: dict[str, int] = {}
+        for _, state, service_id in pending:
+            if state in IN_FLIGHT:
+                in_flight[service_id] = in_flight.get(service_id, 0) + 1
+        queued: dict[str, int] = {}
+        for launch_id, state, service_id in pending:
+            if state == LaunchState.ROUTED and service_id in bounds:
+                if in_flight.get(service_id, 0) >= bounds[service_id]:
+                    queued[service_id] = queued.get(service_id, 0) + 1
+                    self._queue_note(launch_id, queued[service_id])
+                    continue
+                in_flight[service_id] = in_flight.get(service_id, 0) + 1
             try:
                 self._step(launch_id)
             except UpstreamError as exc:
                 self._note(launch_id, f"the service answered badly, will try again: {exc.detail}")
         return len(pending)
+
+    def _queue_note(self, launch_id: str, position: int) -> None:
+        """Tell the user their place in the queue, once per change of place."""
+        message = f"queued: {position} ahead of you" if position > 1 else "queued: next to start"
+        with self.store.session() as session:
+            last = session.scalar(select(LaunchEvent.message).where(LaunchEvent.launch_id == launch_id)
+                                  .order_by(LaunchEvent.id.desc()).limit(1))
+            if last != message:
+                session.add(LaunchEvent(launch_id=launch_id, state=LaunchState.ROUTED.value, message=message))
 
     def _step(self, launch_id: str) -> None:
         with self.store.session() as session:
