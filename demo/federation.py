@@ -101,14 +101,48 @@ def _project(record: dict[str, Any], flt: Filter) -> dict[str, Any]:
     return {k: v for k, v in record.items() if k not in RELATIONS or k in included}
 
 
-def jupyterhub(version: str = "5.2.1", fail_status: int | None = None) -> Handler:
+def jupyterhub(version: str = "5.2.1", fail_status: int | None = None, token: str = "sim-hub-token",
+               spawn_seconds: float = 2.0) -> Handler:
+    """A JupyterHub REST API: version, users, named servers that become ready after ``spawn_seconds``."""
+    users: dict[str, dict[str, Any]] = {}
+    lock = threading.Lock()
+
     def handle(request: Request) -> Response:
         if fail_status is not None:
             return Response("simulated failure", status=fail_status)
-        if request.path == "/hub/api/":
+        path = request.path
+        if path == "/hub/api/":
             return _json({"version": version})
-        if request.path == "/hub/api/info":
-            return _json({"version": version, "spawner": {"class": "simulated"}}, 200)
+        if request.headers.get("Authorization") != f"token {token}":
+            return _json({"status": 403, "message": "Action is not authorized"}, 403)
+        parts = [unquote(p) for p in path.removeprefix("/hub/api/").split("/") if p]
+        with lock:
+            if parts[:1] != ["users"] or len(parts) < 2:
+                return _json({"status": 404, "message": "Not Found"}, 404)
+            name = parts[1]
+            if len(parts) == 2:
+                if request.method == "POST":
+                    if name in users:
+                        return _json({"status": 409, "message": f"User {name} already exists"}, 409)
+                    users[name] = {}
+                    return _json({"name": name, "servers": {}}, 201)
+                if name not in users:
+                    return _json({"status": 404, "message": "Not Found"}, 404)
+                now = time.monotonic()
+                servers = {s: {"name": s, "ready": now >= info["ready_at"], "pending": None if now >= info["ready_at"]
+                               else "spawn", "url": f"/user/{name}/{s}/", "user_options": info["options"]}
+                           for s, info in users[name].items()}
+                return _json({"name": name, "servers": servers})
+            server = parts[3] if len(parts) > 3 else ""
+            if request.method == "POST":
+                if server in users.get(name, {}):
+                    return _json({"status": 400, "message": f"{name}:{server} is already running"}, 400)
+                users.setdefault(name, {})[server] = {"ready_at": time.monotonic() + spawn_seconds,
+                                                      "options": request.get_json(silent=True) or {}}
+                return Response(status=202)
+            if request.method == "DELETE":
+                users.get(name, {}).pop(server, None)
+                return Response(status=204)
         return _json({"status": 404, "message": "Not Found"}, 404)
 
     return handle
@@ -234,7 +268,7 @@ def demo_registry(federation: Federation) -> dict[str, Any]:
                                                           "interfaces": ["desktop", "jupyterlab"]},
               "eosc": {"status": "registered", "resource_id": "21.T15999/sim-ill-visa"}},
              {"id": "sim-ill-jupyterhub", "kind": "jupyterhub", "title": "ILL JupyterHub (simulated)",
-              "base_url": u("sim-ill-jupyterhub"), "launch_mode": "api",
+              "base_url": u("sim-ill-jupyterhub"), "launch_mode": "api", "credential": "sim-hub-token",
               "capabilities": {"max_cpus": 8, "max_memory_gb": 32, "interfaces": ["jupyterlab"]},
               "eosc": {"status": "in-progress", "resource_id": "21.T15999/sim-ill-jupyterhub"}}],
          "search_endpoints": [{"id": "sim-ill-search", "kind": "panosc-search-api", "base_url": u("sim-ill-search"),
@@ -242,7 +276,7 @@ def demo_registry(federation: Federation) -> dict[str, Any]:
         {"id": "sim-esrf", "name": "ESRF (simulated)", "country": "FR", "accepted_issuers": ["demo-idp"],
          "services": [
              {"id": "sim-esrf-jupyterhub", "kind": "jupyterhub", "title": "ESRF JupyterHub (simulated)",
-              "base_url": u("sim-esrf-jupyterhub"), "launch_mode": "api",
+              "base_url": u("sim-esrf-jupyterhub"), "launch_mode": "api", "credential": "sim-hub-token",
               "capabilities": {"gpu": True, "partitions": [{"id": "x86"}, {"id": "power9-gpu", "gpu": True}],
                                "interfaces": ["jupyterlab"]}, "connector_config": {"spawner": "jupyterhub_moss"},
               "eosc": {"status": "in-progress", "resource_id": "21.T15999/sim-esrf-jupyterhub"}},

@@ -2,14 +2,29 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import urljoin
 
 import requests
+
+
+def sign_in(web: requests.Session, url: str, login: str) -> requests.Response:
+    """Through the demo's OpenID provider's development login and consent pages."""
+    response = web.get(url, timeout=10)
+    for _ in range(5):
+        form = re.search(r'action="([^"]+)"', response.text)
+        if not form:
+            return response
+        prompt = "login" if 'value="login"' in response.text else "consent"
+        response = web.post(urljoin(response.url, form.group(1)), timeout=10,
+                            data={"prompt": prompt, "login": login, "password": "any"})
+    return response
 
 
 def free_port() -> int:
@@ -60,12 +75,20 @@ def test_demo_serves_the_api_with_the_federation_registered_and_checked(tmp_path
         created = requests.post(f"{base}/api/v1/facilities", json={"id": "new", "name": "New", "country": "IT"},
                                 headers={"Authorization": f"Bearer {token}"}, timeout=5)
         assert created.status_code == 201
-        # the demo's sign-in is a real OpenID login
-        start = requests.get(f"{base}/auth/login/demo-idp", allow_redirects=False, timeout=5)
-        assert start.status_code == 302 and "code_challenge_method=S256" in start.headers["location"]
+        # journey 1 in the demo: a real OpenID sign-in, then analyse a dataset in the simulated ILL hub
         web = requests.Session()
-        page = web.get(start.headers["location"], timeout=5)
-        assert page.status_code == 200 and 'name="login"' in page.text
+        landed = sign_in(web, f"{base}/auth/login/demo-idp?next=/api/v1/me", "alice")
+        assert landed.json()["launch_facilities"] == ["sim-esrf", "sim-ess", "sim-european-xfel", "sim-ill"]
+        dataset = next(d for d in search["items"] if d["facility"] == "sim-ill")
+        launch = web.post(f"{base}/api/v1/launches", json={"dataset": dataset["pid"], "kind": "jupyterhub"},
+                          headers={"Idempotency-Key": "demo-1"}, timeout=10)
+        assert launch.status_code == 201, launch.text
+        for _ in range(40):
+            state = web.get(f"{base}/api/v1/launches/{launch.json()['id']}", timeout=5).json()
+            if state["state"] in ("ready", "failed"):
+                break
+            time.sleep(0.5)
+        assert state["state"] == "ready" and state["url"].startswith("http://127.0.0.1:"), state
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         output, _ = process.communicate(timeout=15)
