@@ -81,7 +81,8 @@ def build_broker(settings: Settings, *, run_migrations: bool = True) -> Broker:
     people = PeopleService(store)
     auth = AuthService(store, http, people, box, load_issuers(settings.oidc_issuers), settings.effective_public_url)
     launches = LaunchService(store, http, search, box,
-                             tuple(f.strip() for f in settings.federation_wide_facilities.split(",") if f.strip()))
+                             tuple(f.strip() for f in settings.federation_wide_facilities.split(",") if f.strip()),
+                             auth=auth)
     return Broker(settings, store, http, registry, health, index, harvest, search, eosc, CatalogueService(store),
                   people, auth, launches)
 

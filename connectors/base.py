@@ -117,6 +117,7 @@ class LaunchTarget:
     proposals: tuple[str, ...] = ()
     dois: tuple[str, ...] = ()
     dataset_pid: str = ""
+    user_token: str | None = None  # the user's own access token, for services called on their behalf
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from broker.search.loopback import (
 )
 from demo.catalogue import generate
 from demo.eosc_catalogue import SimulatedCatalogue
+from demo.visa_sim import SimulatedVisa
 
 Handler = Callable[[Request], Response]
 
@@ -149,20 +150,7 @@ def jupyterhub(version: str = "5.2.1", fail_status: int | None = None, token: st
 
 
 def visa(facility: str) -> Handler:
-    def handle(request: Request) -> Response:
-        if request.path == "/api/configuration":
-            return _json({"data": {"version": "3.8.2-simulated", "login": {"issuer": "simulated"},
-                                   "contactEmail": f"visa@{facility}.invalid"}})
-        if request.path == "/instances/new":
-            proposals = html.escape(request.args.get("proposals", ""))
-            dois = html.escape(request.args.get("dois", ""))
-            return Response(
-                f"<!doctype html><title>New instance (simulated VISA)</title><h1>Simulated VISA of {facility}</h1>"
-                f"<p>New instance for proposals <b>{proposals}</b>, DOIs <b>{dois}</b></p>",
-                content_type="text/html")
-        return _json({"errors": ["not found"]}, 404)
-
-    return handle
+    return SimulatedVisa(facility)
 
 
 def binderhub() -> Handler:

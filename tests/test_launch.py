@@ -11,6 +11,7 @@ import pytest
 import responses
 
 from broker.app import build_broker, create_app
+from broker.auth import IssuerConfig
 from broker.authz import Principal
 from broker.registry_kinds import KINDS
 from broker.search.model import Dataset, DocumentRef, TechniqueRef
@@ -235,3 +236,44 @@ def test_twenty_launches_of_different_datasets_at_once_all_end_ready(broker, hub
     assert any(m.startswith("queued") for m in queue_messages)
     for launch in launches:
         broker.launches.cancel(frank, launch["id"])
+
+
+def test_visa_api_mode_creates_an_instance_for_the_users_experiments_and_follows_it_to_active(broker):  # noqa: ANN001
+    from demo import federation as sim
+    from demo.visa_sim import SimulatedVisa
+    from registry.models import UserToken, utcnow
+    from datetime import timedelta
+
+    visa = SimulatedVisa("ill", users={"gina-visa-token": "gina"}, build_seconds=1.0,
+                         experiments=[{"id": "exp-1", "proposal": "9-13-612", "doi": "10.5291/ILL-DATA.9-13-612",
+                                       "users": ["gina"]}])
+    with sim.Federation() as fed:
+        fed.add("visa", visa)
+        fed.start()
+        broker.auth.issuers["ill-idp"] = IssuerConfig("ill-idp", "ILL login", "https://login.ill.example",
+                                                      client_id="broker")
+        broker.registry.create(ADMIN, KINDS.service, {
+            "id": "ill-visa-api", "facility_id": "ill", "kind": "visa", "title": "ILL VISA (API)",
+            "base_url": fed.url("visa"), "launch_mode": "api", "capabilities": {"max_cpus": 16},
+            "connector_config": {"user_token_issuer": "ill-idp", "start_timeout_seconds": 30}})
+        gina = person(broker, "Gina")
+        with broker.store.session() as session:
+            session.add(UserToken(person_id=gina.subject.removeprefix("person:"), issuer="ill-idp",
+                                  access_token_encrypted=broker.auth.box.encrypt("gina-visa-token"),
+                                  expires_at=utcnow() + timedelta(hours=1)))
+        launch, _ = broker.launches.create(gina, "k-visa-api", {"dataset": DATASET.pid, "service_id": "ill-visa-api",
+                                                                "resources": {"cpus": 4}})
+        done = run_to_end(broker, launch["id"], gina)
+        assert done["state"] == "ready" and done["url"].startswith(fed.url("visa") + "/instances/")
+        (instance,) = visa.instances.values()
+        assert instance["plan"] == 2  # the small plan has 2 CPUs: the 16-CPU one fits 4
+        again = broker.launches.create(gina, "k-visa-api", {"dataset": DATASET.pid, "service_id": "ill-visa-api",
+                                                            "resources": {"cpus": 4}})[0]
+        assert again["id"] == launch["id"] and len(visa.instances) == 1
+        assert broker.launches.cancel(gina, launch["id"])["state"] == "stopped" and not visa.instances
+
+        stranger = person(broker, "Hank")  # no token kept for VISA's issuer: a clear failure, not a hang
+        refused, _ = broker.launches.create(stranger, "k-visa-2", {"dataset": DATASET.pid,
+                                                                   "service_id": "ill-visa-api"})
+        failed = run_to_end(broker, refused["id"], stranger)
+        assert failed["state"] == "failed" and "sign in with ILL login first" in failed["error"]

@@ -18,7 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from broker.authz import Principal
-from broker.errors import Conflict, FieldError, Forbidden, InvalidInput, MalformedRequest, NotFound
+from broker.errors import BrokerError, Conflict, FieldError, Forbidden, InvalidInput, MalformedRequest, NotFound
 from broker.launch.routing import Candidate, judge, rank
 from broker.registry_kinds import iso, load
 from broker.search.model import Dataset
@@ -70,12 +70,13 @@ def _aware(moment: datetime | None) -> datetime | None:
 
 class LaunchService:
     def __init__(self, store: Store, http: HttpClient, search: SearchService, box: SecretBox,
-                 federation_wide: tuple[str, ...] = ("egi",)):
+                 federation_wide: tuple[str, ...] = ("egi",), auth: Any = None):
         self.store = store
         self.http = http
         self.search = search
         self.box = box
         self.federation_wide = federation_wide
+        self.auth = auth  # broker.auth.AuthService: the user's own tokens for services that need them
 
     # -- requests -------------------------------------------------------------------------------
     def create(self, actor: Principal, key: str | None, payload: Any) -> tuple[dict[str, Any], bool]:
@@ -223,6 +224,8 @@ class LaunchService:
                 self._step(launch_id)
             except UpstreamError as exc:
                 self._note(launch_id, f"the service answered badly, will try again: {exc.detail}")
+            except BrokerError as exc:  # e.g. the user's token cannot be had: nothing will change by retrying
+                self._move(launch_id, LaunchState.FAILED, exc.detail)
         return len(pending)
 
     def _queue_note(self, launch_id: str, position: int) -> None:
@@ -292,9 +295,14 @@ class LaunchService:
                    if resources.get("memory_gb") else None, "gpu": 1 if resources.get("gpu") else None,
                    "interface": request.get("interface")}
         credential = self.box.decrypt(service.credential_encrypted) if service.credential_encrypted else None
-        return LaunchTarget(service.base_url or "", dict(service.connector_config or {}), credential, launch.username,
+        config = dict(service.connector_config or {})
+        user_token = None
+        if service.launch_mode == LaunchMode.API and config.get("user_token_issuer") and self.auth is not None:
+            user_token = self.auth.downstream_token(launch.person_id, config["user_token_issuer"],
+                                                    config.get("token_exchange_audience"))
+        return LaunchTarget(service.base_url or "", config, credential, launch.username,
                             launch.server_name or "", {k: v for k, v in options.items() if v not in (None, "")},
-                            proposals, dois, dataset.pid), service
+                            proposals, dois, dataset.pid, user_token), service
 
     def _move(self, launch_id: str, state: LaunchState, message: str, *, url: str | None = None,
               deadline: datetime | None = None) -> None:
