@@ -29,9 +29,10 @@ demo: $(STAMP) $(OIDC)
 test: $(STAMP) $(OIDC)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-bench: $(STAMP)
+bench: $(STAMP) $(OIDC)
 	$(BIN)/python bench/registry.py
 	$(BIN)/python bench/search.py
+	$(BIN)/python bench/launch.py
 
 # Re-pin every dependency to what resolves today (run after changing setup.py's requirements).
 constraints:
