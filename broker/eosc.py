@@ -135,6 +135,15 @@ class EoscService:
                                   .order_by(EoscEntry.service_id)).all()
         return [self.sync(service_id) for service_id in ids]
 
+    def sync_as(self, actor: Principal, service_id: str) -> dict[str, Any]:
+        """``sync``, for a caller who must be allowed to write the service's facility."""
+        with self.store.session() as session:
+            entry = session.get(EoscEntry, service_id)
+            if entry is None:
+                raise NotFound(f"no EOSC entry for service {service_id!r}")
+            actor.require_write(entry.service.facility_id)
+        return self.sync(service_id)
+
     def sync(self, service_id: str) -> dict[str, Any]:
         """Refresh one entry from the catalogue; returns the sync event."""
         client = self._client()

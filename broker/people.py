@@ -73,6 +73,19 @@ class PeopleService:
             session.flush()
             return self._show(person)
 
+    def me(self, actor: Principal) -> dict[str, Any]:
+        """The caller: roles, and when a person, their identities and where they can launch."""
+        body: dict[str, Any] = {"subject": actor.subject, "admin": actor.admin,
+                                "operator_of": sorted(actor.operator_of), "person": None, "launch_facilities": []}
+        if actor.subject.startswith("person:"):
+            person_id = actor.subject.removeprefix("person:")
+            body["person"], body["launch_facilities"] = self.get(person_id), self.launch_facilities(person_id)
+        return body
+
+    def get_as(self, actor: Principal, person_id: str) -> dict[str, Any]:
+        self._require_self_or_admin(actor, person_id)
+        return self.get(person_id)
+
     def get(self, person_id: str) -> dict[str, Any]:
         with self.store.session() as session:
             return self._show(self._person(session, person_id))

@@ -5,7 +5,6 @@ from typing import Any
 
 from broker.api.context import broker, principal
 from broker.api.registry import JSON
-from broker.registry_kinds import KINDS
 
 
 def catalogue(format: str = "json", **filters: Any) -> tuple:  # noqa: A002 - the query parameter's name
@@ -17,10 +16,7 @@ def catalogue(format: str = "json", **filters: Any) -> tuple:  # noqa: A002 - th
 
 
 def sync(service_id: str, token_info: dict | None = None) -> tuple:
-    entry = broker().registry.get(KINDS.eosc_entry, service_id)
-    service = broker().registry.get(KINDS.service, entry["service_id"])
-    principal(token_info).require_write(service["facility_id"])
-    return broker().eosc.sync(service_id), 200, JSON
+    return broker().eosc.sync_as(principal(token_info), service_id), 200, JSON
 
 
 def history(service_id: str, limit: int = 50) -> tuple:

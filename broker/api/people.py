@@ -16,14 +16,7 @@ def _person_id(token_info: dict | None) -> str:
 
 
 def me(token_info: dict | None = None) -> tuple:
-    caller = principal(token_info)
-    body: dict[str, Any] = {"subject": caller.subject, "admin": caller.admin,
-                            "operator_of": sorted(caller.operator_of), "person": None, "launch_facilities": []}
-    if caller.subject.startswith("person:"):
-        person_id = caller.subject.removeprefix("person:")
-        body["person"] = broker().people.get(person_id)
-        body["launch_facilities"] = broker().people.launch_facilities(person_id)
-    return body, 200, JSON
+    return broker().people.me(principal(token_info)), 200, JSON
 
 
 def my_tokens(token_info: dict | None = None) -> tuple:
@@ -52,10 +45,7 @@ def create_person(body: dict[str, Any], token_info: dict | None = None) -> tuple
 
 
 def get_person(person_id: str, token_info: dict | None = None) -> tuple:
-    caller = principal(token_info)
-    if not caller.admin and caller.subject != f"person:{person_id}":
-        raise Forbidden("only admins see other people")
-    return broker().people.get(person_id), 200, JSON
+    return broker().people.get_as(principal(token_info), person_id), 200, JSON
 
 
 def link_identity(person_id: str, body: dict[str, Any], token_info: dict | None = None) -> tuple:
