@@ -1,0 +1,135 @@
+"""Facilities, their compute services and search endpoints, EOSC entries, health history, audit log."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Float, ForeignKey, Index, Integer, String, Text, text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from registry.models.base import Base, EoscStatus, HealthFields, HealthStatus, Lifecycle, Versioned, utcnow
+
+
+class Facility(Versioned, Base):
+    __tablename__ = "facilities"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), nullable=False)
+    country: Mapped[str] = mapped_column(String(2), nullable=False)
+    ror_id: Mapped[str | None] = mapped_column(String(100))
+    homepage: Mapped[str | None] = mapped_column(String(2048))
+    contact_email: Mapped[str | None] = mapped_column(String(320))
+    accepted_issuers: Mapped[list[Any]] = mapped_column(nullable=False, default=list)
+
+    services: Mapped[list["ComputeService"]] = relationship(back_populates="facility")
+    search_endpoints: Mapped[list["SearchEndpoint"]] = relationship(back_populates="facility")
+
+
+class ComputeService(Versioned, HealthFields, Base):
+    __tablename__ = "compute_services"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    facility_id: Mapped[str] = mapped_column(ForeignKey("facilities.id", ondelete="RESTRICT"), nullable=False)
+    kind: Mapped[str] = mapped_column(String(32), nullable=False)
+    title: Mapped[str] = mapped_column(String(200), nullable=False)
+    description: Mapped[str | None] = mapped_column(Text)
+    base_url: Mapped[str | None] = mapped_column(String(2048))
+    launch_mode: Mapped[str] = mapped_column(String(16), nullable=False)
+    lifecycle: Mapped[str] = mapped_column(String(16), nullable=False, default=Lifecycle.PRODUCTION.value)
+    capabilities: Mapped[dict[str, Any]] = mapped_column(nullable=False, default=dict)
+    connector_config: Mapped[dict[str, Any]] = mapped_column(nullable=False, default=dict)
+    credential_encrypted: Mapped[str | None] = mapped_column(Text)
+
+    facility: Mapped[Facility] = relationship(back_populates="services")
+    eosc_entry: Mapped["EoscEntry | None"] = relationship(back_populates="service")
+
+    __table_args__ = (Index("ix_compute_services_facility_kind", "facility_id", "kind"),)
+
+
+class SearchEndpoint(Versioned, HealthFields, Base):
+    __tablename__ = "search_endpoints"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    facility_id: Mapped[str] = mapped_column(ForeignKey("facilities.id", ondelete="RESTRICT"), nullable=False)
+    kind: Mapped[str] = mapped_column(String(32), nullable=False)
+    base_url: Mapped[str] = mapped_column(String(2048), nullable=False)
+    harvest_schedule: Mapped[str | None] = mapped_column(String(100))
+    connector_config: Mapped[dict[str, Any]] = mapped_column(nullable=False, default=dict)
+
+    facility: Mapped[Facility] = relationship(back_populates="search_endpoints")
+
+
+class EoscEntry(Versioned, Base):
+    __tablename__ = "eosc_entries"
+
+    service_id: Mapped[str] = mapped_column(ForeignKey("compute_services.id", ondelete="CASCADE"), primary_key=True)
+    resource_id: Mapped[str | None] = mapped_column(String(200))
+    marketplace_url: Mapped[str | None] = mapped_column(String(2048))
+    status: Mapped[str] = mapped_column(String(16), nullable=False, default=EoscStatus.NOT_REGISTERED.value)
+    last_synced_at: Mapped[datetime | None] = mapped_column()
+    # what operators add for the EOSC service profile (vocabulary ids, and any profile field to override)
+    scientific_domains: Mapped[list[Any]] = mapped_column(nullable=False, default=list, server_default=text("'[]'"))
+    categories: Mapped[list[Any]] = mapped_column(nullable=False, default=list, server_default=text("'[]'"))
+    trl: Mapped[str | None] = mapped_column(String(16))
+    profile: Mapped[dict[str, Any]] = mapped_column(nullable=False, default=dict, server_default=text("'{}'"))
+    # what the last sync read from the catalogue (written by the sync job, not by operators)
+    onboarding_status: Mapped[str | None] = mapped_column(String(64))
+    catalogue_name: Mapped[str | None] = mapped_column(String(500))
+    catalogue_url: Mapped[str | None] = mapped_column(String(2048))
+    catalogue_lifecycle: Mapped[str | None] = mapped_column(String(100))
+    drift: Mapped[list[Any]] = mapped_column(nullable=False, default=list, server_default=text("'[]'"))
+    last_sync_error: Mapped[str | None] = mapped_column(Text)
+
+    service: Mapped[ComputeService] = relationship(back_populates="eosc_entry")
+
+
+class HealthCheck(Base):
+    """One probe result; the newest ``health_history`` per endpoint are kept."""
+
+    __tablename__ = "health_checks"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    target_type: Mapped[str] = mapped_column(String(16), nullable=False)
+    target_id: Mapped[str] = mapped_column(String(64), nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False)
+    latency_ms: Mapped[float | None] = mapped_column(Float)
+    checked_at: Mapped[datetime] = mapped_column(nullable=False)
+    error: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (Index("ix_health_checks_target", "target_type", "target_id", "checked_at"),)
+
+
+class AuditEvent(Base):
+    """One registry write: who, what, when, and the object before and after (secrets never included)."""
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow, nullable=False)
+    actor: Mapped[str] = mapped_column(String(200), nullable=False)
+    action: Mapped[str] = mapped_column(String(16), nullable=False)
+    object_type: Mapped[str] = mapped_column(String(32), nullable=False)
+    object_id: Mapped[str] = mapped_column(String(64), nullable=False)
+    changed: Mapped[list[Any]] = mapped_column(nullable=False, default=list)
+    before: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    after: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+    __table_args__ = (Index("ix_audit_events_object", "object_type", "object_id"),)
+
+
+class EoscSyncEvent(Base):
+    """One sync of one EOSC entry with the catalogue: what it found, the drift, or the error."""
+
+    __tablename__ = "eosc_sync_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    service_id: Mapped[str] = mapped_column(ForeignKey("eosc_entries.service_id", ondelete="CASCADE"), nullable=False)
+    at: Mapped[datetime] = mapped_column(default=utcnow, nullable=False)
+    outcome: Mapped[str] = mapped_column(String(16), nullable=False)  # ok | not-found | error
+    onboarding_status: Mapped[str | None] = mapped_column(String(64))
+    drift: Mapped[list[Any]] = mapped_column(nullable=False, default=list)
+    error: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (Index("ix_eosc_sync_events_service", "service_id", "at"),)
+
+
