@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import socket
 import statistics
 import subprocess
 import sys
@@ -28,6 +27,7 @@ from broker.app import build_broker  # noqa: E402
 from broker.authz import Principal  # noqa: E402
 from broker.registry_kinds import KINDS  # noqa: E402
 from broker.settings import Settings  # noqa: E402
+from demo.federation import free_port  # noqa: E402
 
 KINDS_CYCLE = ["jupyterhub", "visa", "binderhub", "remote-desktop"]
 
@@ -44,11 +44,6 @@ def populate(data_dir: Path, services: int, facilities: int) -> None:
             "capabilities": {"max_cpus": 8, "gpu": s % 3 == 0}})
     broker.store.engine.dispose()
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def drive(paths: list[str], base: str, seconds: float, clients: int) -> tuple[float, list[float]]:

@@ -32,6 +32,7 @@ from broker.settings import Settings, loopback_networks  # noqa: E402
 from connectors.panosc_search import parameter, to_dataset  # noqa: E402
 from demo import federation as sim  # noqa: E402
 from demo.catalogue import FACILITIES, SAMPLES, STUDIES, generate  # noqa: E402
+from demo.federation import free_port  # noqa: E402
 
 ACTOR = Principal("bench", admin=True)
 
@@ -115,11 +116,6 @@ def bench_index(data_dir: Path, n: int) -> None:
     broker.index.close()
     broker.store.engine.dispose()
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def bench_http(data_dir: Path) -> None:

@@ -29,7 +29,7 @@ from broker.people import PeopleService
 from broker.secretbox import SecretBox
 from connectors.errors import UpstreamError
 from connectors.http import HttpClient, json_body
-from registry.models import LoginTransaction, RoleGrant, UserToken, WebSession, utcnow
+from registry.models import LoginTransaction, RoleGrant, UserToken, WebSession, as_utc, utcnow
 from registry.store import Store
 
 TRANSACTION_TTL = timedelta(minutes=10)
@@ -200,7 +200,7 @@ class AuthService:
                 transaction.issuer, transaction.nonce, transaction.code_verifier, transaction.next_url,
                 transaction.link_person_id)
             created = transaction.created_at
-        if utcnow() - (created if created.tzinfo else created.replace(tzinfo=utcnow().tzinfo)) > TRANSACTION_TTL:
+        if utcnow() - as_utc(created) > TRANSACTION_TTL:
             raise LoginRefused("the sign-in took too long: start it again")
         config = self.issuers[issuer_name]
         provider = self._provider(config)
@@ -305,7 +305,7 @@ class AuthService:
             row = session.get(UserToken, (person_id, issuer_name))
             if row is None:
                 raise LoginRefused(f"sign in with {config.title} first: the service needs your token from it")
-            expires = row.expires_at if row.expires_at.tzinfo else row.expires_at.replace(tzinfo=utcnow().tzinfo)
+            expires = as_utc(row.expires_at)
             access = self.box.decrypt(row.access_token_encrypted)
             refresh = self.box.decrypt(row.refresh_token_encrypted) if row.refresh_token_encrypted else None
         if expires - utcnow() < timedelta(seconds=60):
@@ -352,7 +352,7 @@ class AuthService:
             found = session.get(WebSession, hashlib.sha256(session_id.encode()).hexdigest())
             if found is None:
                 return None
-            expires = found.expires_at if found.expires_at.tzinfo else found.expires_at.replace(tzinfo=utcnow().tzinfo)
+            expires = as_utc(found.expires_at)
             if expires <= utcnow():
                 session.delete(found)
                 return None

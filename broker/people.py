@@ -10,7 +10,7 @@ import hashlib
 import hmac
 import secrets
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from typing import Any
 
 from marshmallow import fields, validate
@@ -19,7 +19,7 @@ from sqlalchemy import select
 from broker.authz import Principal
 from broker.errors import AlreadyExists, Conflict, FieldError, Forbidden, InvalidInput, NotFound
 from broker.registry_kinds import iso, load
-from registry.models import ApiToken, AuditEvent, Facility, Identity, Person, Role, RoleGrant, utcnow
+from registry.models import ApiToken, AuditEvent, Facility, Identity, Person, Role, RoleGrant, as_utc, utcnow
 from registry.schemas import ISSUER_NAME, SLUG, StrictSchema
 from registry.store import Store
 
@@ -50,10 +50,6 @@ class TokenSchema(StrictSchema):
 
 def _hash(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
-
-
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
 class PeopleService:
@@ -208,7 +204,7 @@ class PeopleService:
             if token is None or not hmac.compare_digest(token.secret_hash, _hash(parts[2])):
                 return None
             now = utcnow()
-            if token.revoked_at is not None or _aware(token.expires_at) <= now:
+            if token.revoked_at is not None or as_utc(token.expires_at) <= now:
                 return None
             token.last_used_at = now
             person_id = token.person_id

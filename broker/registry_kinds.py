@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import cached_property
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any, Callable, ClassVar
 
 from marshmallow import Schema, ValidationError
@@ -17,6 +17,7 @@ from sqlalchemy.orm.interfaces import LoaderOption
 from broker.errors import FieldError, InvalidInput
 from connectors import all_connectors, connector_for
 from registry.models import (
+    as_utc,
     ComputeService,
     EoscEntry,
     EoscStatus,
@@ -38,7 +39,7 @@ def iso(value: datetime | None) -> str | None:
     """ISO 8601 with the UTC offset; SQLite hands back naive datetimes, which are UTC here."""
     if value is None:
         return None
-    return (value if value.tzinfo else value.replace(tzinfo=timezone.utc)).isoformat()
+    return as_utc(value).isoformat()
 
 
 def load(schema: type[Schema], payload: Any, *, prefix: str = "") -> dict[str, Any]:
@@ -104,8 +105,7 @@ class Kind:
 def _same(stored: Any, new: Any) -> bool:
     """Equality, with naive datetimes (SQLite's) read as UTC."""
     if isinstance(stored, datetime) and isinstance(new, datetime):
-        utc = [d if d.tzinfo else d.replace(tzinfo=timezone.utc) for d in (stored, new)]
-        return utc[0] == utc[1]
+        return as_utc(stored) == as_utc(new)
     return stored == new
 
 

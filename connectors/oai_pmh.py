@@ -15,6 +15,7 @@ from broker.search.model import Dataset
 from connectors.base import ConfigSchema, SearchConnector, url_field
 from connectors.errors import UpstreamBadResponse
 from connectors.http import HttpClient
+from registry.models import as_utc
 
 NS = {"oai": "http://www.openarchives.org/OAI/2.0/", "dc": "http://purl.org/dc/elements/1.1/",
       "oai_dc": "http://www.openarchives.org/OAI/2.0/oai_dc/"}
@@ -66,7 +67,7 @@ def to_dataset(record: Any, facility: str, source: str | None) -> Dataset:
     for text in record.get("date", []):
         try:
             created = datetime.fromisoformat(text.replace("Z", "+00:00"))
-            created = created if created.tzinfo else created.replace(tzinfo=timezone.utc)
+            created = as_utc(created)
             break
         except ValueError:
             continue

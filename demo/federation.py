@@ -8,6 +8,7 @@ from __future__ import annotations
 import html
 import json
 import logging
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -33,6 +34,13 @@ from demo.eosc_catalogue import SimulatedCatalogue
 from demo.visa_sim import SimulatedVisa
 
 Handler = Callable[[Request], Response]
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
 
 def _json(data: Any, status: int = 200) -> Response:
     return Response(json.dumps(data), status=status, content_type="application/json")

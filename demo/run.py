@@ -14,7 +14,7 @@ from broker.authz import Principal
 from broker.seeding import import_registry
 from broker.server import run
 from broker.settings import Settings, loopback_networks
-from demo.federation import demo_federation, demo_registry
+from demo.federation import demo_federation, demo_registry, free_port
 
 OIDC_DIR = Path(__file__).resolve().parent / "oidc"
 
@@ -24,9 +24,7 @@ def start_identity_provider(broker_url: str, secret: str) -> tuple[subprocess.Po
     if shutil.which("node") is None or not (OIDC_DIR / "node_modules" / "oidc-provider").exists():
         print("(no Node.js or demo/oidc/node_modules: the demo runs without sign-in; `make demo` installs it)")
         return None
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        idp_port = sock.getsockname()[1]
+    idp_port = free_port()
     clients = [{"client_id": "panbroker-demo", "client_secret": secret,
                 "redirect_uris": [f"{broker_url}/auth/callback"], "post_logout_redirect_uris": [f"{broker_url}/"],
                 "response_types": ["code"], "grant_types": ["authorization_code"]}]

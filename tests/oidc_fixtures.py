@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import socket
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
+from demo.federation import free_port
 
 import pytest
 import requests
@@ -32,16 +32,11 @@ class RunningProvider:
                 "admin_entitlements": ["urn:panbroker:role:admin"], **extra}
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
 
 def start_provider(name: str) -> RunningProvider:
     if shutil.which("node") is None or not (OIDC_DIR / "node_modules" / "oidc-provider").exists():
         pytest.skip("Node.js or demo/oidc/node_modules is missing (make test runs npm ci): OIDC tests SKIPPED")
-    port = _free_port()
+    port = free_port()
     clients = [{"client_id": "broker", "client_secret": CLIENT_SECRET,
                 "redirect_uris": [f"{BROKER}/auth/callback"], "post_logout_redirect_uris": [f"{BROKER}/"],
                 "response_types": ["code"], "grant_types": ["authorization_code", "refresh_token", "client_credentials"],

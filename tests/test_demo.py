@@ -4,12 +4,12 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 from urllib.parse import urljoin
+from demo.federation import free_port
 
 import requests
 
@@ -26,11 +26,6 @@ def sign_in(web: requests.Session, url: str, login: str) -> requests.Response:
                             data={"prompt": prompt, "login": login, "password": "any"})
     return response
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_demo_serves_the_api_with_the_federation_registered_and_checked(tmp_path: Path):

@@ -3,7 +3,6 @@ client (the broker's own connector) harvests a broker as it harvests a facility.
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
 from pathlib import Path
@@ -17,6 +16,7 @@ from broker.registry_kinds import KINDS
 from demo import federation as sim
 from demo.catalogue import generate
 from tests.conftest import make_settings
+from demo.federation import free_port
 
 ACTOR = Principal("test", admin=True)
 
@@ -88,14 +88,9 @@ def test_an_unknown_dataset_is_a_loopback_404(sqlite_client):  # noqa: ANN001
     assert response.status_code == 404 and response.json()["error"]["statusCode"] == 404
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
 
 def test_a_panosc_client_harvests_the_broker_like_a_facility(harvested, tmp_path: Path):  # noqa: ANN001
-    port = _free_port()
+    port = free_port()
     server = uvicorn.Server(uvicorn.Config(create_app(broker=harvested), host="127.0.0.1", port=port,
                                            log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)

@@ -37,6 +37,7 @@ from registry.models import (
     LaunchMode,
     LaunchState,
     Person,
+    as_utc,
     utcnow,
 )
 from registry.schemas import SLUG, StrictSchema
@@ -62,10 +63,6 @@ class LaunchRequestSchema(StrictSchema):
     kind = fields.String(validate=validate.OneOf(["jupyterhub", "visa", "binderhub", "remote-desktop"]))
     interface = fields.String(validate=validate.OneOf(["desktop", "notebook"]))
     resources = fields.Nested(ResourcesSchema, load_default=dict)
-
-
-def _aware(moment: datetime | None) -> datetime | None:
-    return moment if moment is None or moment.tzinfo else moment.replace(tzinfo=utcnow().tzinfo)
 
 
 class LaunchService:
@@ -240,7 +237,8 @@ class LaunchService:
     def _step(self, launch_id: str) -> None:
         with self.store.session() as session:
             launch = session.get(Launch, launch_id)
-            state, deadline, updated = LaunchState(launch.state), _aware(launch.deadline_at), _aware(launch.updated_at)
+            state, updated = LaunchState(launch.state), as_utc(launch.updated_at)
+            deadline = as_utc(launch.deadline_at) if launch.deadline_at else None
         if state == LaunchState.REQUESTED:
             self._route(launch_id)
             return

@@ -7,7 +7,6 @@ Reads and writes go through the alias ``<prefix>``; ``rebuild`` loads a new conc
 from __future__ import annotations
 
 import time
-from datetime import timezone
 from typing import Any, Iterable
 
 from elasticsearch import Elasticsearch, NotFoundError, helpers
@@ -16,6 +15,7 @@ from broker.search.index import FACETS, DatasetIndex, check_window, facet_bucket
 from broker.search.model import Dataset, SearchRequest, SearchResult, Sort, document_keys
 from broker.search.techniques import panet
 from broker.search.units import INDEXED_PARAMETERS
+from registry.models import as_utc
 
 TEXT_BOOSTS = {"title": 3, "keywords": 2, "techniques_text": 2, "instrument_text": 2, "summary": 1}
 
@@ -47,8 +47,7 @@ def to_source(dataset: Dataset) -> dict[str, Any]:
         "doc": dataset.to_dict(),
     }
     if dataset.creation_date:
-        moment = dataset.creation_date if dataset.creation_date.tzinfo else dataset.creation_date.replace(
-            tzinfo=timezone.utc)
+        moment = as_utc(dataset.creation_date)
         source["date"] = moment.isoformat()
         source["year"] = moment.year
     for parameter in dataset.parameters:

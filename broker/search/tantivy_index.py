@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timezone
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -19,6 +18,7 @@ from broker.search.index import FACETS, DatasetIndex, check_window, facet_bucket
 from broker.search.model import Dataset, SearchRequest, SearchResult, Sort, document_keys
 from broker.search.techniques import panet
 from broker.search.units import INDEXED_PARAMETERS
+from registry.models import as_utc
 
 TEXT_FIELDS = {"title": 3.0, "keywords": 2.0, "techniques_text": 2.0, "instrument_text": 2.0, "summary": 1.0}
 WRITER_HEAP = 128 * 1024 * 1024
@@ -117,9 +117,7 @@ class TantivyIndex(DatasetIndex):
         for technique in dataset.techniques:
             doc.add_text("techniques_text", technique.name)
         if dataset.creation_date:
-            moment = dataset.creation_date
-            if moment.tzinfo is None:
-                moment = moment.replace(tzinfo=timezone.utc)
+            moment = as_utc(dataset.creation_date)
             doc.add_date("date", moment)
             doc.add_integer("year", moment.year)
         for parameter in dataset.parameters:

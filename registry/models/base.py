@@ -14,6 +14,11 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def as_utc(moment: datetime) -> datetime:
+    """``moment`` with its UTC offset; naive datetimes (SQLite hands those back, facilities send them) are UTC."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
 class ServiceKind(enum.StrEnum):
     VISA = "visa"
     JUPYTERHUB = "jupyterhub"
