@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
 
 import requests
 from marshmallow import EXCLUDE, RAISE, Schema, fields, validate
@@ -126,6 +126,7 @@ class LaunchProgress:
     message: str
     url: str | None = None
     retry_after: float | None = None
+    secret: str | None = None  # a token that opens the session (Binder's), kept encrypted with the launch
 
 
 class ServiceConnector(Connector):
@@ -133,6 +134,12 @@ class ServiceConnector(Connector):
 
     def deep_link(self, target: LaunchTarget) -> str | None:
         """The service's own launch page for the dataset, or None when the kind has none."""
+        return None
+
+    def follow(self, client: HttpClient, target: LaunchTarget, report: Callable[[str], None],
+               until: float) -> LaunchProgress | None:
+        """Follow a starting session's event stream until ready, failed or the monotonic time ``until``,
+        passing each progress message to ``report``. ``None``: no stream to follow, poll instead."""
         return None
 
 

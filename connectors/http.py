@@ -6,11 +6,12 @@ redirects only; and the SSRF guard of ``connectors.ssrf`` on the address actuall
 """
 from __future__ import annotations
 
+import json as jsonlib
 import logging
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 from urllib.parse import urljoin, urlsplit
 
 import pybreaker
@@ -204,6 +205,59 @@ class HttpClient:
             break
         self._read_capped(response, deadline)
         if response.status_code >= 500:
+            raise _ServerError(response)
+        return response
+
+    def events(self, url: str, *, headers: Mapping[str, str] | None = None, until: float,
+               idle_seconds: float = 40.0, endpoint: str | None = None) -> Iterator[dict[str, Any]]:
+        """Follow a server-sent event stream: each ``data:`` line's JSON, until the stream ends or the
+        monotonic time ``until``. Opening it goes through the breaker and the guard like any request; a
+        non-200 answer is ``UpstreamBadResponse``; silence longer than ``idle_seconds`` is
+        ``UpstreamTimeout``; more than the response cap in all is ``UpstreamBadResponse``."""
+        origin = _origin(url)
+        try:
+            response = self.breaker(endpoint or origin).call(self._open_stream, url, headers, idle_seconds)
+        except pybreaker.CircuitBreakerError as exc:
+            raise CircuitOpen(f"{origin}: calls paused after consecutive failures") from exc
+        except _ServerError as exc:
+            raise UpstreamBadResponse(f"{origin}: event stream refused: HTTP {exc.response.status_code}") from exc
+        size = 0
+        try:
+            if response.status_code != 200:
+                raise UpstreamBadResponse(f"{origin}: event stream refused: HTTP {response.status_code}")
+            for line in response.iter_lines(chunk_size=1, decode_unicode=False):
+                size += len(line) + 1
+                if size > self.limits.max_response_bytes:
+                    raise UpstreamBadResponse(f"{origin}: event stream exceeds {self.limits.max_response_bytes} bytes")
+                if line.startswith(b"data:"):
+                    try:
+                        event = jsonlib.loads(line[5:].strip() or b"null")
+                    except ValueError as exc:
+                        raise UpstreamBadResponse(f"{origin}: an event is not JSON: {line[:80]!r}") from exc
+                    if isinstance(event, dict):
+                        yield event
+                if time.monotonic() > until:
+                    return
+        except requests.exceptions.RequestException as exc:
+            if _timed_out(exc):
+                raise UpstreamTimeout(f"{origin}: event stream silent for {idle_seconds:g} s") from exc
+            raise UpstreamUnavailable(f"{origin}: event stream interrupted ({_reason(exc)})") from exc
+        finally:
+            response.close()
+
+    def _open_stream(self, url: str, headers: Mapping[str, str] | None, idle_seconds: float) -> requests.Response:
+        try:
+            response = self._session().get(url, headers={"Accept": "text/event-stream", **(headers or {})},
+                                           timeout=(self.limits.connect_timeout, idle_seconds),
+                                           allow_redirects=False, stream=True)
+        except AddressBlocked:
+            raise
+        except requests.exceptions.RequestException as exc:
+            if _timed_out(exc):
+                raise UpstreamTimeout(f"{_origin(url)}: no answer within {idle_seconds:g} s") from exc
+            raise UpstreamUnavailable(f"{_origin(url)}: {_reason(exc)}") from exc
+        if response.status_code >= 500:
+            response.close()
             raise _ServerError(response)
         return response
 

@@ -5,7 +5,8 @@ start is never posted twice blindly: after an error, the server's state is read 
 """
 from __future__ import annotations
 
-from typing import Any
+import time
+from typing import Any, Callable
 from urllib.parse import quote, urlencode
 
 from marshmallow import fields, validate
@@ -79,6 +80,10 @@ class JupyterHubConnector(JsonProbe, ServiceConnector):
         body = json_body(response)
         server = (body.get("servers") or {}).get(target.server_name) if isinstance(body, dict) else None
         if server is None:
+            # a spawn that failed leaves no server, but the progress stream still tells why
+            told = self.follow(client, target, lambda _message: None, time.monotonic() + 5)
+            if told is not None and told.state == "failed":
+                return told
             reason = f"the hub has no such server ({after_error})" if after_error else "the server stopped"
             return LaunchProgress("failed", reason)
         if server.get("ready"):
@@ -88,6 +93,27 @@ class JupyterHubConnector(JsonProbe, ServiceConnector):
         if pending == "stop":
             return LaunchProgress("failed", "the hub is stopping the server")
         return LaunchProgress("starting", f"the hub reports: {pending or 'starting'}")
+
+    def follow(self, client: HttpClient, target: LaunchTarget, report: Callable[[str], None],
+               until: float) -> LaunchProgress | None:
+        """Follow the spawn's progress stream to ready or failed, reporting each message; ``None`` when
+        the hub offers no stream for it (the caller falls back to polling)."""
+        url = self._api(target, self._server_path(target) + "/progress")
+        try:
+            for event in client.events(url, headers=self._headers(target), until=until, idle_seconds=20):
+                message = str(event.get("message") or "")[:300]
+                if event.get("ready"):
+                    path = str(event.get("url") or "")
+                    return LaunchProgress("ready", message or "the server is ready",
+                                          url=path if path.startswith("http") else f"{target.base_url.rstrip('/')}{path}")
+                if event.get("failed"):
+                    return LaunchProgress("failed", f"the hub reports: {message or 'spawn failed'}")
+                if message:
+                    progress = event.get("progress")
+                    report(f"{message} ({progress}%)" if isinstance(progress, (int, float)) else message)
+        except UpstreamError:
+            return None  # no stream (older hub, 400 "not starting", a proxy that buffers): poll instead
+        return None
 
     def stop(self, client: HttpClient, target: LaunchTarget) -> LaunchProgress:
         response = client.request("DELETE", self._api(target, self._server_path(target)),

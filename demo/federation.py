@@ -8,6 +8,7 @@ from __future__ import annotations
 import html
 import json
 import logging
+import secrets
 import socket
 import threading
 import time
@@ -161,10 +162,57 @@ def visa(facility: str) -> Handler:
     return SimulatedVisa(facility)
 
 
-def binderhub() -> Handler:
+def binderhub(build_seconds: float = 1.5) -> Handler:
+    """A BinderHub: ``/health``, the ``/v2/<provider>/<spec>`` page, and the build-and-launch event stream
+    ``/build/<provider>/<spec>`` (waiting, fetching, building, pushing, built, launching, ready with the
+    server's URL and token), whose servers answer under ``/jupyter/user/<name>/`` to their token only.
+    A spec naming a repository ``does-not-exist`` fails as an unresolvable ref does."""
+    servers: dict[str, str] = {}  # user name -> token
+
+    def stream(base: str, spec: str):  # noqa: ANN202 - a generator of event-stream lines
+        def event(**data: Any) -> str:
+            return f"data: {json.dumps(data)}\n\n"
+
+        step = build_seconds / 6
+        yield event(phase="waiting", message="Waiting for build to start...")
+        time.sleep(step)
+        if "does-not-exist" in spec:
+            yield event(phase="failed", message=f"Could not resolve ref for {spec}. Double check your URL.")
+            return
+        yield event(phase="fetching", message=f"Fetching {spec}...")
+        time.sleep(step)
+        for line in ("Step 1/3 : FROM buildpack-deps:jammy", "Step 2/3 : RUN pip install -r requirements.txt",
+                     "Step 3/3 : CMD jupyter lab"):
+            yield event(phase="building", message=line + "\n")
+            time.sleep(step)
+        yield event(phase="pushing", message="Pushing image", progress={"layer-1": "Pushed"})
+        yield event(phase="built", message="Built image, launching...", imageName=f"sim/{spec.replace('/', '-')}")
+        yield ":heartbeat\n\n"
+        yield event(phase="launching", message="Launching server...")
+        time.sleep(step)
+        name, token = f"{(spec.split('/') + [''] * 3)[2] or 'binder'}-{secrets.token_hex(4)}", secrets.token_urlsafe(16)
+        servers[name] = token
+        yield event(phase="ready", message=f"server running at {base}/jupyter/user/{name}/",
+                    url=f"{base}/jupyter/user/{name}/", token=token, image=f"sim/{spec}", repo_url=spec)
+
     def handle(request: Request) -> Response:
-        if request.path == "/health":
-            return _json({"ok": True, "checks": [{"service": "Hub", "ok": True}]})
+        path = request.path
+        if path == "/health":
+            return _json({"ok": True, "checks": [{"service": "Hub", "ok": True}, {"service": "Docker registry",
+                                                                                  "ok": True}]})
+        if path.startswith("/build/") and path.count("/") >= 4:
+            return Response((chunk.encode() for chunk in stream(request.host_url.rstrip("/"), path.removeprefix("/build/"))),
+                            content_type="text/event-stream", headers={"Cache-Control": "no-cache"},
+                            direct_passthrough=True)
+        if path.startswith("/jupyter/user/"):
+            name = path.split("/")[3]
+            if name in servers and request.args.get("token") == servers[name]:
+                return Response(f"<!doctype html><title>JupyterLab (simulated Binder)</title><h1>{html.escape(name)}"
+                                f"</h1>", content_type="text/html")
+            return Response("403: Forbidden", status=403)
+        if path.startswith("/v2/"):
+            return Response(f"<!doctype html><title>Binder (simulated)</title><h1>Starting "
+                            f"{html.escape(path.removeprefix('/v2/'))}</h1>", content_type="text/html")
         return Response("simulated BinderHub", content_type="text/plain")
 
     return handle
@@ -293,5 +341,6 @@ def demo_registry(federation: Federation) -> dict[str, Any]:
         {"id": "sim-egi", "name": "EGI (simulated)", "country": "NL", "accepted_issuers": ["umbrellaid"],
          "services": [
              {"id": "sim-egi-binder", "kind": "binderhub", "title": "EGI Binder (simulated)",
-              "base_url": u("sim-egi-binder"), "launch_mode": "api", "lifecycle": "pilot"}]},
+              "base_url": u("sim-egi-binder"), "launch_mode": "api", "lifecycle": "pilot",
+              "connector_config": {"default_repository": "gh/panosc-eu/panosc-notebooks/HEAD"}}]},
     ]}

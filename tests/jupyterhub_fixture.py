@@ -60,13 +60,14 @@ def _free_ports(n: int) -> list[int]:
     return ports
 
 
-def start_hub(workdir: Path) -> RunningHub:
+def start_hub(workdir: Path, extra_config: str = "") -> RunningHub:
+    """A hub on loopback; ``extra_config`` is appended to its jupyterhub_config.py."""
     hub = Path(sys.executable).with_name("jupyterhub")
     if not hub.exists() or not CHP.exists() or shutil.which("node") is None:
         pytest.skip("jupyterhub or configurable-http-proxy is missing (make test installs both): "
                     "JupyterHub launch tests SKIPPED")
     workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / "jupyterhub_config.py").write_text(CONFIG)
+    (workdir / "jupyterhub_config.py").write_text(CONFIG + extra_config)
     port, internal, proxy_api = _free_ports(3)
     token = secrets.token_hex(16)
     env = {**os.environ, "HUB_PORT": str(port), "HUB_INTERNAL_PORT": str(internal), "PROXY_API_PORT": str(proxy_api),

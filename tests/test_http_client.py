@@ -165,3 +165,39 @@ def test_requests_carry_the_broker_user_agent_and_no_proxy_from_the_environment(
     sent = responses.calls[0].request
     assert sent.headers["User-Agent"].startswith("PaN-Broker/")
     assert http._session().trust_env is False
+
+
+def _event_stream(*chunks: str, pause: float = 0.0):  # noqa: ANN202 - a werkzeug handler
+    def handler(request) -> Response:  # noqa: ANN001
+        def body():  # noqa: ANN202
+            for chunk in chunks:
+                yield chunk.encode()
+                time.sleep(pause)
+        return Response(body(), content_type="text/event-stream", direct_passthrough=True)
+    return handler
+
+
+def test_an_event_stream_yields_each_data_line_as_it_comes_and_skips_comments_and_keepalives():
+    with serve(_event_stream('data: {"progress": 0}\n\n', ":heartbeat\n\n", "\n",
+                             'data: {"progress": 100, "ready": true}\n\n', pause=0.05)) as (url, _):
+        events = list(client().events(url, until=time.monotonic() + 5))
+    assert events == [{"progress": 0}, {"progress": 100, "ready": True}]
+
+
+def test_an_event_stream_with_garbage_a_refusal_silence_or_no_end_is_contained():
+    with serve(_event_stream("data: {not json\n\n")) as (url, _):
+        with pytest.raises(UpstreamBadResponse, match="not JSON"):
+            list(client().events(url, until=time.monotonic() + 5))
+    with serve(ok_json('{"message": "not starting"}', status=400)) as (url, _):
+        with pytest.raises(UpstreamBadResponse, match="HTTP 400"):
+            list(client().events(url, until=time.monotonic() + 5))
+    with serve(_event_stream('data: {"a": 1}\n\n', "", pause=2.0)) as (url, _):
+        with pytest.raises(UpstreamTimeout, match="silent"):
+            list(client().events(url, until=time.monotonic() + 5, idle_seconds=0.5))
+    with serve(_event_stream(*['data: {"progress": 1}\n\n'] * 100, pause=0.05)) as (url, _):
+        started = time.monotonic()
+        events = list(client().events(url, until=time.monotonic() + 0.5))
+        assert time.monotonic() - started < 1.5 and 0 < len(events) < 100
+    with serve(_event_stream(*['data: {"line": "' + "x" * 900 + '"}\n\n'] * 20)) as (url, _):
+        with pytest.raises(UpstreamBadResponse, match="exceeds"):
+            list(client(max_response_bytes=5000).events(url, until=time.monotonic() + 5))

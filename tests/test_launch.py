@@ -277,3 +277,60 @@ def test_visa_api_mode_creates_an_instance_for_the_users_experiments_and_follows
                                                                    "service_id": "ill-visa-api"})
         failed = run_to_end(broker, refused["id"], stranger)
         assert failed["state"] == "failed" and "sign in with ILL login first" in failed["error"]
+
+
+def test_binder_api_mode_follows_the_build_and_launch_stream_to_a_server_that_answers(broker):  # noqa: ANN001
+    import requests
+    from sqlalchemy import select
+
+    from demo import federation as sim
+    from registry.models import Launch
+
+    with sim.Federation() as fed:
+        fed.add("binder", sim.binderhub(build_seconds=1.0))
+        fed.start()
+        for sid, repository in (("egi-binder-api", "gh/panosc-eu/notebooks/HEAD"),
+                                ("egi-binder-gone", "gh/panosc-eu/does-not-exist/HEAD")):
+            broker.registry.create(ADMIN, KINDS.service, {
+                "id": sid, "facility_id": "egi", "kind": "binderhub", "title": "EGI Binder (API)",
+                "base_url": fed.url("binder"), "launch_mode": "api",
+                "connector_config": {"default_repository": repository, "start_timeout_seconds": 30}})
+        olga = person(broker, "Olga", issuers=("umbrellaid",))
+        launch, _ = broker.launches.create(olga, "k-binder-api", {"dataset": DATASET.pid,
+                                                                   "service_id": "egi-binder-api"})
+        done = run_to_end(broker, launch["id"], olga)
+        assert done["state"] == "ready" and done["url"].startswith(fed.url("binder") + "/jupyter/user/notebooks-")
+        assert requests.get(done["url"], timeout=5).status_code == 200  # the URL carries the server's token
+        assert requests.get(done["url"].split("?")[0], timeout=5).status_code == 403
+        token = done["url"].split("token=")[1]
+        with broker.store.session() as session:  # kept encrypted, never in the stored URL
+            stored = session.scalar(select(Launch).where(Launch.id == launch["id"]))
+            assert token not in (stored.url or "") and token not in (stored.url_token_encrypted or "")
+        messages = [e["message"] for e in broker.launches.events(olga, launch["id"])]
+        assert "fetching the repository" in messages and "building the image" in messages
+        assert sum(m == "building the image" for m in messages) == 1  # one event per phase, not per log line
+
+        gone, _ = broker.launches.create(olga, "k-binder-gone", {"dataset": DATASET.pid,
+                                                                  "service_id": "egi-binder-gone"})
+        failed = run_to_end(broker, gone["id"], olga)
+        assert failed["state"] == "failed" and "Could not resolve ref" in failed["error"]
+
+
+def test_the_admission_bound_halves_under_strain_and_grows_back_one_at_a_time_up_to_the_configured():
+    from broker.launch.service import AdmissionBounds
+
+    bounds = AdmissionBounds()
+    assert bounds.bound("hub", 8) == 8
+    bounds.observe("hub", 8, strained=True)
+    bounds.observe("hub", 8, strained=True)
+    assert bounds.bound("hub", 8) == 2
+    bounds.observe("hub", 8, strained=True)
+    bounds.observe("hub", 8, strained=True)
+    assert bounds.bound("hub", 8) == 1  # never below one
+    grown = []
+    for _ in range(40):
+        bounds.observe("hub", 8, strained=False)
+        grown.append(bounds.bound("hub", 8))
+    assert grown[0] == 2 and grown == sorted(grown) and grown[-1] == 8  # additive, capped by the configuration
+    assert bounds.bound("hub", 3) == 3  # an operator lowering the configured bound takes effect at once
+    assert bounds.bound("other", 5) == 5

@@ -67,15 +67,17 @@ def judge(service: ComputeService, facility: Facility, dataset: Dataset, issuers
         if wanted.get(option) and offered and wanted[option] not in offered:
             return out(f"{option}s are {', '.join(offered)}")
     config = service.connector_config or {}
-    if service.launch_mode == LaunchMode.API and service.kind not in ("jupyterhub", "visa"):
+    if service.launch_mode == LaunchMode.API and service.kind not in ("jupyterhub", "visa", "binderhub"):
         return out(f"API launches of {service.kind} are not supported yet; register it in deeplink mode")
+    if service.launch_mode == LaunchMode.API and service.kind == "binderhub" and not config.get("default_repository"):
+        return out("no repository to launch: set connector_config.default_repository")
     if service.launch_mode == LaunchMode.API and service.kind == "visa":
         if not config.get("user_token_issuer"):
             return out("VISA's API needs the user's token: set connector_config.user_token_issuer")
         if config["user_token_issuer"] not in issuers:
             return out(f"VISA's API takes tokens from {config['user_token_issuer']}; sign in with it")
-    elif service.launch_mode == LaunchMode.API and service.credential_encrypted is None:
-        return out("API mode without an API credential registered")
+    elif service.launch_mode == LaunchMode.API and service.kind == "jupyterhub" and service.credential_encrypted is None:
+        return out("API mode without an API credential registered (the hub's service token)")
     mode = "starts a session through its API" if service.launch_mode == LaunchMode.API else "opens its launch page"
     return Candidate(service.id, facility.id, service.kind, True, f"fits; {mode}")
 

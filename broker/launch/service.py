@@ -9,9 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import threading
+import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import urlencode
 
 from marshmallow import fields, validate
 from sqlalchemy import select
@@ -25,7 +30,7 @@ from broker.search.model import Dataset
 from broker.search.service import SearchService
 from broker.secretbox import SecretBox
 from connectors import connector_for
-from connectors.base import LaunchProgress, LaunchTarget
+from connectors.base import LaunchProgress, LaunchTarget, ServiceConnector
 from connectors.errors import UpstreamError
 from connectors.http import HttpClient
 from registry.models import (
@@ -43,9 +48,35 @@ from registry.models import (
 from registry.schemas import SLUG, StrictSchema
 from registry.store import Store
 
+log = logging.getLogger(__name__)
+
 DEFAULT_START_TIMEOUT = 300
 DEFAULT_MAX_SPAWNS = 4  # starts in flight per service; a hub flooded with spawns lets them time out
 IN_FLIGHT = (LaunchState.SUBMITTED.value, LaunchState.STARTING.value)
+TROUBLE = "trouble reaching the service, trying again: "
+FOLLOWERS = 32  # event streams followed at once by one process
+
+
+class AdmissionBounds:
+    """The number of starts let in flight per service: at most the configured bound, halved when the
+    service shows strain (a failed start, a 429, a start slower than half its timeout) and raised by one
+    per bound's worth of quick successes (additive increase, multiplicative decrease, as TCP does)."""
+
+    def __init__(self) -> None:
+        self._current: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def bound(self, service_id: str, configured: int) -> int:
+        with self._lock:
+            return max(1, min(configured, int(self._current.get(service_id, configured))))
+
+    def observe(self, service_id: str, configured: int, *, strained: bool) -> None:
+        with self._lock:
+            current = min(float(configured), self._current.get(service_id, float(configured)))
+            current = max(1.0, current / 2) if strained else min(float(configured), current + 1 / current)
+            if int(current) != int(self._current.get(service_id, configured)):
+                log.info("admission bound of %s is now %d (configured %d)", service_id, int(current), configured)
+            self._current[service_id] = current
 
 
 class ResourcesSchema(StrictSchema):
@@ -74,6 +105,12 @@ class LaunchService:
         self.box = box
         self.federation_wide = federation_wide
         self.auth = auth  # broker.auth.AuthService: the user's own tokens for services that need them
+        self.bounds = AdmissionBounds()
+        self._followers = ThreadPoolExecutor(max_workers=FOLLOWERS, thread_name_prefix="launch-follow")
+        self._following: set[str] = set()
+        self._polling_only: set[str] = set()  # launches whose service offered no stream to follow
+        self._retry_at: dict[str, float] = {}  # launches told to wait (429 Retry-After), by monotonic time
+        self._lock = threading.Lock()
 
     # -- requests -------------------------------------------------------------------------------
     def create(self, actor: Principal, key: str | None, payload: Any) -> tuple[dict[str, Any], bool]:
@@ -148,6 +185,16 @@ class LaunchService:
         self._move(launch_id, final, message)
         return self.get(actor, launch_id)
 
+    def preview(self, actor: Principal | None, dataset: Dataset, wanted: dict[str, Any]) -> list[dict[str, Any]]:
+        """The routing decision a launch of ``dataset`` would get now: every candidate with its reason
+        (no launch is recorded). Without a signed-in person, no identity is accepted anywhere."""
+        issuers: set[str] = set()
+        with self.store.session() as session:
+            if actor is not None and actor.subject.startswith("person:"):
+                person = session.get(Person, actor.subject.removeprefix("person:"))
+                issuers = {i.issuer for i in person.identities} if person else set()
+            return [c.as_dict() for c in self._candidates(session, dataset, issuers, wanted)]
+
     # -- routing ------------------------------------------------------------------------------
     def _route(self, launch_id: str) -> None:
         with self.store.session() as session:
@@ -202,7 +249,7 @@ class LaunchService:
         with self.store.session() as session:
             pending = session.execute(select(Launch.id, Launch.state, Launch.service_id).where(Launch.state.not_in(
                 [s.value for s in FINAL_LAUNCH_STATES])).order_by(Launch.created_at, Launch.id)).all()
-            bounds = {s.id: int((s.connector_config or {}).get("max_concurrent_spawns", DEFAULT_MAX_SPAWNS))
+            bounds = {s.id: self.bounds.bound(s.id, _configured_bound(s))
                       for s in session.scalars(select(ComputeService).where(
                           ComputeService.launch_mode == LaunchMode.API))}
         in_flight: dict[str, int] = {}
@@ -220,7 +267,7 @@ class LaunchService:
             try:
                 self._step(launch_id)
             except UpstreamError as exc:
-                self._note(launch_id, f"the service answered badly, will try again: {exc.detail}")
+                self._note(launch_id, f"{TROUBLE}{exc.detail}")
             except BrokerError as exc:  # e.g. the user's token cannot be had: nothing will change by retrying
                 self._move(launch_id, LaunchState.FAILED, exc.detail)
         return len(pending)
@@ -237,7 +284,7 @@ class LaunchService:
     def _step(self, launch_id: str) -> None:
         with self.store.session() as session:
             launch = session.get(Launch, launch_id)
-            state, updated = LaunchState(launch.state), as_utc(launch.updated_at)
+            state = LaunchState(launch.state)
             deadline = as_utc(launch.deadline_at) if launch.deadline_at else None
         if state == LaunchState.REQUESTED:
             self._route(launch_id)
@@ -252,12 +299,15 @@ class LaunchService:
                 self._move(launch_id, LaunchState.READY, f"open {service.title}'s own launch page", url=url)
             return
         if deadline is not None and utcnow() > deadline:
-            try:
+            last = self._last_trouble(launch_id)
+            self._move(launch_id, LaunchState.FAILED, f"{service.title} did not start the session in time "
+                       f"(start timeout)" + (f"; last trouble: {last}" if last else ""))
+            try:  # recorded first: a stream that answers the stop with "ready" must not revive the launch
                 connector.stop(self.http, target)
-            except UpstreamError:
-                pass
-            self._move(launch_id, LaunchState.FAILED,
-                       f"{service.title} did not start the session in time (start timeout)")
+            except UpstreamError as exc:
+                self._note(launch_id, f"the service did not stop the late session: {exc.detail}")
+            return
+        if state == LaunchState.STARTING and self._follow_if_possible(launch_id, connector, target, deadline):
             return
         if state == LaunchState.ROUTED:
             timeout = int(service.connector_config.get("start_timeout_seconds", DEFAULT_START_TIMEOUT))
@@ -265,13 +315,58 @@ class LaunchService:
                        deadline=utcnow() + timedelta(seconds=timeout))
             progress = connector.launch(self.http, target)
         elif state == LaunchState.SUBMITTED:
+            if time.monotonic() < self._retry_at.get(launch_id, 0.0):
+                return
             progress = connector.launch(self.http, target)  # tolerates "already running": never a second one
         else:
             progress = connector.poll(self.http, target)
-        if progress.retry_after and updated and (utcnow() - updated).total_seconds() < progress.retry_after:
+        if progress.retry_after:  # the service is busy (429): wait as long as it asks, and let fewer in
+            self.bounds.observe(service.id, _configured_bound(service), strained=True)
+            self._retry_at[launch_id] = time.monotonic() + progress.retry_after
+            # nothing started at the service: the start timeout counts from the next attempt
+            timeout = int(service.connector_config.get("start_timeout_seconds", DEFAULT_START_TIMEOUT))
+            self._move(launch_id, LaunchState.SUBMITTED, f"{progress.message} in {progress.retry_after:g} s",
+                       deadline=utcnow() + timedelta(seconds=timeout + progress.retry_after))
             return
         if progress.state != state.value or progress.url:
-            self._move(launch_id, LaunchState(progress.state), progress.message, url=progress.url)
+            self._move(launch_id, LaunchState(progress.state), progress.message, url=progress.url,
+                       secret=progress.secret)
+
+    def _follow_if_possible(self, launch_id: str, connector: ServiceConnector, target: LaunchTarget,
+                            deadline: datetime | None) -> bool:
+        """Hand a starting launch to a follower thread that reads the service's event stream; False when
+        the launch is to be polled (the service has no stream, or it failed for this launch)."""
+        if type(connector).follow is ServiceConnector.follow or launch_id in self._polling_only:
+            return False
+        with self._lock:
+            if launch_id in self._following:
+                return True
+            self._following.add(launch_id)
+        remaining = (deadline - utcnow()).total_seconds() if deadline else DEFAULT_START_TIMEOUT
+        self._followers.submit(self._follow, launch_id, connector, target, time.monotonic() + max(1.0, remaining))
+        return True
+
+    def _follow(self, launch_id: str, connector: ServiceConnector, target: LaunchTarget, until: float) -> None:
+        try:
+            progress = connector.follow(self.http, target, lambda message: self._note(launch_id, message), until)
+            if progress is None:
+                self._polling_only.add(launch_id)
+            elif progress.state != LaunchState.STARTING.value:
+                self._move(launch_id, LaunchState(progress.state), progress.message, url=progress.url,
+                           secret=progress.secret)
+        except Exception:  # noqa: BLE001 - a follower must never die silently; polling takes over
+            log.exception("following launch %s failed; polling it instead", launch_id)
+            self._polling_only.add(launch_id)
+        finally:
+            with self._lock:
+                self._following.discard(launch_id)
+
+    def _last_trouble(self, launch_id: str) -> str | None:
+        with self.store.session() as session:
+            message = session.scalar(select(LaunchEvent.message).where(
+                LaunchEvent.launch_id == launch_id, LaunchEvent.message.startswith(TROUBLE))
+                .order_by(LaunchEvent.id.desc()).limit(1))
+        return message.removeprefix(TROUBLE) if message else None
 
     def _target(self, launch_id: str) -> tuple[LaunchTarget, ComputeService | None]:
         with self.store.session() as session:
@@ -303,17 +398,29 @@ class LaunchService:
                             proposals, dois, dataset.pid, user_token), service
 
     def _move(self, launch_id: str, state: LaunchState, message: str, *, url: str | None = None,
-              deadline: datetime | None = None) -> None:
+              deadline: datetime | None = None, secret: str | None = None) -> None:
+        """Record a change of state; a finished launch never moves again (a follower and a cancel may race)."""
         with self.store.session() as session:
-            launch = session.get(Launch, launch_id)
+            launch = session.get(Launch, launch_id, with_for_update=True)
+            if LaunchState(launch.state) in FINAL_LAUNCH_STATES and state not in (LaunchState.STOPPED,):
+                return
             launch.state, launch.updated_at = state.value, utcnow()
             if url:
                 launch.url = url
+            if secret:
+                launch.url_token_encrypted = self.box.encrypt(secret)
             if deadline:
                 launch.deadline_at = deadline
             if state == LaunchState.FAILED:
                 launch.error = message
             session.add(LaunchEvent(launch_id=launch_id, state=state.value, message=message))
+            started = launch.deadline_at is not None and state in (LaunchState.READY, LaunchState.FAILED)
+            service = session.get(ComputeService, launch.service_id) if started and launch.service_id else None
+            if service is not None and service.launch_mode == LaunchMode.API:
+                timeout = int(service.connector_config.get("start_timeout_seconds", DEFAULT_START_TIMEOUT))
+                took = (utcnow() - (as_utc(launch.deadline_at) - timedelta(seconds=timeout))).total_seconds()
+                self.bounds.observe(service.id, _configured_bound(service),
+                                    strained=state == LaunchState.FAILED or took > timeout / 2)
 
     def _note(self, launch_id: str, message: str) -> None:
         with self.store.session() as session:
@@ -327,11 +434,18 @@ class LaunchService:
             raise NotFound(f"no launch {launch_id!r} of yours")
         return launch
 
-    @staticmethod
-    def _show(launch: Launch) -> dict[str, Any]:
+    def _show(self, launch: Launch) -> dict[str, Any]:
+        """A launch as its owner sees it: the URL carries the token it needs (Binder's), decrypted here."""
+        url = launch.url
+        if url and launch.url_token_encrypted:
+            url += ("&" if "?" in url else "?") + urlencode({"token": self.box.decrypt(launch.url_token_encrypted)})
         return {"id": launch.id, "state": launch.state, "dataset": launch.dataset_pid, "facility_id": launch.facility_id,
-                "service_id": launch.service_id, "url": launch.url, "error": launch.error, "request": launch.request,
+                "service_id": launch.service_id, "url": url, "error": launch.error, "request": launch.request,
                 "decision": launch.decision, "created_at": iso(launch.created_at), "updated_at": iso(launch.updated_at)}
+
+
+def _configured_bound(service: ComputeService) -> int:
+    return int((service.connector_config or {}).get("max_concurrent_spawns", DEFAULT_MAX_SPAWNS))
 
 
 def _person(actor: Principal) -> str:

@@ -43,6 +43,7 @@ class Launch(Base):
     username: Mapped[str | None] = mapped_column(String(200))
     server_name: Mapped[str | None] = mapped_column(String(200))
     url: Mapped[str | None] = mapped_column(String(2048))
+    url_token_encrypted: Mapped[str | None] = mapped_column(Text)  # a token the URL needs (Binder's), encrypted
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow, nullable=False)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, nullable=False)
