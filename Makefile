@@ -7,6 +7,9 @@ STAMP  := $(VENV)/.installed-$(shell cat setup.py constraints.txt | cksum | cut 
 PORT   ?= 8080
 # the real OpenID provider (npm oidc-provider) the demo signs in with and the login tests run against
 OIDC   := demo/oidc/node_modules/.installed
+# Debian's Chromium for the portal's browser tests (driven by Playwright for Python from the venv)
+CHROMIUM := /usr/bin/chromium
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: demo test install bench constraints clean
 
@@ -26,7 +29,11 @@ $(OIDC): demo/oidc/package.json demo/oidc/package-lock.json
 demo: $(STAMP) $(OIDC)
 	$(BIN)/panbroker demo --port $(PORT)
 
-test: $(STAMP) $(OIDC)
+$(CHROMIUM):
+	$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq \
+		chromium fonts-dejavu-core || echo "chromium could not be installed: the browser tests will SKIP"
+
+test: $(STAMP) $(OIDC) $(CHROMIUM)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: $(STAMP) $(OIDC)

@@ -46,7 +46,7 @@ setup(
     ],
     extras_require={
         "test": ["pytest>=8", "responses>=0.25", "httpx>=0.27", "pytest-timeout>=2.3", "schemathesis>=4.0",
-                 "elasticsearch>=8.13,<10", "jupyterhub>=5.2", "jupyter_server>=2.14"],
+                 "elasticsearch>=8.13,<10", "jupyterhub>=5.2", "jupyter_server>=2.14", "playwright>=1.50"],
         "elasticsearch": ["elasticsearch>=8.13,<10"],
     },
     entry_points={

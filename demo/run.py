@@ -49,7 +49,8 @@ def run_demo(port: int, data_dir: Path) -> None:
     issuers = [{"name": "demo-idp", "title": "Demo identity provider (simulated UmbrellaID)", "issuer": idp[1],
                 "client_id": "panbroker-demo", "client_secret": secret,
                 "scopes": "openid profile email entitlements",
-                "admin_entitlements": ["urn:panbroker:role:admin"]}] if idp else []
+                "admin_entitlements": ["urn:panbroker:role:admin"],
+                "operator_entitlement_prefix": "urn:panbroker:role:operator:"}] if idp else []
     token_file = data_dir / "admin-token"
     data_dir.mkdir(parents=True, exist_ok=True)
     if not token_file.exists():

@@ -33,12 +33,13 @@ class RunningProvider:
 
 
 
-def start_provider(name: str) -> RunningProvider:
+def start_provider(name: str, broker_url: str = BROKER) -> RunningProvider:
+    """A provider on a free loopback port whose client ``broker`` redirects back to ``broker_url``."""
     if shutil.which("node") is None or not (OIDC_DIR / "node_modules" / "oidc-provider").exists():
         pytest.skip("Node.js or demo/oidc/node_modules is missing (make test runs npm ci): OIDC tests SKIPPED")
     port = free_port()
     clients = [{"client_id": "broker", "client_secret": CLIENT_SECRET,
-                "redirect_uris": [f"{BROKER}/auth/callback"], "post_logout_redirect_uris": [f"{BROKER}/"],
+                "redirect_uris": [f"{broker_url}/auth/callback"], "post_logout_redirect_uris": [f"{broker_url}/"],
                 "response_types": ["code"], "grant_types": ["authorization_code", "refresh_token", "client_credentials"],
                 "token_endpoint_auth_method": "client_secret_basic"}]
     process = subprocess.Popen(["node", str(OIDC_DIR / "provider.mjs"), str(port), json.dumps(clients)],

@@ -84,6 +84,18 @@ def test_demo_serves_the_api_with_the_federation_registered_and_checked(tmp_path
                 break
             time.sleep(0.5)
         assert state["state"] == "ready" and state["url"].startswith("http://127.0.0.1:"), state
+
+        # the portal over the demo: search from the index, a dataset page, the catalogue, an operator
+        page = web.get(f"{base}/search", params={"q": "scattering"}, timeout=10)
+        assert page.status_code == 200 and "sim-ill" in page.text and "Refine" in page.text
+        page = web.get(f"{base}/datasets/{dataset['pid']}", timeout=10)
+        assert page.status_code == 200 and "Analyse" in page.text
+        assert "sim-egi-binder" in web.get(f"{base}/services", timeout=10).text
+        operator = requests.Session()
+        landed = sign_in(operator, f"{base}/auth/login/demo-idp?next=/api/v1/me", "op-sim-ill-olga")
+        assert landed.json()["operator_of"] == ["sim-ill"]
+        console = operator.get(f"{base}/operator", timeout=10)
+        assert console.url.endswith("/operator/sim-ill") and "Register a service" in console.text
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         output, _ = process.communicate(timeout=15)

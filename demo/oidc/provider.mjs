@@ -1,7 +1,7 @@
 // A real OpenID Connect provider for tests and the demo, on loopback only.
 // Usage: node provider.mjs PORT CLIENTS_JSON
 // Any login name is accepted (development interactions); the name becomes `sub`. Names starting with
-// "admin" carry the entitlement urn:panbroker:role:admin; "op-<facility>-..." carry
+// "admin" carry the entitlement urn:panbroker:role:admin; "op-<facility>-<name>" carry
 // urn:panbroker:role:operator:<facility>.
 import Provider from 'oidc-provider';
 
@@ -28,7 +28,9 @@ const provider = new Provider(issuer, {
         email: `${id}@example.org`,
         eduperson_entitlement: [
           ...(id.startsWith('admin') ? ['urn:panbroker:role:admin'] : []),
-          ...(id.startsWith('op-') ? [`urn:panbroker:role:operator:${id.split('-')[1]}`] : []),
+          // op-<facility>-<name>: the facility is everything between "op-" and the last dash (op-sim-ill-olga)
+          ...(id.startsWith('op-') && id.lastIndexOf('-') > 3
+            ? [`urn:panbroker:role:operator:${id.slice(3, id.lastIndexOf('-'))}`] : []),
         ],
       };
     },

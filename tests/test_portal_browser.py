@@ -1,0 +1,299 @@
+"""The portal in a real browser: Debian's Chromium driven by Playwright, against the broker served as a
+real process, a real OpenID provider (npm oidc-provider) and a real JupyterHub.
+
+A scientist signs in, searches, opens a dataset, analyses it in the hub, watches the progress reach
+ready and opens the session; an operator registers a service (after a refused first try) and finds it
+in the catalogue. Any console error fails the test; every page is saved as a screenshot under
+test-output/screenshots/.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+import requests
+
+from broker.app import build_broker
+from broker.authz import Principal
+from broker.registry_kinds import KINDS
+from broker.search.model import Dataset, DocumentRef, Parameter, TechniqueRef
+from demo.federation import free_port
+from tests.conftest import make_settings
+from tests.jupyterhub_fixture import start_hub, stop_hub
+from tests.oidc_fixtures import start_provider
+
+CHROMIUM = Path("/usr/bin/chromium")
+SHOTS = Path(__file__).resolve().parent.parent / "test-output" / "screenshots"
+ADMIN = Principal("test", admin=True)
+DATASETS = [
+    Dataset(pid="10.5291/ILL-DATA.9-13-612/0001", facility="ill", title="SANS of lysozyme in D2O at 295 K",
+            summary="Small-angle neutron scattering of hen egg-white lysozyme, contrast series.",
+            creation_date=datetime(2021, 3, 14, tzinfo=timezone.utc), instrument="D22", source="ill-search",
+            techniques=(TechniqueRef("small angle neutron scattering"),),
+            parameters=(Parameter("sample_temperature", 295.0, "K", 295.0),),
+            documents=(DocumentRef("9-13-612", "Lysozyme hydration", "proposal", "10.5291/ILL-DATA.9-13-612"),)),
+    *[Dataset(pid=f"ill/run-{n}", facility="ill", title=f"Lysozyme crystal series {n}", source="ill-search",
+              creation_date=datetime(2020, 1, 1 + n, tzinfo=timezone.utc), instrument="D11",
+              techniques=(TechniqueRef("small angle neutron scattering"),)) for n in range(1, 25)],
+    Dataset(pid="esrf/ds-1", facility="esrf", title="Lysozyme powder diffraction", source="esrf-search",
+            creation_date=datetime(2022, 5, 2, tzinfo=timezone.utc), instrument="ID22",
+            techniques=(TechniqueRef("x-ray powder diffraction"),)),
+]
+
+
+def _playwright():  # noqa: ANN202
+    if not CHROMIUM.exists():
+        pytest.skip("Debian chromium is missing (make test installs it): browser tests SKIPPED")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.skip("playwright is missing (pip install -e '.[test]'): browser tests SKIPPED")
+    return sync_playwright
+
+
+@pytest.fixture(scope="module")
+def portal(tmp_path_factory):  # noqa: ANN001, ANN201
+    """The broker as `panbroker serve` with its worker, a provider and a hub, all on loopback."""
+    sync_playwright = _playwright()
+    tmp = tmp_path_factory.mktemp("portal")
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    provider = start_provider("test-idp", broker_url=base)
+    hub = start_hub(tmp / "hub")
+    settings = make_settings(tmp)
+    prepared = build_broker(settings)
+    registry = prepared.registry
+    for fid, name in (("ill", "Institut Laue-Langevin"), ("esrf", "ESRF")):
+        registry.create(ADMIN, KINDS.facility, {"id": fid, "name": name, "country": "FR",
+                                                "accepted_issuers": ["test-idp"]})
+    registry.create(ADMIN, KINDS.service, {
+        "id": "ill-hub", "facility_id": "ill", "kind": "jupyterhub", "title": "ILL JupyterHub", "base_url": hub.url,
+        "launch_mode": "api", "credential": hub.token, "capabilities": {"max_cpus": 8, "interfaces": ["notebook"]},
+        "connector_config": {"start_timeout_seconds": 90}})
+    registry.create(ADMIN, KINDS.service, {
+        "id": "ill-visa", "facility_id": "ill", "kind": "visa", "title": "ILL VISA",
+        "base_url": f"http://127.0.0.1:{free_port()}", "capabilities": {"max_cpus": 4}})
+    prepared.index.upsert(DATASETS)
+    prepared.index.commit()
+    prepared.index.close()
+    prepared.store.engine.dispose()
+    env = {**os.environ, "PANBROKER_DATA_DIR": str(settings.data_dir), "PANBROKER_LOG_LEVEL": "WARNING",
+           "PANBROKER_ALLOWED_NETWORKS": "127.0.0.0/8,::1/128", "PANBROKER_PUBLIC_URL": base,
+           "PANBROKER_LAUNCH_POLL_SECONDS": "1", "PANBROKER_ADMIN_TOKEN": settings.admin_token,
+           "PANBROKER_OIDC_ISSUERS": json.dumps([provider.config(
+               name="test-idp", title="Test IdP", operator_entitlement_prefix="urn:panbroker:role:operator:")])}
+    log = open(tmp / "broker.log", "w")  # noqa: SIM115 - closed below
+    server = subprocess.Popen([str(Path(sys.executable).with_name("panbroker")), "serve", "--port", str(port)],
+                              env=env, stdout=log, stderr=subprocess.STDOUT)
+    for _ in range(150):
+        try:
+            requests.get(f"{base}/healthz", timeout=1)
+            break
+        except requests.ConnectionError:
+            time.sleep(0.2)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True,
+                                             args=["--no-sandbox", "--disable-gpu"])
+        yield {"base": base, "browser": browser, "hub": hub}
+        browser.close()
+    server.terminate()
+    server.wait(timeout=15)
+    log.close()
+    stop_hub(hub)
+    provider.process.kill()
+
+
+class Page:
+    """A browser tab that records console errors and saves a screenshot of each page it is asked to."""
+
+    def __init__(self, browser, base: str, width: int = 1280):  # noqa: ANN001
+        self.context = browser.new_context(viewport={"width": width, "height": 900})
+        self.page = self.context.new_page()
+        self.page.set_default_timeout(20_000)
+        self.base = base
+        self.errors: list[str] = []
+        self.blocked: list[str] = []
+        self.context.route("**/*", self._loopback_only)
+        self.page.on("console", self._console)
+        self.page.on("pageerror", lambda e: self.errors.append(f"page error: {e}"))
+
+    def _loopback_only(self, route) -> None:  # noqa: ANN001
+        """Tests contact loopback only: anything else (the provider's login page asks for web fonts) is cut."""
+        host = urlsplit(route.request.url).hostname
+        if route.request.url.startswith("data:") or host in ("127.0.0.1", "localhost", "::1"):
+            route.continue_()
+        else:
+            self.blocked.append(route.request.url)
+            route.abort()
+
+    def _console(self, message) -> None:  # noqa: ANN001
+        if message.type == "error" and self.page.url.startswith(self.base):  # the broker's pages, not the IdP's
+            self.errors.append(f"{message.type}: {message.text} ({self.page.url})")
+
+    def go(self, path: str) -> None:
+        self.page.goto(self.base + path)
+
+    def shot(self, name: str) -> None:
+        self.page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+    def labelled(self) -> list[str]:
+        """Form controls a screen reader could not name (no label, no aria-label)."""
+        return self.page.evaluate("""() => [...document.querySelectorAll('input:not([type=hidden]), select, textarea')]
+            .filter(e => !e.labels.length && !e.getAttribute('aria-label')).map(e => e.name || e.id)""")
+
+    def fits_width(self) -> bool:
+        return self.page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth + 1")
+
+    def sign_in(self, login: str) -> None:
+        """Through the sign-in page and the provider's development login and consent pages."""
+        self.page.get_by_role("link", name="Sign in", exact=True).click()
+        self.page.wait_for_url(re.compile(r"/signin"))
+        self.shot("signin")
+        self.page.get_by_role("link", name="Sign in with Test IdP").click()
+        self.page.fill("input[name=login]", login)
+        self.page.fill("input[name=password]", "any")
+        self.page.click("button[type=submit]")
+        if "/interaction/" in self.page.url:  # consent
+            self.page.click("button[type=submit]")
+        self.page.wait_for_url(re.compile(re.escape(self.base)))
+
+    def close(self) -> None:
+        self.context.close()
+
+
+def test_a_scientist_searches_opens_a_dataset_analyses_it_and_opens_the_session(portal):  # noqa: ANN001
+    tab = Page(portal["browser"], portal["base"])
+    tab.go("/")
+    tab.shot("home")
+    tab.sign_in("alice")
+    assert tab.page.get_by_role("link", name="My sessions").is_visible()
+
+    # search with the keyboard: the URL holds the whole search
+    tab.go("/search")
+    tab.page.focus("#q")
+    tab.page.keyboard.type("lysozyme")
+    tab.page.keyboard.press("Enter")
+    tab.page.wait_for_url(re.compile(r"q=lysozyme"))
+    assert "26 datasets" in tab.page.inner_text("#results-title")
+    facility_facet = tab.page.locator(".facet", has_text="Facility")
+    assert "ill" in facility_facet.inner_text() and "esrf" in facility_facet.inner_text()
+    assert tab.labelled() == []
+    tab.shot("search")
+    tab.page.get_by_role("link", name="Next →").click()  # paging keeps the query
+    tab.page.wait_for_url(re.compile(r"page=2"))
+    assert "q=lysozyme" in tab.page.url and tab.page.locator(".hit").count() == 6
+    facility_link = tab.page.locator(".facet", has_text="Facility").get_by_role("link", name=re.compile("^esrf"))
+    facility_link.click()  # a facet narrows the search and goes back to page 1
+    tab.page.wait_for_url(re.compile(r"facility=esrf"))
+    assert "1 dataset" in tab.page.inner_text("#results-title") and "page=2" not in tab.page.url
+
+    tab.go("/search?q=lysozyme+D2O")
+    tab.page.get_by_role("link", name="SANS of lysozyme in D2O at 295 K").click()
+    tab.page.wait_for_url(re.compile(r"/datasets/"))
+    assert "10.5291/ILL-DATA.9-13-612" in tab.page.inner_text("main")
+    assert "sample temperature" in tab.page.inner_text("table.params")
+    assert "ILL JupyterHub" in tab.page.inner_text(".panel")
+    assert tab.labelled() == []
+    tab.shot("dataset")
+
+    tab.page.fill("#cpus", "lots")  # refused beside the field, the choice kept
+    tab.page.get_by_role("button", name="Analyse").click()
+    assert tab.page.inner_text("#err-cpus") == "a whole number"
+    assert tab.page.input_value("#cpus") == "lots"
+    tab.errors = [e for e in tab.errors if "status of 422" not in e]  # the refusal's own status line
+    tab.page.fill("#cpus", "2")
+    tab.page.get_by_role("button", name="Analyse").click()
+    tab.page.wait_for_url(re.compile(r"/sessions/"))
+    tab.page.wait_for_selector("#state.state-ready", timeout=90_000)
+    events = tab.page.inner_text("#events")
+    assert "routed to ILL JupyterHub" in events and re.search(r"(?i)server (is )?ready", events)
+    open_button = tab.page.get_by_role("link", name="Open")
+    assert open_button.is_visible() and open_button.get_attribute("href").startswith(portal["hub"].url)
+    tab.shot("session-ready")
+    with tab.page.expect_popup() as popup_info:
+        open_button.click()
+    session = popup_info.value
+    session.wait_for_load_state()
+    assert session.url.startswith(portal["hub"].url)  # the hub (its own login first), not the broker
+    if "/hub/login" in session.url:
+        session.fill("input[name=username]", "alice")
+        session.fill("input[name=password]", "x")
+        session.click("input[type=submit], button[type=submit]")
+        session.wait_for_url(re.compile(r"/user/alice/pb-"), timeout=30_000)
+    assert "/user/alice/pb-" in session.url
+    session.close()
+
+    tab.go("/sessions")
+    assert "Ready" in tab.page.inner_text("table")
+    tab.shot("sessions")
+    tab.page.get_by_role("button", name="Stop").click()
+    tab.page.wait_for_url(re.compile(r"/sessions$"))
+    assert "Stopped" in tab.page.inner_text("table")
+    assert portal["hub"].api("/users/alice").json()["servers"] == {}
+
+    phone = Page(portal["browser"], portal["base"], width=390)
+    phone.go("/search?q=lysozyme")
+    assert phone.fits_width()
+    phone.shot("search-phone")
+    phone.close()
+    assert tab.errors == [] and phone.errors == []
+    assert all(not urlsplit(u).hostname.endswith(("127.0.0.1", "localhost")) for u in tab.blocked)
+    tab.close()
+
+
+def test_an_operator_registers_a_service_and_sees_it_in_the_catalogue(portal):  # noqa: ANN001
+    tab = Page(portal["browser"], portal["base"])
+    tab.go("/services")
+    assert "ILL JupyterHub" in tab.page.inner_text("table") and tab.page.locator("svg.spark").count() >= 1
+    tab.shot("services")
+    tab.sign_in("op-ill-olga")
+    tab.page.get_by_role("link", name="Operator").click()
+    tab.page.wait_for_url(re.compile(r"/operator/ill$"))
+    tab.shot("operator")
+    tab.page.get_by_role("link", name="Register a service").click()
+    assert tab.labelled() == []
+
+    tab.page.fill("#f-id", "Bad Id!")
+    tab.page.fill("#f-base_url", "ftp://desktop.ill.example")
+    tab.page.select_option("#f-kind", "remote-desktop")
+    tab.page.fill("#f-max_cpus", "many")
+    tab.page.get_by_role("button", name="Register").click()
+    assert tab.page.inner_text("#err-title") == "required"
+    assert tab.page.inner_text("#err-max_cpus") == "a whole number"
+    assert tab.page.input_value("#f-id") == "Bad Id!" and tab.page.input_value("#f-max_cpus") == "many"
+    tab.page.fill("#f-title", "ILL remote desktop")
+    tab.page.fill("#f-max_cpus", "4")
+    tab.page.get_by_role("button", name="Register").click()  # now the registry's own rules speak
+    assert tab.page.locator("#err-id").is_visible() and tab.page.locator("#err-base_url").is_visible()
+    assert tab.page.input_value("#f-title") == "ILL remote desktop"
+    tab.shot("operator-form-errors")
+    tab.errors = [e for e in tab.errors if "status of 422" not in e]
+
+    tab.page.fill("#f-id", "ill-desktop")
+    tab.page.fill("#f-base_url", f"http://127.0.0.1:{free_port()}/guacamole/")
+    tab.page.get_by_role("button", name="Register").click()
+    tab.page.wait_for_url(re.compile(r"/operator/ill"))
+    assert "ILL remote desktop" in tab.page.inner_text("#services")
+    assert "create service ill-desktop" in tab.page.inner_text("#audit")
+
+    tab.go("/services?kind=remote-desktop")
+    assert "ILL remote desktop" in tab.page.inner_text("table")
+    csv = requests.get(f"{portal['base']}/services?kind=remote-desktop&format=csv", timeout=5).text
+    assert "ill-desktop" in csv and "ill-hub" not in csv
+
+    # a form posted without the page's token (another site, or an expired page) is refused
+    cookies = {c["name"]: c["value"] for c in tab.context.cookies()}
+    forged = requests.post(f"{portal['base']}/operator/ill/services", data={"id": "x", "title": "x", "kind": "visa"},
+                           cookies=cookies, timeout=5, allow_redirects=False)
+    assert forged.status_code == 403
+    assert tab.errors == []
+    tab.close()

@@ -1,0 +1,93 @@
+"""What every portal page shares: the blueprint, the signed-in viewer, CSRF protection of forms, and
+error pages.
+
+A form's CSRF token is an HMAC of the browser's session id (a secret the page's script cannot read:
+the cookie is HttpOnly), so only a page the broker served to that session can post; posts from another
+origin are refused by their Origin header as well.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+from typing import Any
+from urllib.parse import urlsplit
+
+from flask import Blueprint, abort, current_app, g, render_template, request
+from markupsafe import Markup
+
+from broker.authz import Principal
+from broker.errors import BrokerError
+from web.auth import COOKIE
+
+blueprint = Blueprint("web", __name__, template_folder="templates", static_folder="static",
+                      static_url_path="/static/web")
+
+
+def broker() -> Any:  # broker.app.Broker
+    return current_app.extensions["panbroker"]
+
+
+def viewer() -> Principal | None:
+    """The signed-in person of this request, or None."""
+    if "viewer" not in g:
+        g.viewer = broker().auth.session_principal(request.cookies.get(COOKIE))
+    return g.viewer
+
+
+def require_viewer() -> Principal:
+    found = viewer()
+    if found is None:
+        abort(401)
+    return found
+
+
+def csrf_token() -> str:
+    session_id = request.cookies.get(COOKIE) or ""
+    return hmac.new(session_id.encode(), b"panbroker-form", hashlib.sha256).hexdigest() if session_id else ""
+
+
+@blueprint.app_template_global()
+def csrf_field() -> Markup:
+    return Markup('<input type="hidden" name="csrf_token" value="{}">').format(csrf_token())
+
+
+@blueprint.before_request
+def check_form_origin_and_token() -> None:
+    if request.method in ("GET", "HEAD", "OPTIONS"):
+        return
+    origin = request.headers.get("Origin")
+    if origin and origin != "null" and urlsplit(origin).netloc != request.host:
+        abort(403, "this form was posted from another site")
+    expected = csrf_token()
+    if not expected or not hmac.compare_digest(expected, request.form.get("csrf_token", "")):
+        abort(403, "the form has expired or did not come from this site: reload the page and try again")
+
+
+@blueprint.app_context_processor
+def page_globals() -> dict[str, Any]:
+    person = viewer() if request.blueprint in ("web", None) else None
+    return {"viewer": person, "is_operator": bool(person and (person.admin or person.operator_of))}
+
+
+def error_page(status: int, title: str, detail: str) -> tuple[str, int]:
+    return render_template("error.html", status=status, title=title, detail=detail), status
+
+
+@blueprint.errorhandler(BrokerError)
+def broker_error(exc: BrokerError) -> tuple[str, int]:
+    return error_page(exc.status, exc.title, exc.detail)
+
+
+@blueprint.errorhandler(401)
+def unauthenticated(_exc: Exception) -> tuple[str, int]:
+    return error_page(401, "Sign in first", "This page shows your own sessions and settings: sign in to see it.")
+
+
+@blueprint.errorhandler(403)
+def forbidden(exc: Any) -> tuple[str, int]:
+    return error_page(403, "Not allowed", getattr(exc, "description", "") or "You may not do this.")
+
+
+@blueprint.errorhandler(404)
+def not_found(exc: Any) -> tuple[str, int]:
+    return error_page(404, "Not found", "There is no such page.")
