@@ -158,15 +158,13 @@ class RegistryService:
             self._audit(session, actor, "delete", kind, key, before, None, [])
 
     def audit_log(self, object_type: str | None = None, object_id: str | None = None,
-                  limit: int = 50, offset: int = 0, *, object_ids: list[str] | None = None) -> Page:
-        """Newest first; ``object_ids`` narrows to the objects named (e.g. one facility's)."""
+                  limit: int = 50, offset: int = 0) -> Page:
+        """Newest first."""
         clauses = []
         if object_type:
             clauses.append(AuditEvent.object_type == object_type)
         if object_id:
             clauses.append(AuditEvent.object_id == object_id)
-        if object_ids is not None:
-            clauses.append(AuditEvent.object_id.in_(object_ids))
         with self.store.session() as session:
             total = session.scalar(select(func.count()).select_from(AuditEvent).where(*clauses))
             rows = session.scalars(select(AuditEvent).where(*clauses).order_by(AuditEvent.id.desc())

@@ -102,7 +102,7 @@ def test_a_retry_returns_the_same_launch_and_never_a_second_session(broker, hub)
     body = {"dataset": "10.5291/ILL-DATA.9-13-612/00001", "kind": "jupyterhub"}
     results = []
     threads = [threading.Thread(target=lambda: results.append(broker.launches.create(bob, "same-key", body)))
-               for _ in range(5)]
+               for _ in range(20)]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -334,3 +334,33 @@ def test_the_admission_bound_halves_under_strain_and_grows_back_one_at_a_time_up
     assert grown[0] == 2 and grown == sorted(grown) and grown[-1] == 8  # additive, capped by the configuration
     assert bounds.bound("hub", 3) == 3  # an operator lowering the configured bound takes effect at once
     assert bounds.bound("other", 5) == 5
+
+
+@pytest.mark.parametrize("body, field, message", [
+    ({"dataset": "10.9999/no-such-dataset"}, "dataset", "10.9999/no-such-dataset"),
+    ({"dataset": DATASET.pid, "service_id": "ill-nowhere"}, "service_id", "no service 'ill-nowhere'"),
+])
+def test_an_unknown_dataset_or_service_is_a_422_naming_the_field(broker, body, field, message):  # noqa: ANN001
+    from broker.errors import InvalidInput
+
+    someone = person(broker, f"p{uuid.uuid4().hex[:6]}")
+    with pytest.raises(InvalidInput) as refused:
+        broker.launches.create(someone, "k", body)
+    assert [(e.field, message in e.message) for e in refused.value.errors] == [(field, True)]
+    assert broker.launches.list(someone) == []  # nothing recorded: a corrected request may reuse the key
+
+
+def test_a_remote_desktop_opens_its_gateway_with_the_dataset_filled_into_the_template(broker):  # noqa: ANN001
+    broker.registry.create(ADMIN, KINDS.service, {
+        "id": "ill-desktop", "facility_id": "ill", "kind": "remote-desktop", "title": "ILL desktop",
+        "base_url": "https://desktop.ill.example/guacamole",
+        "connector_config": {"launch_url_template": "{base_url}/#/new?proposal={proposal}&doi={doi}&x={unknown"}})
+    pia = person(broker, "Pia")
+    launch, _ = broker.launches.create(pia, "k-desk", {"dataset": DATASET.pid, "kind": "remote-desktop"})
+    done = run_to_end(broker, launch["id"], pia)
+    assert done["url"] == ("https://desktop.ill.example/guacamole/#/new?proposal=9-13-612"
+                           "&doi=10.5291%2FILL-DATA.9-13-612&x={unknown")
+    with pytest.raises(Exception, match="unknown placeholder"):
+        broker.registry.create(ADMIN, KINDS.service, {
+            "id": "ill-desktop-2", "facility_id": "ill", "kind": "remote-desktop", "title": "ILL desktop",
+            "base_url": "https://desktop.ill.example", "connector_config": {"launch_url_template": "{base_url}/{secret}"}})

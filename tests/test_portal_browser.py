@@ -176,6 +176,10 @@ def test_a_scientist_searches_opens_a_dataset_analyses_it_and_opens_the_session(
     tab.shot("home")
     tab.sign_in("alice")
     assert tab.page.get_by_role("link", name="My sessions").is_visible()
+    tab.page.get_by_role("link", name="Account").click()
+    account = tab.page.inner_text("main")
+    assert "Test IdP: alice" in account and "esrf, ill" in account  # linked identity; where alice can analyse
+    tab.shot("account")
 
     # search with the keyboard: the URL holds the whole search
     tab.go("/search")

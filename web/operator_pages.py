@@ -88,9 +88,23 @@ def _contents(facility_id: str) -> dict[str, Any]:
     endpoints = registry.list(KINDS.search_endpoint, {"facility": facility_id}, limit=500).items
     entries = [registry.get(KINDS.eosc_entry, s["id"]) for s in services if s["eosc"]["status"] != "not-registered"
                or s["eosc"]["resource_id"]]
-    ids = [facility_id, *(s["id"] for s in services), *(e["id"] for e in endpoints)]
-    audit = registry.audit_log(limit=30, object_ids=ids).items
+    audit = _facility_audit(facility_id, {s["id"] for s in services})
     return {"services": services, "endpoints": endpoints, "entries": entries, "audit": audit}
+
+
+def _facility_audit(facility_id: str, service_ids: set[str], shown: int = 30, scanned: int = 500) -> list[dict]:
+    """The facility's recent changes, deletions included: events whose object named this facility
+    before or after the change (EOSC entries through their service)."""
+    found = []
+    for event in broker().registry.audit_log(limit=scanned).items:
+        state = event["after"] or event["before"] or {}
+        if (event["object_type"] == "facility" and event["object_id"] == facility_id
+                or state.get("facility_id") == facility_id
+                or event["object_type"] == "eosc-entry" and event["object_id"] in service_ids):
+            found.append(event)
+            if len(found) == shown:
+                break
+    return found
 
 
 @blueprint.get("/operator")
@@ -162,8 +176,9 @@ def _payload(form: Form, posted: Any, stored: dict[str, Any] | None) -> tuple[di
             if f.required:
                 errors[f.name] = "required"
                 continue
-            if f.type == "password" or stored is None:
-                continue  # a new object leaves it out; an empty password keeps the stored credential
+            schema_field = form.kind.fields.get(f.name)
+            if f.type == "password" or stored is None or (schema_field is not None and not schema_field.allow_none):
+                continue  # left out: a default applies, the stored value stays, an empty password keeps the credential
             value = None
         elif f.name in NUMBERS:
             try:

@@ -120,6 +120,7 @@ class LaunchService:
             raise MalformedRequest("send an Idempotency-Key header (a UUID) so that a retry never starts a "
                                    "second session", errors=[FieldError("Idempotency-Key", "required, at most 200")])
         values = load(LaunchRequestSchema, payload)
+        self._check_request(values)
         fingerprint = hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()
         launch_id = str(uuid.uuid4())
         try:
@@ -131,6 +132,20 @@ class LaunchService:
             return self._replay(person_id, key, fingerprint), False
         self._route(launch_id)
         return self._refuse_if_unroutable(self.get(actor, launch_id)), True
+
+    def _check_request(self, values: dict[str, Any]) -> None:
+        """An unknown dataset or service is a mistake in the request (422), not a launch that failed."""
+        errors = []
+        if values.get("service_id"):
+            with self.store.session() as session:
+                if session.get(ComputeService, values["service_id"]) is None:
+                    errors.append(FieldError("service_id", f"no service {values['service_id']!r} is registered"))
+        try:
+            self.search.get(values["dataset"])
+        except NotFound as exc:
+            errors.append(FieldError("dataset", exc.detail))
+        if errors:
+            raise InvalidInput("the request names something that does not exist", errors=errors)
 
     def _replay(self, person_id: str, key: str, fingerprint: str) -> dict[str, Any]:
         with self.store.session() as session:

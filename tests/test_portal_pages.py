@@ -1,0 +1,124 @@
+"""Portal pages in-process: what the browser tests do not walk through — refusals, other facilities,
+stale edits, bad searches, exports — on SQLite and PostgreSQL."""
+from __future__ import annotations
+
+import csv
+import io
+import re
+
+import pytest
+
+from broker.app import build_broker, create_app
+from broker.authz import Principal
+from broker.registry_kinds import KINDS
+from broker.search.model import Dataset
+from web.auth import COOKIE
+
+ADMIN = Principal("test", admin=True)
+
+
+@pytest.fixture
+def site(settings):  # noqa: ANN001, ANN201
+    broker = build_broker(settings)
+    for fid in ("ill", "esrf"):
+        broker.registry.create(ADMIN, KINDS.facility, {"id": fid, "name": fid.upper(), "country": "FR",
+                                                       "accepted_issuers": ["idp"]})
+        broker.registry.create(ADMIN, KINDS.service, {"id": f"{fid}-visa", "facility_id": fid, "kind": "visa",
+                                                      "title": f"{fid.upper()} VISA",
+                                                      "base_url": f"https://visa.{fid}.example"})
+    broker.index.upsert([Dataset(pid="ill/1", facility="ill", title="SANS of lysozyme", source="s")])
+    broker.index.commit()
+    client = create_app(broker=broker).test_client()
+    yield broker, client
+    broker.index.close()
+
+
+def signed_in(broker, client, name: str, operator_of: str | None = None):  # noqa: ANN001, ANN201
+    person = broker.people.create(ADMIN, {"display_name": name, "identities": [{"issuer": "idp", "subject": name}]})
+    if operator_of:
+        broker.people.grant(ADMIN, person["id"], {"role": "operator", "facility_id": operator_of})
+    client.cookies.set(COOKIE, broker.auth._open_session(person["id"], "idp", "id-token"))  # noqa: SLF001
+    return person
+
+
+def token_of(page: str) -> str:
+    return re.search(r'name="csrf_token" value="([0-9a-f]+)"', page).group(1)
+
+
+def test_pages_answer_anonymous_visitors_and_ask_them_to_sign_in_for_their_own(site):  # noqa: ANN001
+    _broker, client = site
+    for path in ("/", "/search?q=lysozyme", "/datasets/ill/1", "/services", "/facilities/ill", "/signin"):
+        assert client.get(path).status_code == 200, path
+    for path in ("/sessions", "/account", "/operator"):
+        page = client.get(path)
+        assert page.status_code == 401 and "Sign in" in page.text
+    assert client.get("/datasets/ill/nope").status_code == 404
+    bad = client.get("/search?page=0&technique=no-such-technique")
+    assert bad.status_code == 400 and "no-such-technique" in bad.text and "page" in bad.text
+    assert "Sign in to start" in client.get("/datasets/ill/1").text
+
+
+def test_the_catalogue_exports_what_its_filters_show(site):  # noqa: ANN001
+    _broker, client = site
+    rows = list(csv.DictReader(io.StringIO(client.get("/services?facility=esrf&format=csv").text)))
+    assert [r["id"] for r in rows] == ["esrf-visa"]
+    exported = client.get("/services?kind=visa&format=json").json()
+    assert exported["total"] == 2
+    refused = client.get("/services?kind=teleporter")
+    assert refused.status_code == 422 and "teleporter" in refused.text
+
+
+def test_an_operator_works_on_their_own_facility_only_and_stale_edits_are_refused(site):  # noqa: ANN001
+    broker, client = site
+    signed_in(broker, client, "olga", operator_of="ill")
+    assert client.get("/operator", follow_redirects=False).headers["location"].endswith("/operator/ill")
+    assert client.get("/operator/esrf").status_code == 403
+    form = client.get("/operator/ill/services/ill-visa/edit").text
+    token, version = token_of(form), re.search(r'name="version" value="(\d+)"', form).group(1)
+    assert client.post("/operator/esrf/services", data={"csrf_token": token, "id": "x", "title": "x",
+                                                         "kind": "visa"}).status_code == 403
+    # the esrf service cannot be reached through the ill console either
+    assert client.post("/operator/ill/services/esrf-visa", data={"csrf_token": token, "title": "Mine",
+                                                                 "version": "1"}).status_code == 404
+    saved = client.post("/operator/ill/services/ill-visa", data={"csrf_token": token, "title": "ILL VISA (new)",
+                                                                  "kind": "visa", "version": version,
+                                                                  "base_url": "https://visa.ill.example"},
+                        follow_redirects=False)
+    assert saved.status_code == 303, re.findall(r"field-error[^<]*<|notice error[^<]*<[^<]*", saved.text)
+    assert broker.registry.get(KINDS.service, "ill-visa")["title"] == "ILL VISA (new)"
+    stale = client.post("/operator/ill/services/ill-visa", data={"csrf_token": token, "title": "Older",
+                                                                  "kind": "visa", "version": version})
+    assert stale.status_code == 409 and "reload" in stale.text and 'value="Older"' in stale.text
+    assert broker.registry.get(KINDS.service, "ill-visa")["title"] == "ILL VISA (new)"  # nothing lost
+    assert client.post("/operator/ill/services", data={"title": "no token", "kind": "visa"}).status_code == 403
+    foreign = client.post("/operator/ill/services", headers={"Origin": "https://evil.example"},
+                          data={"csrf_token": token, "id": "ill-x", "title": "x", "kind": "visa"})
+    assert foreign.status_code == 403
+    current = broker.registry.get(KINDS.service, "ill-visa")["version"]
+    deleted = client.post("/operator/ill/services/ill-visa/delete", data={"csrf_token": token,
+                                                                           "version": str(current)},
+                          follow_redirects=False)
+    assert deleted.status_code == 303 and broker.registry.list(KINDS.service, {"facility": "ill"}).total == 0
+    audit = client.get("/operator/ill").text
+    assert "delete service" in audit and "update service" in audit
+
+
+def test_the_analyse_form_refuses_bad_resources_beside_the_field_and_a_retry_is_the_same_launch(site):  # noqa: ANN001
+    broker, client = site
+    signed_in(broker, client, "alice")
+    page = client.get("/datasets/ill/1").text
+    token = token_of(page)
+    key = re.search(r'name="idempotency_key" value="([^"]+)"', page).group(1)
+    refused = client.post("/analyse", data={"csrf_token": token, "dataset": "ill/1", "idempotency_key": key,
+                                            "service_id": "ill-visa", "cpus": "2.5"})
+    assert refused.status_code == 422 and "a whole number" in refused.text and 'value="2.5"' in refused.text
+    body = {"csrf_token": token, "dataset": "ill/1", "idempotency_key": key, "service_id": "ill-visa"}
+    first = client.post("/analyse", data=body, follow_redirects=False)
+    again = client.post("/analyse", data=body, follow_redirects=False)  # a double click
+    assert first.status_code == again.status_code == 303
+    assert first.headers["location"] == again.headers["location"]
+    session_page = client.get(first.headers["location"])
+    assert session_page.status_code == 200 and "ill-visa" in session_page.text
+    assert len(broker.launches.list(Principal(f"person:{broker.people.find('idp', 'alice')['id']}"))) == 1
+    other = signed_in(broker, client, "mallory")
+    assert client.get(first.headers["location"]).status_code == 404 and other  # someone else's session
