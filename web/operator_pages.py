@@ -168,10 +168,10 @@ def _payload(form: Form, posted: Any, stored: dict[str, Any] | None) -> tuple[di
     for f in form.fields:
         if stored is not None and f.create_only:
             continue
-        raw = (posted.get(f.name) or "").strip() if f.type != "checkbox" else bool(posted.get(f.name))
+        raw = "" if f.type == "checkbox" else (posted.get(f.name) or "").strip()
         value: Any = raw
         if f.type == "checkbox":
-            value = raw
+            value = bool(posted.get(f.name))
         elif raw == "":
             if f.required:
                 errors[f.name] = "required"
@@ -198,13 +198,16 @@ def _payload(form: Form, posted: Any, stored: dict[str, Any] | None) -> tuple[di
 
 
 def _field_errors(form: Form, exc: BrokerError) -> dict[str, str]:
-    """The error list of a refused write, keyed by form field (``capabilities.max_cpus`` -> ``max_cpus``)."""
+    """The error list of a refused write by form field (``capabilities.max_cpus`` -> ``max_cpus``);
+    errors of fields the form does not show are gathered under ``""`` for the summary."""
     known = {f.name for f in form.fields}
     out: dict[str, str] = {}
     for error in exc.errors:
-        name = error.field.split(".")[-1] if error.field.split(".")[-1] in known else error.field
-        out[name if name in known else ""] = (out.get(name, "") + " " + error.message).strip() if name in known \
-            else f"{error.field}: {error.message}"
+        name = error.field.split(".")[-1]
+        if name in known:
+            out[name] = f"{out[name]} {error.message}" if name in out else error.message
+        else:
+            out[""] = f"{out.get('', '')} {error.field}: {error.message}".strip()
     return out
 
 
