@@ -122,3 +122,24 @@ def test_the_analyse_form_refuses_bad_resources_beside_the_field_and_a_retry_is_
     assert len(broker.launches.list(Principal(f"person:{broker.people.find('idp', 'alice')['id']}"))) == 1
     other = signed_in(broker, client, "mallory")
     assert client.get(first.headers["location"]).status_code == 404 and other  # someone else's session
+
+
+def test_more_filters_take_ranges_in_the_users_units_and_refuse_what_is_not_a_number(site):  # noqa: ANN001
+    from broker.search.model import Parameter
+
+    broker, client = site
+    broker.index.upsert([Dataset(pid=f"ill/t{k}", facility="ill", title=f"Lysozyme at {k} K", source="s",
+                                 parameters=(Parameter("sample_temperature", float(k), "K", float(k)),))
+                         for k in (4, 295, 350)])
+    broker.index.commit()
+    page = client.get("/search", params={"q": "lysozyme", "sample_temperature.min": "0",
+                                         "sample_temperature.max": "30", "sample_temperature.unit": "°C"})
+    assert page.status_code == 200 and "1 dataset" in page.text and "Lysozyme at 295 K" in page.text
+    assert "Sample temperature 0–30 °C" in page.text  # listed as an active filter, with a link removing it
+    removed = re.search(r'href="([^"]+)">Sample temperature', page.text).group(1).replace("&amp;", "&")
+    assert "4 datasets" in client.get(removed).text  # the three and the fixture's SANS of lysozyme
+    paged = re.search(r'href="(/search\?[^"]*parameter=[^"]*)"', page.text)  # links carry the range on
+    assert paged and "sample_temperature%3A0..30%3A%C2%B0C" in paged.group(1)
+    refused = client.get("/search", params={"q": "lysozyme", "sample_temperature.min": "warm"})
+    assert refused.status_code == 400 and 'id="err-sample_temperature.min"' in refused.text
+    assert 'value="warm"' in refused.text  # what the user typed stays in the field

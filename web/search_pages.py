@@ -2,6 +2,7 @@
 choice); the URL holds the whole search, so it can be shared."""
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Any
 from urllib.parse import urlencode
@@ -15,14 +16,51 @@ from web.common import blueprint, broker, viewer
 LISTED = ("facility", "technique", "instrument", "parameter")
 FACET_TITLES = {"facility": "Facility", "technique": "Technique", "instrument": "Instrument", "year": "Year",
                 "access": "Access"}
+# the ranges the "More filters" form offers: parameter -> (label, units offered, first the default)
+RANGES = {"sample_temperature": ("Sample temperature", ("K", "°C")),
+          "incident_wavelength": ("Incident wavelength", ("Å", "nm")),
+          "incident_photon_energy": ("Photon energy", ("keV", "eV")),
+          "sample_pressure": ("Sample pressure", ("bar", "kPa", "GPa"))}
+NUMBER = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
 
 
-def _params() -> dict[str, Any]:
+def _params() -> tuple[dict[str, Any], dict[str, str]]:
+    """The search in the URL, and a message per "More filters" field that is not a number. The form's
+    range fields (``<parameter>.min``, ``.max``, ``.unit``) become ``parameter=name:low..high:unit``."""
     params: dict[str, Any] = {k: request.args.getlist(k) for k in LISTED if request.args.getlist(k)}
     for name in ("q", "page", "size", "sort", "mode", "year_from", "year_to", "public"):
         if request.args.get(name):
             params[name] = request.args[name]
-    return params
+    errors: dict[str, str] = {}
+    for name, (_label, units) in RANGES.items():
+        low, high = (request.args.get(f"{name}.{end}", "").strip() for end in ("min", "max"))
+        for end, value in (("min", low), ("max", high)):
+            if value and not NUMBER.match(value):
+                errors[f"{name}.{end}"] = "a number, e.g. 280 or 1.5e-10"
+        unit = request.args.get(f"{name}.unit") if request.args.get(f"{name}.unit") in units else units[0]
+        if (low or high) and f"{name}.min" not in errors and f"{name}.max" not in errors:
+            params.setdefault("parameter", []).append(f"{name}:{low}..{high}:{unit}")
+    for name in ("year_from", "year_to"):
+        if params.get(name) and not params[name].isdigit():
+            errors[name] = "a year, e.g. 2021"
+    return params, errors
+
+
+def _without_range(params: dict[str, Any], name: str) -> str:
+    """The search without the range filter on ``name``."""
+    kept = [p for p in params.get("parameter", []) if not p.startswith(f"{name}:")]
+    return _url(params, parameter=kept, page=None)
+
+
+def ranges_chosen(params: dict[str, Any]) -> dict[str, dict[str, str]]:
+    """The chosen ranges by parameter (min, max, unit), to fill the form and list the active filters."""
+    chosen = {}
+    for text in params.get("parameter", []):
+        name, _, rest = text.partition(":")
+        bounds, _, unit = rest.partition(":")
+        low, _, high = bounds.partition("..")
+        chosen[name] = {"min": low, "max": high, "unit": unit}
+    return chosen
 
 
 def _url(params: dict[str, Any], **changes: Any) -> str:
@@ -55,16 +93,20 @@ def _chosen(params: dict[str, Any], facet: str, value: str) -> bool:
 
 @blueprint.get("/search")
 def search_page() -> tuple[str, int] | str:
-    params = _params()
+    params, field_errors = _params()
+    shared = {"params": params, "field_errors": field_errors, "ranges": RANGES, "chosen_ranges": ranges_chosen(params),
+              "url": _url, "without_range": _without_range}
     try:
+        if field_errors:
+            raise InvalidInput("some filters are not numbers")
         query = parse_query(params)
     except InvalidInput as exc:
-        return render_template("search.html", params=params, result=None, errors=exc.errors, query=None), 400
+        return render_template("search.html", result=None, errors=exc.errors, query=None, **shared), 400
     result = broker().search.search(query)
     pages = max(1, -(-result.total // query.size))
-    return render_template("search.html", params=params, result=result, errors=(), query=query, pages=pages,
-                           url=_url, toggle=_toggle, chosen=_chosen, facet_titles=FACET_TITLES,
-                           failed=[s for s in result.sources if s.status in ("timeout", "error")])
+    return render_template("search.html", result=result, errors=(), query=query, pages=pages, toggle=_toggle,
+                           chosen=_chosen, facet_titles=FACET_TITLES,
+                           failed=[s for s in result.sources if s.status in ("timeout", "error")], **shared)
 
 
 @blueprint.get("/datasets/<path:pid>")
