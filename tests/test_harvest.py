@@ -111,3 +111,16 @@ def test_harvest_api_and_cli(sqlite_client, sqlite_broker, records, tmp_path, mo
 
     status = CliRunner().invoke(main, ["harvest", "status"], catch_exceptions=False)
     assert status.exit_code == 0 and "ill-search" in status.output and "succeeded" in status.output
+
+
+def test_the_latest_job_of_every_endpoint_is_found_however_many_jobs_came_after(broker):  # noqa: ANN001
+    """Every index search reads it: an endpoint harvested long ago is not 'not harvested yet'."""
+    from registry.models import HarvestJob
+
+    register(broker, {"ill": "https://search.ill.example", "esrf": "https://search.esrf.example"})
+    with broker.store.session() as session:
+        session.add(HarvestJob(endpoint_id="esrf-search", state="failed", error="HTTP 502"))
+        session.add_all(HarvestJob(endpoint_id="ill-search", state="finished") for _ in range(1500))
+    latest = broker.harvest.latest()
+    assert latest["esrf-search"]["state"] == "failed" and latest["esrf-search"]["error"] == "HTTP 502"
+    assert latest["ill-search"]["id"] == max(job["id"] for job in broker.harvest.jobs("ill-search", limit=5))
