@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import stat
+from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -66,3 +67,6 @@ def test_bad_settings_name_the_variable(name, value):  # noqa: ANN001
 
 def test_every_setting_is_documented():
     assert all(help_text for _, _, help_text in describe())
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    missing = [name for name, _, _ in describe() if f"| `{name}` |" not in readme]
+    assert missing == [], f"add these to the README's configuration table: {missing}"
