@@ -143,3 +143,19 @@ def test_more_filters_take_ranges_in_the_users_units_and_refuse_what_is_not_a_nu
     refused = client.get("/search", params={"q": "lysozyme", "sample_temperature.min": "warm"})
     assert refused.status_code == 400 and 'id="err-sample_temperature.min"' in refused.text
     assert 'value="warm"' in refused.text  # what the user typed stays in the field
+
+
+def test_the_analyse_panel_offers_the_partitions_of_the_services_that_fit(site):  # noqa: ANN001
+    broker, client = site
+    broker.registry.create(ADMIN, KINDS.service, {
+        "id": "ill-hub", "facility_id": "ill", "kind": "jupyterhub", "title": "ILL hub", "base_url": "https://hub.ill.example",
+        "capabilities": {"max_cpus": 8, "partitions": [{"id": "x86"}, {"id": "gpu", "gpu": True}]}})
+    signed_in(broker, client, "bea")
+    page = client.get("/datasets/ill/1").text
+    assert re.search(r'<select id="partition" name="partition"[^>]*>.*?<option>x86</option>\s*<option>gpu</option>', page, re.S)
+    key = re.search(r'name="idempotency_key" value="([^"]+)"', page).group(1)
+    launched = client.post("/analyse", data={"csrf_token": token_of(page), "dataset": "ill/1", "idempotency_key": key,
+                                             "service_id": "ill-hub", "partition": "gpu"}, follow_redirects=False)
+    assert launched.status_code == 303
+    launch = client.get("/api/v1/launches/" + launched.headers["location"].rsplit("/", 1)[1]).json()
+    assert launch["request"]["resources"] == {"partition": "gpu"}
