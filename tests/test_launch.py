@@ -317,7 +317,7 @@ def test_binder_api_mode_follows_the_build_and_launch_stream_to_a_server_that_an
 
 
 def test_the_admission_bound_halves_under_strain_and_grows_back_one_at_a_time_up_to_the_configured():
-    from broker.launch.service import AdmissionBounds
+    from broker.launch.admission import AdmissionBounds
 
     bounds = AdmissionBounds()
     assert bounds.bound("hub", 8) == 8

@@ -18,13 +18,14 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
-from marshmallow import fields, validate
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from broker.authz import Principal
 from broker.errors import BrokerError, Conflict, FieldError, Forbidden, InvalidInput, MalformedRequest, NotFound
+from broker.launch.admission import AdmissionBounds, configured_bound
 from broker.launch.routing import Candidate, judge, rank
+from broker.launch.schemas import LaunchRequestSchema
 from broker.registry_kinds import iso, load
 from broker.search.model import Dataset
 from broker.search.service import SearchService
@@ -45,55 +46,14 @@ from registry.models import (
     as_utc,
     utcnow,
 )
-from registry.schemas import SLUG, StrictSchema
 from registry.store import Store
 
 log = logging.getLogger(__name__)
 
 DEFAULT_START_TIMEOUT = 300
-DEFAULT_MAX_SPAWNS = 4  # starts in flight per service; a hub flooded with spawns lets them time out
 IN_FLIGHT = (LaunchState.SUBMITTED.value, LaunchState.STARTING.value)
 TROUBLE = "trouble reaching the service, trying again: "
 FOLLOWERS = 32  # event streams followed at once by one process
-
-
-class AdmissionBounds:
-    """The number of starts let in flight per service: at most the configured bound, halved when the
-    service shows strain (a failed start, a 429, a start slower than half its timeout) and raised by one
-    per bound's worth of quick successes (additive increase, multiplicative decrease, as TCP does)."""
-
-    def __init__(self) -> None:
-        self._current: dict[str, float] = {}
-        self._lock = threading.Lock()
-
-    def bound(self, service_id: str, configured: int) -> int:
-        with self._lock:
-            return max(1, min(configured, int(self._current.get(service_id, configured))))
-
-    def observe(self, service_id: str, configured: int, *, strained: bool) -> None:
-        with self._lock:
-            current = min(float(configured), self._current.get(service_id, float(configured)))
-            current = max(1.0, current / 2) if strained else min(float(configured), current + 1 / current)
-            if int(current) != int(self._current.get(service_id, configured)):
-                log.info("admission bound of %s is now %d (configured %d)", service_id, int(current), configured)
-            self._current[service_id] = current
-
-
-class ResourcesSchema(StrictSchema):
-    cpus = fields.Integer(strict=True, validate=validate.Range(min=1, max=1024))
-    memory_gb = fields.Float(validate=validate.Range(min=0.1, max=16384))
-    gpu = fields.Boolean()
-    partition = fields.String(validate=validate.Length(min=1, max=100))
-    profile = fields.String(validate=validate.Length(min=1, max=200))
-    plan = fields.String(validate=validate.Length(min=1, max=200))
-
-
-class LaunchRequestSchema(StrictSchema):
-    dataset = fields.String(required=True, validate=validate.Length(min=1, max=500))
-    service_id = fields.String(validate=SLUG)
-    kind = fields.String(validate=validate.OneOf(["jupyterhub", "visa", "binderhub", "remote-desktop"]))
-    interface = fields.String(validate=validate.OneOf(["desktop", "notebook"]))
-    resources = fields.Nested(ResourcesSchema, load_default=dict)
 
 
 class LaunchService:
@@ -120,7 +80,7 @@ class LaunchService:
             raise MalformedRequest("send an Idempotency-Key header (a UUID) so that a retry never starts a "
                                    "second session", errors=[FieldError("Idempotency-Key", "required, at most 200")])
         values = load(LaunchRequestSchema, payload)
-        self._check_request(values)
+        dataset = self._check_request(values)
         fingerprint = hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()
         launch_id = str(uuid.uuid4())
         try:
@@ -130,22 +90,24 @@ class LaunchService:
                 session.add(LaunchEvent(launch_id=launch_id, state=LaunchState.REQUESTED, message="requested"))
         except IntegrityError:
             return self._replay(person_id, key, fingerprint), False
-        self._route(launch_id)
+        self._route(launch_id, dataset)
         return self._refuse_if_unroutable(self.get(actor, launch_id)), True
 
-    def _check_request(self, values: dict[str, Any]) -> None:
-        """An unknown dataset or service is a mistake in the request (422), not a launch that failed."""
-        errors = []
+    def _check_request(self, values: dict[str, Any]) -> Dataset | None:
+        """The dataset asked for; an unknown dataset or service is a mistake in the request (422), not a
+        launch that failed."""
+        errors, dataset = [], None
         if values.get("service_id"):
             with self.store.session() as session:
                 if session.get(ComputeService, values["service_id"]) is None:
                     errors.append(FieldError("service_id", f"no service {values['service_id']!r} is registered"))
         try:
-            self.search.get(values["dataset"])
+            dataset = self.search.get(values["dataset"])
         except NotFound as exc:
             errors.append(FieldError("dataset", exc.detail))
         if errors:
             raise InvalidInput("the request names something that does not exist", errors=errors)
+        return dataset
 
     def _replay(self, person_id: str, key: str, fingerprint: str) -> dict[str, Any]:
         with self.store.session() as session:
@@ -211,13 +173,14 @@ class LaunchService:
             return [c.as_dict() for c in self._candidates(session, dataset, issuers, wanted)]
 
     # -- routing ------------------------------------------------------------------------------
-    def _route(self, launch_id: str) -> None:
+    def _route(self, launch_id: str, dataset: Dataset | None = None) -> None:
+        """Choose the service; ``dataset`` when the caller already has it (a restart looks it up)."""
         with self.store.session() as session:
             launch = session.get(Launch, launch_id)
             request, person = launch.request, session.get(Person, launch.person_id)
             issuers = {i.issuer for i in person.identities}
         try:
-            dataset = self.search.get(request["dataset"])
+            dataset = dataset or self.search.get(request["dataset"])
         except NotFound as exc:
             self._move(launch_id, LaunchState.FAILED, exc.detail)
             return
@@ -264,7 +227,7 @@ class LaunchService:
         with self.store.session() as session:
             pending = session.execute(select(Launch.id, Launch.state, Launch.service_id).where(Launch.state.not_in(
                 [s.value for s in FINAL_LAUNCH_STATES])).order_by(Launch.created_at, Launch.id)).all()
-            bounds = {s.id: self.bounds.bound(s.id, _configured_bound(s))
+            bounds = {s.id: self.bounds.bound(s.id, configured_bound(s))
                       for s in session.scalars(select(ComputeService).where(
                           ComputeService.launch_mode == LaunchMode.API))}
         in_flight: dict[str, int] = {}
@@ -336,7 +299,7 @@ class LaunchService:
         else:
             progress = connector.poll(self.http, target)
         if progress.retry_after:  # the service is busy (429): wait as long as it asks, and let fewer in
-            self.bounds.observe(service.id, _configured_bound(service), strained=True)
+            self.bounds.observe(service.id, configured_bound(service), strained=True)
             self._retry_at[launch_id] = time.monotonic() + progress.retry_after
             # nothing started at the service: the start timeout counts from the next attempt
             timeout = int(service.connector_config.get("start_timeout_seconds", DEFAULT_START_TIMEOUT))
@@ -429,12 +392,15 @@ class LaunchService:
             if state == LaunchState.FAILED:
                 launch.error = message
             session.add(LaunchEvent(launch_id=launch_id, state=state.value, message=message))
+            if state in FINAL_LAUNCH_STATES:  # what this process kept about the launch is no longer needed
+                self._polling_only.discard(launch_id)
+                self._retry_at.pop(launch_id, None)
             started = launch.deadline_at is not None and state in (LaunchState.READY, LaunchState.FAILED)
             service = session.get(ComputeService, launch.service_id) if started and launch.service_id else None
             if service is not None and service.launch_mode == LaunchMode.API:
                 timeout = int(service.connector_config.get("start_timeout_seconds", DEFAULT_START_TIMEOUT))
                 took = (utcnow() - (as_utc(launch.deadline_at) - timedelta(seconds=timeout))).total_seconds()
-                self.bounds.observe(service.id, _configured_bound(service),
+                self.bounds.observe(service.id, configured_bound(service),
                                     strained=state == LaunchState.FAILED or took > timeout / 2)
 
     def _note(self, launch_id: str, message: str) -> None:
@@ -457,10 +423,6 @@ class LaunchService:
         return {"id": launch.id, "state": launch.state, "dataset": launch.dataset_pid, "facility_id": launch.facility_id,
                 "service_id": launch.service_id, "url": url, "error": launch.error, "request": launch.request,
                 "decision": launch.decision, "created_at": iso(launch.created_at), "updated_at": iso(launch.updated_at)}
-
-
-def _configured_bound(service: ComputeService) -> int:
-    return int((service.connector_config or {}).get("max_concurrent_spawns", DEFAULT_MAX_SPAWNS))
 
 
 def _person(actor: Principal) -> str:
