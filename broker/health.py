@@ -123,12 +123,22 @@ class HealthService:
         with self.store.session() as session:
             if session.get(MODELS[target_type], target_id) is None:
                 raise NotFound(f"no {target_type.value} {target_id!r}")
+        return self.histories(target_type, [target_id], limit)[target_id]
+
+    def histories(self, target_type: TargetType, target_ids: list[str], limit: int = 50) -> dict[str, list[dict[str, Any]]]:
+        """The newest checks of each target, newest first, in one query (the catalogue draws a chart per
+        service); rows are few: the health round keeps ``history`` per target."""
+        out: dict[str, list[dict[str, Any]]] = {target_id: [] for target_id in target_ids}
+        with self.store.session() as session:
             rows = session.scalars(
                 select(HealthCheck).where(HealthCheck.target_type == target_type.value,
-                                          HealthCheck.target_id == target_id)
-                .order_by(HealthCheck.checked_at.desc(), HealthCheck.id.desc()).limit(limit)).all()
-            return [{"status": r.status, "latency_ms": r.latency_ms, "checked_at": iso(r.checked_at),
-                     "error": r.error} for r in rows]
+                                          HealthCheck.target_id.in_(target_ids))
+                .order_by(HealthCheck.checked_at.desc(), HealthCheck.id.desc()))
+            for r in rows:
+                if len(out[r.target_id]) < limit:
+                    out[r.target_id].append({"status": r.status, "latency_ms": r.latency_ms,
+                                             "checked_at": iso(r.checked_at), "error": r.error})
+        return out
 
     def summary(self) -> dict[str, Any]:
         with self.store.session() as session:

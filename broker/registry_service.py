@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
@@ -158,13 +158,21 @@ class RegistryService:
             self._audit(session, actor, "delete", kind, key, before, None, [])
 
     def audit_log(self, object_type: str | None = None, object_id: str | None = None,
-                  limit: int = 50, offset: int = 0) -> Page:
-        """Newest first."""
+                  limit: int = 50, offset: int = 0, *, facility_id: str | None = None) -> Page:
+        """Newest first; ``facility_id`` keeps one facility's changes, deletions included (objects that
+        named it before or after the change, and the EOSC entries of its services)."""
         clauses = []
         if object_type:
             clauses.append(AuditEvent.object_type == object_type)
         if object_id:
             clauses.append(AuditEvent.object_id == object_id)
+        if facility_id:
+            services = select(ComputeService.id).where(ComputeService.facility_id == facility_id)
+            clauses.append(or_(
+                and_(AuditEvent.object_type == KINDS.facility.name, AuditEvent.object_id == facility_id),
+                AuditEvent.before["facility_id"].as_string() == facility_id,
+                AuditEvent.after["facility_id"].as_string() == facility_id,
+                and_(AuditEvent.object_type == KINDS.eosc_entry.name, AuditEvent.object_id.in_(services))))
         with self.store.session() as session:
             total = session.scalar(select(func.count()).select_from(AuditEvent).where(*clauses))
             rows = session.scalars(select(AuditEvent).where(*clauses).order_by(AuditEvent.id.desc())

@@ -159,3 +159,31 @@ def test_the_analyse_panel_offers_the_partitions_of_the_services_that_fit(site):
     assert launched.status_code == 303
     launch = client.get("/api/v1/launches/" + launched.headers["location"].rsplit("/", 1)[1]).json()
     assert launch["request"]["resources"] == {"partition": "gpu"}
+
+
+def test_an_operator_registers_a_search_endpoint_and_an_eosc_entry_and_both_are_listed(site):  # noqa: ANN001
+    broker, client = site
+    signed_in(broker, client, "otto", operator_of="ill")
+    form = client.get("/operator/ill/search-endpoints/new").text
+    token = token_of(form)
+    refused = client.post("/operator/ill/search-endpoints", data={"csrf_token": token, "id": "ill-search",
+                                                                   "kind": "panosc-search-api", "base_url": "",
+                                                                   "harvest_schedule": "every day"})
+    assert refused.status_code == 422 and 'id="err-base_url"' in refused.text and 'value="every day"' in refused.text
+    created = client.post("/operator/ill/search-endpoints", follow_redirects=False, data={
+        "csrf_token": token, "id": "ill-search", "kind": "panosc-search-api",
+        "base_url": "https://search.ill.example/api", "harvest_schedule": "0 3 * * *"})
+    assert created.status_code == 303
+    assert "esrf-visa" not in client.get("/operator/ill/eosc-entries/new").text  # only this facility's services
+    entry = client.post("/operator/ill/eosc-entries", follow_redirects=False, data={
+        "csrf_token": token, "service_id": "ill-visa", "status": "not-registered"})
+    assert entry.status_code == 303
+    foreign = client.post("/operator/ill/eosc-entries", data={"csrf_token": token, "service_id": "esrf-visa"})
+    assert foreign.status_code == 422 and 'id="err-service_id"' in foreign.text
+    console = client.get("/operator/ill").text
+    endpoints = console[console.index('id="search-endpoints"'):console.index('id="eosc-entries"')]
+    entries = console[console.index('id="eosc-entries"'):console.index('id="audit"')]
+    assert "ill-search" in endpoints and "0 3 * * *" in endpoints
+    assert "ill-visa" in entries and "not-registered" in entries
+    audit = console[console.index('id="audit"'):]
+    assert "create search-endpoint" in audit and "create eosc-entry" in audit

@@ -60,8 +60,8 @@ def sparkline(history: list[dict[str, Any]], width: int = 120, height: int = 28)
 
 
 def _histories(items: list[dict[str, Any]]) -> dict[str, Markup]:
-    health = broker().health
-    return {i["id"]: sparkline(health.history(TargetType.SERVICE, i["id"], HISTORY)) for i in items}
+    histories = broker().health.histories(TargetType.SERVICE, [i["id"] for i in items], HISTORY)
+    return {target_id: sparkline(history) for target_id, history in histories.items()}
 
 
 @blueprint.get("/services")

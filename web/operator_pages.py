@@ -84,27 +84,11 @@ def _facility(person: Principal, facility_id: str) -> dict[str, Any]:
 
 def _contents(facility_id: str) -> dict[str, Any]:
     registry = broker().registry
-    services = registry.list(KINDS.service, {"facility": facility_id}, limit=500).items
-    endpoints = registry.list(KINDS.search_endpoint, {"facility": facility_id}, limit=500).items
-    entries = [registry.get(KINDS.eosc_entry, s["id"]) for s in services if s["eosc"]["status"] != "not-registered"
-               or s["eosc"]["resource_id"]]
-    audit = _facility_audit(facility_id, {s["id"] for s in services})
-    return {"services": services, "endpoints": endpoints, "entries": entries, "audit": audit}
-
-
-def _facility_audit(facility_id: str, service_ids: set[str], shown: int = 30, scanned: int = 500) -> list[dict]:
-    """The facility's recent changes, deletions included: events whose object named this facility
-    before or after the change (EOSC entries through their service)."""
-    found = []
-    for event in broker().registry.audit_log(limit=scanned).items:
-        state = event["after"] or event["before"] or {}
-        if (event["object_type"] == "facility" and event["object_id"] == facility_id
-                or state.get("facility_id") == facility_id
-                or event["object_type"] == "eosc-entry" and event["object_id"] in service_ids):
-            found.append(event)
-            if len(found) == shown:
-                break
-    return found
+    scope = {"facility": facility_id}
+    return {"services": registry.list(KINDS.service, scope, limit=500).items,
+            "endpoints": registry.list(KINDS.search_endpoint, scope, limit=500).items,
+            "entries": registry.list(KINDS.eosc_entry, scope, limit=500).items,
+            "audit": registry.audit_log(limit=30, facility_id=facility_id).items}
 
 
 @blueprint.get("/operator")

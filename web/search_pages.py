@@ -10,7 +10,6 @@ from urllib.parse import urlencode
 from flask import render_template, request
 
 from broker.errors import InvalidInput
-from broker.registry_kinds import KINDS
 from broker.search.service import parse_query
 from web.common import blueprint, broker, viewer
 
@@ -122,19 +121,18 @@ def render_dataset(pid: str, form: Any = None, errors: dict[str, str] | None = N
     person = viewer()
     candidates = broker().launches.preview(person, dataset, {})
     services = {s["id"]: s for s in broker().catalogue.services(
-        facility=sorted({c["facility_id"] for c in candidates}) or None)}
+        facility=sorted({c["facility_id"] for c in candidates}))} if candidates else {}
     return render_template("dataset.html", dataset=dataset, candidates=candidates, services=services,
-                           choices=_choices([c["service_id"] for c in candidates if c["fits"]]),
+                           choices=_choices([services[c["service_id"]] for c in candidates
+                                             if c["fits"] and c["service_id"] in services]),
                            idempotency_key=str(uuid.uuid4()), signed_in=person is not None,
                            form=form or {}, errors=errors or {}, summary=summary)
 
 
-def _choices(service_ids: list[str]) -> dict[str, list[str]]:
+def _choices(fitting: list[dict[str, Any]]) -> dict[str, list[str]]:
     """The partitions, profiles and plans the fitting services offer, for the Analyse panel's selects."""
     offered: dict[str, dict[str, None]] = {"partition": {}, "profile": {}, "plan": {}}
-    for service_id in service_ids:
-        capabilities = broker().registry.get(KINDS.service, service_id)["capabilities"] or {}
-        offered["partition"].update(dict.fromkeys(p["id"] for p in capabilities.get("partitions", [])))
-        offered["profile"].update(dict.fromkeys(capabilities.get("profiles", [])))
-        offered["plan"].update(dict.fromkeys(capabilities.get("plans", [])))
+    for service in fitting:
+        for name, values in offered.items():
+            values.update(dict.fromkeys(service["capabilities"][f"{name}s"]))
     return {name: list(values) for name, values in offered.items() if values}
