@@ -8,12 +8,13 @@ import shutil
 import socket
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import requests
+
+from tests.loopback import answers_within
 
 CHP = Path(__file__).resolve().parent.parent / "demo" / "oidc" / "node_modules" / ".bin" / "configurable-http-proxy"
 CONFIG = '''
@@ -77,13 +78,8 @@ def start_hub(workdir: Path, extra_config: str = "") -> RunningHub:
     process = subprocess.Popen([str(hub), "-f", str(workdir / "jupyterhub_config.py")], cwd=workdir, env=env,
                                stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 40
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(f"{url}/hub/api/", timeout=1).ok:
-                return RunningHub(url, token, process)
-        except requests.ConnectionError:
-            time.sleep(0.2)
+    if answers_within(f"{url}/hub/api/", 40):
+        return RunningHub(url, token, process)
     process.kill()
     raise RuntimeError("JupyterHub did not start: " + (workdir / "hub.log").read_text()[-2000:])
 

@@ -6,8 +6,22 @@ import time
 from contextlib import contextmanager
 from typing import Callable, Iterator
 
+import requests
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
+
+
+def answers_within(url: str, seconds: float) -> bool:
+    """Whether ``url`` answers with a success before ``seconds`` pass (a server starting up)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(url, timeout=1).ok:
+                return True
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.1)
+    return False
 
 
 class Recorder:

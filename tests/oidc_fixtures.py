@@ -6,11 +6,11 @@ import json
 import re
 import shutil
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 from demo.federation import free_port
+from tests.loopback import answers_within
 
 import pytest
 import requests
@@ -45,13 +45,8 @@ def start_provider(name: str, broker_url: str = BROKER) -> RunningProvider:
     process = subprocess.Popen(["node", str(OIDC_DIR / "provider.mjs"), str(port), json.dumps(clients)],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     issuer = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(f"{issuer}/.well-known/openid-configuration", timeout=1).ok:
-                return RunningProvider(name, issuer, process)
-        except requests.ConnectionError:
-            time.sleep(0.1)
+    if answers_within(f"{issuer}/.well-known/openid-configuration", 15):
+        return RunningProvider(name, issuer, process)
     process.kill()
     raise RuntimeError(f"the OpenID provider did not start: {process.stdout.read()[:500]}")
 

@@ -24,6 +24,7 @@ from broker.search.model import Dataset
 from demo.federation import free_port
 from tests.conftest import make_settings
 from tests.jupyterhub_fixture import start_hub, stop_hub
+from tests.loopback import answers_within
 from tests.test_launch import person, run_to_end
 
 ADMIN = Principal("test", admin=True)
@@ -163,12 +164,8 @@ def test_kill_9_mid_spawn_then_restart_ends_with_one_server_and_one_launch(hub, 
 
     def serve() -> subprocess.Popen:
         process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        for _ in range(100):
-            try:
-                requests.get(f"{base}/api/v1/health", timeout=1)
-                return process
-            except requests.ConnectionError:
-                time.sleep(0.2)
+        if answers_within(f"{base}/api/v1/health", 20):
+            return process
         process.kill()
         raise AssertionError("the broker did not start")
 

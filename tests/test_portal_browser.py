@@ -13,7 +13,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -28,6 +27,7 @@ from broker.search.model import Dataset, DocumentRef, Parameter, TechniqueRef
 from demo.federation import free_port
 from tests.conftest import make_settings
 from tests.jupyterhub_fixture import start_hub, stop_hub
+from tests.loopback import answers_within
 from tests.oidc_fixtures import start_provider
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -93,12 +93,7 @@ def portal(tmp_path_factory):  # noqa: ANN001, ANN201
     log = open(tmp / "broker.log", "w")  # noqa: SIM115 - closed below
     server = subprocess.Popen([str(Path(sys.executable).with_name("panbroker")), "serve", "--port", str(port)],
                               env=env, stdout=log, stderr=subprocess.STDOUT)
-    for _ in range(150):
-        try:
-            requests.get(f"{base}/healthz", timeout=1)
-            break
-        except requests.ConnectionError:
-            time.sleep(0.2)
+    assert answers_within(f"{base}/healthz", 30), (tmp / "broker.log").read_text()[-2000:]
     SHOTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True,

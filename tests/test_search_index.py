@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 import pytest
 
 from broker.errors import InvalidInput
-from broker.search.model import Dataset, DocumentRef, Parameter, Range, SearchRequest, Sort, TechniqueRef
+from broker.search.model import Dataset, DocumentRef, Range, SearchRequest, Sort, TechniqueRef
 from broker.search.es_index import ElasticsearchIndex
 from broker.search.tantivy_index import TantivyIndex
 from demo import federation as sim
