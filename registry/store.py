@@ -46,11 +46,30 @@ def migrate(engine: Engine, revision: str = "head") -> None:
 
 
 class Store:
-    """Hands out sessions bound to one engine; one unit of work per ``session()`` block."""
+    """Hands out sessions bound to one engine; one unit of work per ``session()`` block.
+
+    ``generation`` counts the transactions this process committed that wrote something (ORM or plain
+    statements alike), so that a reader can keep a snapshot until the next write.
+    """
 
     def __init__(self, engine: Engine):
         self.engine = engine
         self._factory = sessionmaker(bind=engine, expire_on_commit=False)
+        self.generation = 0
+
+        @event.listens_for(engine, "after_cursor_execute")
+        def _note_write(connection, _cursor, _statement, _parameters, context, _many):  # noqa: ANN001
+            if context is not None and (context.isinsert or context.isupdate or context.isdelete):
+                connection.info["wrote"] = True
+
+        @event.listens_for(engine, "commit")
+        def _count_write(connection):  # noqa: ANN001
+            if connection.info.pop("wrote", False):
+                self.generation += 1
+
+        @event.listens_for(engine, "rollback")
+        def _forget_write(connection):  # noqa: ANN001
+            connection.info.pop("wrote", None)
 
     @contextmanager
     def session(self) -> Iterator[Session]:

@@ -1,14 +1,21 @@
 """``GET /api/v1/datasets`` and ``/datasets/{pid}`` through the app, on harvested simulated facilities."""
 from __future__ import annotations
 
+import time
 from urllib.parse import quote
 
 import pytest
+from sqlalchemy import delete
 
 from broker.authz import Principal
 from broker.registry_kinds import KINDS
+from broker.search import service
+from broker.search.model import SourceState, SourceStatus
+from broker.search.service import parse_query
 from demo import federation as sim
 from demo.catalogue import generate
+from registry.models import SearchEndpoint
+from registry.store import Store, make_engine
 
 ACTOR = Principal("test", admin=True)
 FACILITIES = ("sim-ill", "sim-esrf", "sim-ess")
@@ -105,3 +112,29 @@ def test_documents_and_instruments(sqlite_client, federation):  # noqa: ANN001
     instruments = sqlite_client.get("/api/v1/instruments?facility=sim-esrf").json()["items"]
     assert {i["name"] for i in instruments} <= {"BM29", "ID02", "ID23-1", "ID31", "ID21", "ID19"}
     assert sum(i["dataset_count"] for i in instruments) == 80
+
+
+def test_index_sources_follow_writes_here_at_once_and_another_process_s_within_the_ttl(
+        sqlite_broker, federation, monkeypatch):  # noqa: ANN001
+    query = parse_query({"q": "scattering"})
+
+    def sources() -> dict[str, SourceStatus]:
+        return {s.facility: s for s in sqlite_broker.search.search(query).sources}
+
+    assert set(sources()) == set(FACILITIES)
+    sqlite_broker.registry.create(ACTOR, KINDS.facility, {"id": "sim-new", "name": "New", "country": "FR"})
+    sqlite_broker.registry.create(ACTOR, KINDS.search_endpoint, {
+        "id": "sim-new-search", "facility_id": "sim-new", "kind": "panosc-search-api",
+        "base_url": federation.url("sim-ill")})
+    new = sources()["sim-new"]  # a write in this process: the next search sees it
+    assert new.status is SourceState.SKIPPED and new.error == "not harvested yet"
+
+    monkeypatch.setattr(service, "SOURCES_TTL_SECONDS", 0.5)
+    sources()  # read afresh under the shorter lifetime
+    elsewhere = Store(make_engine(sqlite_broker.settings.effective_database_url))  # as the worker would
+    with elsewhere.session() as session:
+        session.execute(delete(SearchEndpoint).where(SearchEndpoint.id == "sim-new-search"))
+    elsewhere.engine.dispose()
+    assert "sim-new" in sources()  # not this process's write: kept for the lifetime
+    time.sleep(0.6)
+    assert set(sources()) == set(FACILITIES)

@@ -8,12 +8,13 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from cryptography.fernet import Fernet
+from sqlalchemy import delete, select
 
 from broker.errors import ConfigurationError
 from broker.secretbox import KEY_FILE, SecretBox
 from broker.settings import Settings, describe
-from registry.models import Base
-from registry.store import make_engine, migrate
+from registry.models import Base, Facility
+from registry.store import Store, make_engine, migrate
 
 
 def test_migrations_build_exactly_the_models_schema(database_url):  # noqa: ANN001
@@ -70,3 +71,24 @@ def test_every_setting_is_documented():
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     missing = [name for name, _, _ in describe() if f"| `{name}` |" not in readme]
     assert missing == [], f"add these to the README's configuration table: {missing}"
+
+
+def test_the_write_generation_counts_committed_writes_only(database_url):  # noqa: ANN001
+    engine = make_engine(database_url)
+    migrate(engine)
+    store = Store(engine)
+    start = store.generation
+    with store.session() as session:
+        session.execute(select(Facility)).all()
+    assert store.generation == start  # a read
+    with store.session() as session:
+        session.add(Facility(id="gen-test", name="Generation", country="FR"))
+    assert store.generation == start + 1  # an ORM write
+    with pytest.raises(RuntimeError), store.session() as session:
+        session.execute(delete(Facility).where(Facility.id == "gen-test"))
+        raise RuntimeError("rolled back")
+    assert store.generation == start + 1  # a write rolled back
+    with store.session() as session:
+        session.execute(delete(Facility).where(Facility.id == "gen-test"))
+    assert store.generation == start + 2  # a plain statement
+    engine.dispose()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import re
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -135,6 +136,18 @@ def _choice(params: dict, name: str, enum_cls: type, default: Any, errors: list)
         return default
 
 
+#: how long an index search reuses the search endpoints and their last harvests it read; a write in this
+#: process renews them at once, one in another process (the worker finishing a harvest) within this time
+SOURCES_TTL_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class _Endpoints:
+    generation: int
+    read_at: float
+    rows: list[tuple[str, dict[str, Any] | None]]  # (facility, newest harvest job) of each search endpoint
+
+
 class SearchService:
     def __init__(self, store: Store, index: DatasetIndex, live: LiveSearch,
                  latest_harvests: Callable[[], dict[str, dict[str, Any]]]):
@@ -142,6 +155,7 @@ class SearchService:
         self.index = index
         self.live = live
         self.latest_harvests = latest_harvests
+        self._endpoints: _Endpoints | None = None
 
     def sources(self, facilities: tuple[str, ...] = ()) -> list[LiveSource]:
         """The facilities' PaNOSC Search API endpoints that live search can ask."""
@@ -162,15 +176,26 @@ class SearchService:
         facets = {k: v for k, v in result.facets.items() if k in request.facets}
         return SearchResult(result.items, result.total, facets, self._index_sources(request, counts))
 
-    def _index_sources(self, request: SearchRequest, counts: dict[str, int]) -> list[SourceStatus]:
+    def _harvested_endpoints(self) -> list[tuple[str, dict[str, Any] | None]]:
+        """Every search endpoint's facility and newest harvest job, kept until the next write (or for
+        ``SOURCES_TTL_SECONDS``): the two queries were a quarter of a one-term search's time."""
+        cached, now = self._endpoints, time.monotonic()
+        if cached and cached.generation == self.store.generation and now - cached.read_at < SOURCES_TTL_SECONDS:
+            return cached.rows
+        generation = self.store.generation
         latest = self.latest_harvests()
         with self.store.session() as session:
             endpoints = session.execute(select(SearchEndpoint.id, SearchEndpoint.facility_id)).all()
+        rows = [(facility, latest.get(endpoint_id))
+                for endpoint_id, facility in sorted(endpoints, key=lambda e: (e[1], e[0]))]
+        self._endpoints = _Endpoints(generation, now, rows)
+        return rows
+
+    def _index_sources(self, request: SearchRequest, counts: dict[str, int]) -> list[SourceStatus]:
         statuses = []
-        for endpoint_id, facility in sorted(endpoints, key=lambda e: (e[1], e[0])):
+        for facility, job in self._harvested_endpoints():
             if request.facilities and facility not in request.facilities:
                 continue
-            job = latest.get(endpoint_id)
             if job is None:
                 statuses.append(SourceStatus(facility, SourceState.SKIPPED, None, 0, "not harvested yet"))
             elif job["state"] == "failed":
