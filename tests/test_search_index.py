@@ -126,6 +126,13 @@ def test_filters_combine_with_text(index):  # noqa: ANN001
     assert pids(index.search(SearchRequest(is_public=False))) == ["esrf/2"]
     assert set(pids(index.search(SearchRequest(years=Range(2022, 2023))))) == {"esrf/1", "esrf/2"}
     assert pids(index.search(SearchRequest(instruments=("LoKI",)))) == ["ess/1"]
+    # a few values (a union of terms) and many (a term set in the embedded index) select alike
+    assert pids(index.search(SearchRequest(q="lysozyme", facilities=("esrf", "ess")))) == ["esrf/1"]
+    assert set(pids(index.search(SearchRequest(q="lysozyme", facilities=("ill", "esrf"))))) == {"ill/1", "ill/2",
+                                                                                                   "esrf/1"}
+    many = tuple(f"unknown/{i}" for i in range(20))
+    assert pids(index.search(SearchRequest(facilities=("ess", *many)))) == ["ess/1"]
+    assert set(pids(index.search(SearchRequest(pids=("ILL/1", "esrf/2", *many))))) == {"ill/1", "esrf/2"}
 
 
 def test_sort_by_date_and_default_order_without_text(index):  # noqa: ANN001
