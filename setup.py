@@ -46,7 +46,10 @@ setup(
     ],
     extras_require={
         "test": ["pytest>=8", "responses>=0.25", "httpx>=0.27", "pytest-timeout>=2.3", "schemathesis>=4.0",
-                 "elasticsearch>=8.13,<10", "jupyterhub>=5.2", "jupyter_server>=2.14", "playwright>=1.50"],
+                 "elasticsearch>=8.13,<10", "jupyterhub>=5.2", "jupyter_server>=2.14", "playwright>=1.50",
+                 # from 4.24 the format-nongpl extra that jupyter-events asks for brings rfc3987-syntax, which
+                 # builds a parser for 3 s each time a test hub's single-user server starts
+                 "jsonschema>=4.18,<4.24"],
         "elasticsearch": ["elasticsearch>=8.13,<10"],
     },
     entry_points={
