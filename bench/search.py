@@ -41,13 +41,16 @@ from demo.federation import free_port  # noqa: E402
 ACTOR = Principal("bench", admin=True)
 
 
-def synthetic(n: int, seed: int = 7):  # noqa: ANN201 - iterator of Dataset
-    """``n`` datasets spread over four facilities, realistic titles, techniques and parameters."""
+def synthetic(n: int, seed: int = 7, interleaved: bool = False):  # noqa: ANN201 - iterator of Dataset
+    """``n`` datasets spread over four facilities, realistic titles, techniques and parameters, in the order
+    a harvest writes them (one facility's endpoint after another), or with the facilities interleaved."""
     rng = random.Random(seed)
     instruments = [(f, inst, panet().resolve(name)[0], name) for f, (_, _, rows) in FACILITIES.items()
                    for inst, _pid, name, _k in rows]
     start = datetime(2012, 1, 1, tzinfo=timezone.utc)
-    for i in range(n):
+    order = range(n) if interleaved else (i for facility in FACILITIES for i in range(n)
+                                          if instruments[i % len(instruments)][0] == facility)
+    for i in order:
         facility, instrument, iri, technique = instruments[i % len(instruments)]
         sample, text, keywords = SAMPLES[rng.randrange(len(SAMPLES))]
         yield Dataset(
@@ -145,7 +148,7 @@ def clause_costs(embedded: TantivyIndex, request) -> None:  # noqa: ANN001
           f"{alone[2]:.2f}")
 
 
-def bench_index(data_dir: Path, n: int) -> None:
+def bench_index(data_dir: Path, n: int, interleaved: bool) -> None:
     broker = build_broker(Settings(data_dir=data_dir, log_level="WARNING"))
     for facility in FACILITIES:
         broker.registry.create(ACTOR, KINDS.facility, {"id": facility, "name": facility, "country": "FR"})
@@ -158,7 +161,7 @@ def bench_index(data_dir: Path, n: int) -> None:
     mapping_rate = len(raw) / (time.perf_counter() - started)
 
     indexing, batch = 0.0, []
-    for dataset in synthetic(n):
+    for dataset in synthetic(n, interleaved=interleaved):
         batch.append(dataset)
         if len(batch) == 20_000:
             started = time.perf_counter()
@@ -169,7 +172,9 @@ def bench_index(data_dir: Path, n: int) -> None:
     broker.index.upsert(batch)
     broker.index.commit()
     indexing += time.perf_counter() - started
-    print(f"harvest import, {n:,} synthetic datasets into the embedded index: {n / indexing:,.0f} datasets/s "
+    print(f"harvest import, {n:,} synthetic datasets into the embedded index "
+          f"({'facilities interleaved' if interleaved else 'one facility after another, as harvests write'}): "
+          f"{n / indexing:,.0f} datasets/s "
           f"({indexing:.1f} s incl. commit); mapping PaNOSC records to datasets: {mapping_rate:,.0f} records/s")
     started = time.perf_counter()  # queries are measured in the steady state, not during the merges
     broker.index.close()  # waits for the background merges the import started
@@ -270,13 +275,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", type=int, default=1_000_000)
     parser.add_argument("--live-repeat", type=int, default=40)
+    parser.add_argument("--interleaved", action="store_true",
+                        help="write the facilities' datasets interleaved (the worst layout for facility filters)")
     args = parser.parse_args()
     args.live_repeat = max(args.live_repeat, 10)  # the dead facility's figures need searches after its circuit opens
     print(f"machine: {os.cpu_count()} cores; Python {sys.version.split()[0]}\n")
     reference(args.datasets)
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = Path(tmp) / "index-bench"
-        bench_index(data_dir, args.datasets)
+        bench_index(data_dir, args.datasets, args.interleaved)
         bench_http(data_dir)
         bench_live(Path(tmp), args.live_repeat)
 
