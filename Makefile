@@ -10,8 +10,13 @@ OIDC   := demo/oidc/node_modules/.installed
 # Debian's Chromium for the portal's browser tests (driven by Playwright for Python from the venv)
 CHROMIUM := /usr/bin/chromium
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# the real PaNOSC reference Search API (LoopBack 3), copied from the shared peers folder and installed once per
+# package-lock.json; the tests point its memory connector at their own data file through DB_FILE
+PANOSC_PEER ?= ../shared/peers/panosc-search-api
+PANOSC_DIR  := var/peers/panosc-search-api
+PANOSC      := $(PANOSC_DIR)/.installed-$(shell cat $(PANOSC_PEER)/package-lock.json 2>/dev/null | cksum | cut -d' ' -f1)
 
-.PHONY: demo test install bench constraints clean
+.PHONY: demo test install bench constraints clean panosc-reference
 
 install: $(STAMP)
 
@@ -26,6 +31,19 @@ $(OIDC): demo/oidc/package.json demo/oidc/package-lock.json
 	cd demo/oidc && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
+panosc-reference: $(PANOSC)
+
+$(PANOSC):
+	@if [ ! -f $(PANOSC_PEER)/package-lock.json ]; then \
+		echo "PaNOSC reference Search API not found at $(PANOSC_PEER): its tests will SKIP"; \
+	else \
+		rm -rf $(PANOSC_DIR) && mkdir -p $(dir $(PANOSC_DIR)) && cp -R $(PANOSC_PEER) $(PANOSC_DIR) && \
+		(cd $(PANOSC_DIR) && npm ci --no-audit --no-fund --loglevel=error) && \
+		echo "module.exports = {db: {name: 'db', connector: 'memory', file: process.env.DB_FILE, maxDepthOfQuery: 14}};" \
+			> $(PANOSC_DIR)/server/datasources.local.js && \
+		touch $@; \
+	fi
+
 demo: $(STAMP) $(OIDC)
 	$(BIN)/panbroker demo --port $(PORT)
 
@@ -33,10 +51,10 @@ $(CHROMIUM):
 	$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq \
 		chromium fonts-dejavu-core || echo "chromium could not be installed: the browser tests will SKIP"
 
-test: $(STAMP) $(OIDC) $(CHROMIUM)
+test: $(STAMP) $(OIDC) $(CHROMIUM) $(PANOSC)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-bench: $(STAMP) $(OIDC)
+bench: $(STAMP) $(OIDC) $(PANOSC)
 	$(BIN)/python bench/registry.py
 	$(BIN)/python bench/search.py
 	$(BIN)/python bench/launch.py

@@ -88,7 +88,8 @@ class HarvestService:
                 stamps["gathered_at"] = utcnow()
                 fetched = self._fetch(connector, page, errors)
                 stamps["fetched_at"] = utcnow()
-                datasets = self._import(connector, fetched, facility, endpoint_id, errors)
+                datasets = self._unclaimed(self._import(connector, fetched, facility, endpoint_id, errors),
+                                           endpoint_id, errors)
                 seen.update(d.pid for d in datasets)
                 counts["imported"] += self.index.upsert(datasets)
         except UpstreamError as exc:
@@ -144,6 +145,28 @@ class HarvestService:
             except UpstreamError as exc:
                 errors.append((_item_id(item), HarvestStage.IMPORT.value, exc.detail))
         return datasets
+
+    def _unclaimed(self, datasets: list[Dataset], endpoint_id: str, errors: list) -> list[Dataset]:
+        """``datasets`` less those whose pid the index holds from another endpoint: a pid two facilities
+        both use is a harvest error of the later one, never a record that moves between them silently."""
+        held = self.index.held_elsewhere([d.pid for d in datasets], endpoint_id)
+        for pid, other in held.items():
+            errors.append((pid, HarvestStage.IMPORT.value,
+                           f"pid already harvested from search endpoint {other!r}; not imported (a pid must name "
+                           "one dataset: ask the facilities which one it is)"))
+        return [d for d in datasets if d.pid not in held] if held else datasets
+
+    def purge_orphans(self) -> set[str]:
+        """Remove from the index the datasets of search endpoints that no longer exist; returns their ids."""
+        with self.store.session() as session:
+            registered = set(session.scalars(select(SearchEndpoint.id)))
+        orphans = self.index.sources() - registered
+        for source in orphans:
+            self.index.delete_source(source)
+        if orphans:
+            self.index.commit()
+            log.info("removed the datasets of deleted search endpoints %s from the index", ", ".join(sorted(orphans)))
+        return orphans
 
     # -- status --------------------------------------------------------------------------------
     def jobs(self, endpoint_id: str | None = None, limit: int = 50) -> list[dict[str, Any]]:

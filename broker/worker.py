@@ -34,8 +34,14 @@ def make_scheduler(broker, *, background: bool) -> BaseScheduler:  # noqa: ANN00
 
 
 def sync_harvest_schedules(scheduler: BaseScheduler, broker) -> None:  # noqa: ANN001
-    """One cron job per search endpoint with a harvest schedule; follows registry changes."""
+    """One cron job per search endpoint with a harvest schedule; follows registry changes (and removes the
+    datasets of deleted endpoints from the index, which only the worker writes)."""
     from broker.registry_kinds import KINDS
+
+    try:
+        broker.harvest.purge_orphans()
+    except Exception:  # the index may be busy or down; the next round tries again  # noqa: BLE001
+        log.exception("removing the datasets of deleted search endpoints failed")
 
     wanted = {}
     for endpoint in broker.registry.list(KINDS.search_endpoint, limit=500).items:

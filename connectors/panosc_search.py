@@ -1,22 +1,36 @@
 """PaNOSC Search API (LoopBack; REST root ``/api``): health, live queries, harvesting, and the mapping
-of its records into the broker's ``Dataset``."""
+of its records into the broker's ``Dataset``.
+
+Implementations differ in their Dataset relations: the reference (panosc-eu/search-api) has techniques,
+instrument, parameters, files and samples but no documents (documents reach datasets through
+``Documents?include=datasets``); the SciCat adapter and the federated service have ``document``; the
+data model's drawing says ``documents``. An unknown relation is an error there, so the connector learns
+each endpoint's relations from that error and asks only for those.
+"""
 from __future__ import annotations
 
 import json
+import threading
+import time
 from datetime import datetime
 from typing import Any, Iterator
 from urllib.parse import quote
 
+import requests
 from marshmallow import ValidationError, fields
 
-from connectors.base import ConfigSchema, JsonProbe, SearchConnector, TolerantSchema, url_field
-from connectors.errors import UpstreamBadResponse
-from connectors.http import HttpClient, json_body
-from broker.search.model import Dataset, DocumentRef, Parameter, TechniqueRef
+from broker.search.model import Dataset, DocumentRef, FileRef, Parameter, SampleRef, TechniqueRef
 from broker.search.techniques import panet
-from broker.search.units import si_for
+from broker.search.units import UnknownUnit, to_si
+from connectors.base import ConfigSchema, ProbeResult, SearchConnector, TolerantSchema, url_field
+from connectors.errors import AddressBlocked, UpstreamBadResponse, UpstreamError
+from connectors.http import HttpClient, json_body
+from registry.models import HealthStatus
 
-RELATIONS = ("documents", "techniques", "instrument", "parameters", "files")
+#: every Dataset relation some implementation has, in the order they are asked for
+RELATIONS = ("techniques", "instrument", "parameters", "files", "samples", "documents", "document")
+DOCUMENT_RELATIONS = ("documents", "document")
+RELATIONS_TTL_SECONDS = 3600.0  # an endpoint's relations are learnt again after this long
 
 
 class PanoscSearchConfig(ConfigSchema):
@@ -31,6 +45,11 @@ class _Document(TolerantSchema):
     doi = fields.String(allow_none=True)
     summary = fields.String(allow_none=True)
     keywords = fields.List(fields.String(), allow_none=True)
+    isPublic = fields.Boolean(allow_none=True)
+    startDate = fields.String(allow_none=True)
+    endDate = fields.String(allow_none=True)
+    releaseDate = fields.String(allow_none=True)
+    license = fields.String(allow_none=True)
 
 
 class _Technique(TolerantSchema):
@@ -40,6 +59,7 @@ class _Technique(TolerantSchema):
 
 
 class _Parameter(TolerantSchema):
+    id = fields.Raw(allow_none=True)
     name = fields.String(required=True)
     value = fields.Raw(allow_none=True)
     unit = fields.String(allow_none=True)
@@ -51,18 +71,33 @@ class _Instrument(TolerantSchema):
     facility = fields.String(allow_none=True)
 
 
+class _File(TolerantSchema):
+    id = fields.Raw(allow_none=True)
+    name = fields.String(required=True)
+    path = fields.String(allow_none=True)
+    size = fields.Integer(allow_none=True)
+
+
+class _Sample(TolerantSchema):
+    pid = fields.String(required=True)
+    name = fields.String(required=True)
+    description = fields.String(allow_none=True)
+
+
 class _Dataset(TolerantSchema):
     pid = fields.String(required=True)
     title = fields.String(required=True)
     isPublic = fields.Boolean(load_default=True)
     creationDate = fields.String(allow_none=True)
     size = fields.Integer(allow_none=True)
+    instrumentId = fields.String(allow_none=True)
     documents = fields.List(fields.Nested(_Document), allow_none=True)
     document = fields.Nested(_Document, allow_none=True)  # the federated service and SciCat's adapter
     techniques = fields.List(fields.Nested(_Technique), allow_none=True)
     instrument = fields.Nested(_Instrument, allow_none=True)
     parameters = fields.List(fields.Nested(_Parameter), allow_none=True)
-    files = fields.List(fields.Dict(), allow_none=True)
+    files = fields.List(fields.Nested(_File), allow_none=True)
+    samples = fields.List(fields.Nested(_Sample), allow_none=True)
 
 
 def _date(text: str | None) -> datetime | None:
@@ -75,25 +110,38 @@ def _date(text: str | None) -> datetime | None:
 
 
 def technique_ref(name: str, pid: str | None = None, panet_id: str | None = None) -> TechniqueRef:
-    for candidate in (panet_id, pid):
-        if candidate and panet().resolve(candidate):
-            return TechniqueRef(name, panet().resolve(candidate)[0])
-    resolved = panet().resolve(name)
-    return TechniqueRef(name, resolved[0] if resolved else None)
+    for candidate in (panet_id, pid, name):
+        resolved = panet().resolve(candidate) if candidate else []
+        if resolved:
+            return TechniqueRef(name, resolved[0], pid)
+    return TechniqueRef(name, None, pid)
 
 
-def parameter(name: str, value: Any, unit: str | None) -> Parameter:
+def parameter(name: str, value: Any, unit: str | None, id: Any = None) -> Parameter:  # noqa: A002 - the model's
     numeric = value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
     if numeric is None and isinstance(value, str):
         try:
             numeric = float(value)
         except ValueError:
             numeric = None
-    si = si_for(name, numeric, unit) if numeric is not None else None
-    return Parameter(name, numeric if numeric is not None else value, unit, si)
+    si = dimension = None
+    if numeric is not None and numeric == numeric and abs(numeric) != float("inf"):
+        try:
+            quantity = to_si(numeric, unit)
+            si, dimension = quantity.value, quantity.dimension
+        except UnknownUnit:
+            pass
+    return Parameter(name, numeric if numeric is not None else value, unit or None, si, dimension,
+                     None if id is None else str(id))
 
 
 _DATASET = _Dataset()  # building a schema costs more than loading a record with it
+
+
+def _document_ref(d: dict[str, Any]) -> DocumentRef:
+    return DocumentRef(d["pid"], d.get("title"), d.get("type"), d.get("doi"), d.get("summary"),
+                       tuple(d.get("keywords") or ()), d.get("isPublic"), d.get("startDate"), d.get("endDate"),
+                       d.get("releaseDate"), d.get("license"))
 
 
 def to_dataset(record: Any, facility: str, source: str | None) -> Dataset:
@@ -106,68 +154,171 @@ def to_dataset(record: Any, facility: str, source: str | None) -> Dataset:
         raise UpstreamBadResponse(f"unusable dataset record: {json.dumps(exc.messages)[:200]}") from exc
     documents = list(data.get("documents") or []) + ([data["document"]] if data.get("document") else [])
     instrument = data.get("instrument")
+    files = data.get("files")
     return Dataset(
         pid=data["pid"], facility=facility, title=data["title"], is_public=data["isPublic"],
         creation_date=_date(data.get("creationDate")), size=data.get("size"),
         doi=data["pid"] if data["pid"].startswith("10.") else None,
         instrument=instrument["name"] if instrument else None,
+        instrument_pid=instrument.get("pid") if instrument else data.get("instrumentId"),
+        instrument_facility=instrument.get("facility") if instrument else None,
         techniques=tuple(technique_ref(t["name"], t.get("pid"), t.get("panetId")) for t in data.get("techniques") or []),
-        parameters=tuple(parameter(p["name"], p.get("value"), p.get("unit")) for p in data.get("parameters") or []),
-        documents=tuple(DocumentRef(d["pid"], d.get("title"), d.get("type"), d.get("doi"), d.get("summary"),
-                                    tuple(d.get("keywords") or ())) for d in documents),
-        file_count=len(data["files"]) if data.get("files") is not None else None,
+        parameters=tuple(parameter(p["name"], p.get("value"), p.get("unit"), p.get("id"))
+                         for p in data.get("parameters") or []),
+        documents=tuple(_document_ref(d) for d in documents),
+        samples=tuple(SampleRef(s["pid"], s["name"], s.get("description")) for s in data.get("samples") or []),
+        files=tuple(FileRef(f["name"], f.get("path"), f.get("size"), None if f.get("id") is None else str(f["id"]))
+                    for f in files or []),
+        file_count=len(files) if files is not None else None,
         source=source)
 
 
-class PanoscSearchConnector(JsonProbe, SearchConnector):
+class PanoscSearchConnector(SearchConnector):
     kind = "panosc-search-api"
     config_schema = PanoscSearchConfig
-    health_path = "/api/Datasets/count"
-    expected_key = "count"
-    include = [{"relation": r} for r in RELATIONS]
+    health_path = "/api/Datasets"
     to_dataset = staticmethod(to_dataset)
 
+    def __init__(self) -> None:
+        self._relations: dict[str, tuple[float, tuple[str, ...]]] = {}
+        self._lock = threading.Lock()
+
+    # -- what an endpoint has ------------------------------------------------------------------
+    def relations(self, client: HttpClient, base_url: str, timeout: float) -> tuple[str, ...]:
+        """The Dataset relations this endpoint has, learnt (for an hour) from its own answers: the reference
+        answers an unknown relation with a bare HTTP 500, so each is tried alone when all at once fail."""
+        key = base_url.rstrip("/")
+        known = self._relations.get(key)
+        if known and time.monotonic() - known[0] < RELATIONS_TTL_SECONDS:
+            return known[1]
+        if self._answers(client, key, RELATIONS, timeout):
+            found = RELATIONS
+        else:  # a failing endpoint fails without relations too: that is its error, not a relation's
+            _checked(self._get(client, f"{key}/api/Datasets", {"filter": json.dumps({"limit": 1})}, timeout))
+            found = tuple(r for r in RELATIONS if self._answers(client, key, (r,), timeout))
+        if "documents" in found:  # an implementation with both names has them as one relation
+            found = tuple(r for r in found if r != "document")
+        with self._lock:
+            self._relations[key] = (time.monotonic(), found)
+        return found
+
+    def _answers(self, client: HttpClient, base_url: str, relations: tuple[str, ...], timeout: float) -> bool:
+        flt = {"limit": 1, "include": [{"relation": r} for r in relations]}
+        response = self._get(client, f"{base_url}/api/Datasets", {"filter": json.dumps(flt)}, timeout)
+        if response.status_code < 400:
+            _checked(response)  # an answer that is not JSON is the endpoint's fault, not the relation's
+            return True
+        return False
+
+    def include(self, client: HttpClient, base_url: str, timeout: float,
+                wanted: tuple[str, ...] = RELATIONS) -> list[dict[str, Any]]:
+        return [{"relation": r} for r in self.relations(client, base_url, timeout) if r in wanted]
+
+    def probe(self, client: HttpClient, base_url: str | None, config: dict[str, Any], timeout: float) -> ProbeResult:
+        """Up only when what harvest and live search call answers: a find with every relation, and count."""
+        if config.get("health_url") or not base_url:
+            return super().probe(client, base_url, config, timeout)
+        started = time.monotonic()
+        try:
+            client.policy.check_url(base_url)
+            self._relations.pop(base_url.rstrip("/"), None)
+            include = self.include(client, base_url, timeout)
+            self.find(client, base_url, {"limit": 1, "include": include}, timeout)
+            self.count(client, base_url, {}, timeout)
+        except AddressBlocked as exc:
+            return ProbeResult(HealthStatus.BLOCKED, error=exc.detail)
+        except UpstreamError as exc:
+            return ProbeResult(HealthStatus.DOWN, round((time.monotonic() - started) * 1000, 1), exc.detail)
+        return ProbeResult(HealthStatus.UP, round((time.monotonic() - started) * 1000, 1))
+
+    # -- calls ---------------------------------------------------------------------------------
+    @staticmethod
+    def _get(client: HttpClient, url: str, params: dict[str, str], timeout: float) -> requests.Response:
+        return client.get(url, params=params, timeout=timeout, headers={"Accept": "application/json"})
+
     def find(self, client: HttpClient, base_url: str, flt: dict[str, Any], timeout: float) -> list[dict[str, Any]]:
-        """Raw Dataset records for a LoopBack filter."""
-        response = client.get(f"{base_url.rstrip('/')}/api/Datasets", params={"filter": json.dumps(flt)},
-                              timeout=timeout, headers={"Accept": "application/json"})
+        """Raw Dataset records for a LoopBack filter. When the filter's relations fail (learnt while the
+        endpoint had no datasets, which LoopBack does not check relations on), they are learnt again and
+        the call is made once more with those."""
+        url = f"{base_url.rstrip('/')}/api/Datasets"
+        response = self._get(client, url, {"filter": json.dumps(flt)}, timeout)
+        if response.status_code >= 500 and flt.get("include"):
+            asked = tuple(i["relation"] for i in flt["include"] if isinstance(i, dict) and "relation" in i)
+            self._relations.pop(base_url.rstrip("/"), None)
+            have = self.relations(client, base_url, timeout)
+            if set(asked) - set(have):
+                flt = {**flt, "include": [i for i in flt["include"] if i.get("relation") in have]}
+                response = self._get(client, url, {"filter": json.dumps(flt)}, timeout)
         body = _checked(response)
         if not isinstance(body, list):
             raise UpstreamBadResponse(f"{base_url}: Datasets answered {type(body).__name__}, not a list")
         return body
 
     def count(self, client: HttpClient, base_url: str, where: dict[str, Any], timeout: float) -> int:
-        response = client.get(f"{base_url.rstrip('/')}/api/Datasets/count", params={"where": json.dumps(where)},
-                              timeout=timeout, headers={"Accept": "application/json"})
-        body = _checked(response)
-        if not isinstance(body, dict) or not isinstance(body.get("count"), int):
+        body = _checked(self._get(client, f"{base_url.rstrip('/')}/api/Datasets/count", {"where": json.dumps(where)},
+                                  timeout))
+        if not isinstance(body, dict) or not isinstance(body.get("count"), int) or body["count"] < 0:
             raise UpstreamBadResponse(f"{base_url}: count answered without an integer count")
         return body["count"]
 
+    def documents_of(self, client: HttpClient, base_url: str, pids: list[str],
+                     timeout: float) -> dict[str, list[dict[str, Any]]]:
+        """The documents of these datasets, by dataset pid, through ``Documents?include=datasets`` (for
+        endpoints whose Dataset model has no document relation)."""
+        if not pids:
+            return {}
+        flt = {"include": [{"relation": "datasets", "scope": {"where": {"pid": {"inq": pids}}}}]}
+        body = _checked(self._get(client, f"{base_url.rstrip('/')}/api/Documents", {"filter": json.dumps(flt)},
+                                  timeout))
+        if not isinstance(body, list):
+            raise UpstreamBadResponse(f"{base_url}: Documents answered {type(body).__name__}, not a list")
+        wanted, found = set(pids), {}
+        for document in body:
+            if not isinstance(document, dict):
+                continue
+            members = [d.get("pid") for d in document.get("datasets") or [] if isinstance(d, dict)]
+            plain = {k: v for k, v in document.items() if k != "datasets"}
+            for pid in members:
+                if pid in wanted:
+                    found.setdefault(pid, []).append(plain)
+        return found
+
+    def with_documents(self, client: HttpClient, base_url: str, records: list[Any],
+                       timeout: float) -> list[Any]:
+        """``records`` with their documents attached, where the endpoint's Dataset model lacks them."""
+        if set(DOCUMENT_RELATIONS) & set(self.relations(client, base_url, timeout)):
+            return records
+        pids = [r["pid"] for r in records if isinstance(r, dict) and isinstance(r.get("pid"), str)]
+        documents = self.documents_of(client, base_url, pids, timeout)
+        return [{**r, "documents": documents.get(r.get("pid"), [])} if isinstance(r, dict) else r for r in records]
+
     def get(self, client: HttpClient, base_url: str, pid: str, timeout: float) -> dict[str, Any] | None:
-        response = client.get(f"{base_url.rstrip('/')}/api/Datasets/{quote(pid, safe='')}",
-                              params={"filter": json.dumps({"include": self.include})}, timeout=timeout)
+        response = self._get(client, f"{base_url.rstrip('/')}/api/Datasets/{quote(pid, safe='')}",
+                             {"filter": json.dumps({"include": self.include(client, base_url, timeout)})}, timeout)
         if response.status_code == 404:
             return None
-        return _checked(response)
+        record = _checked(response)
+        return self.with_documents(client, base_url, [record], timeout)[0]
 
     def harvest(self, client: HttpClient, base_url: str, config: dict[str, Any],
                 timeout: float) -> Iterator[list[dict[str, Any]]]:
-        """Every dataset, a page at a time, in a stable order."""
+        """Every dataset with every relation the endpoint has, a page at a time, in a stable order."""
         size = config.get("page_size", 200)
+        include = self.include(client, base_url, timeout)
         skip = 0
         while True:
-            page = self.find(client, base_url, {"limit": size, "skip": skip, "order": "pid ASC",
-                                                "include": self.include}, timeout)
-            yield page
+            page = self.find(client, base_url, {"limit": size, "skip": skip, "order": "pid ASC", "include": include},
+                             timeout)
+            yield self.with_documents(client, base_url, page, timeout)
             if len(page) < size:
                 return
             skip += size
 
 
-def _checked(response) -> Any:  # noqa: ANN001 - requests.Response
+def _checked(response: requests.Response) -> Any:
     body = json_body(response)
     if response.status_code >= 400:
-        message = body.get("error", {}).get("message") if isinstance(body, dict) else None
-        raise UpstreamBadResponse(f"HTTP {response.status_code}" + (f": {message}" if message else ""))
+        error = body.get("error") if isinstance(body, dict) else None
+        message = error.get("message") if isinstance(error, dict) else None
+        raise UpstreamBadResponse(f"HTTP {response.status_code}" + (f": {str(message)[:300]}" if message else ""))
     return body

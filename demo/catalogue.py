@@ -93,6 +93,10 @@ def _parameters(rng: random.Random, kinds: tuple[str, ...]) -> list[dict[str, An
     return out
 
 
+def _iso(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
 def generate(facility: str, count: int, seed: int = 2026) -> list[dict[str, Any]]:
     """``count`` dataset records of ``facility`` (a key of FACILITIES), newest last."""
     prefix, proposal_pattern, instruments = FACILITIES[facility]
@@ -107,10 +111,13 @@ def generate(facility: str, count: int, seed: int = 2026) -> list[dict[str, Any]
                                              c=rng.choice(["MX", "SC", "HC", "LS", "CH", "EV"]), y=year,
                                              ).replace("{", "").replace("}", "")
             sample, sample_text, keywords = rng.choice(SAMPLES)
+            begins = datetime(year, rng.randint(1, 12), rng.randint(1, 28), tzinfo=timezone.utc)
             proposals.append({"pid": f"{prefix}.{number}".replace("/", "-"), "type": "proposal",
                               "title": f"{rng.choice(STUDIES).capitalize()} {sample}", "doi": f"{prefix}.{number}",
                               "summary": f"Proposal {number}: {sample_text}.", "keywords": keywords,
-                              "_sample": sample, "_year": year})
+                              "isPublic": True, "startDate": _iso(begins), "endDate": _iso(begins + timedelta(days=3)),
+                              "releaseDate": _iso(begins + timedelta(days=3 * 365)), "license": "CC-BY-4.0",
+                              "_sample": sample, "_sample_text": sample_text, "_year": year})
         proposal = proposals[-1]
         instrument, panet_id, technique, kinds = rng.choice(instruments)
         created = max(start, datetime(proposal["_year"], 1, 1, tzinfo=timezone.utc)) + timedelta(
@@ -128,7 +135,10 @@ def generate(facility: str, count: int, seed: int = 2026) -> list[dict[str, Any]
             "instrument": {"pid": f"{facility}/{instrument}", "name": instrument,
                            "facility": facility.removeprefix("sim-").upper()},
             "parameters": _parameters(rng, kinds),
-            "files": [{"name": f"run_{n:05d}_{i}.nxs", "size": rng.randint(10**6, 10**9)} for i in range(rng.randint(1, 4))],
+            "files": [{"name": f"run_{n:05d}_{i}.nxs", "path": f"/data/{proposal['pid']}/raw",
+                       "size": rng.randint(10**6, 10**9)} for i in range(rng.randint(1, 4))],
+            "samples": [{"pid": f"{facility}/sample/{proposal['pid']}", "name": proposal["_sample"],
+                         "description": proposal["_sample_text"]}],
         })
     records.sort(key=lambda r: r["creationDate"])
     return records

@@ -165,7 +165,9 @@ class SimulatedElasticsearch:
 
 
 def _values(doc: dict[str, Any], field: str) -> list[Any]:
-    value = doc.get(field)
+    value: Any = doc
+    for part in field.split("."):  # Elasticsearch reads a dotted field name as a path into objects
+        value = value.get(part) if isinstance(value, dict) else None
     return value if isinstance(value, list) else ([] if value is None else [value])
 
 

@@ -146,12 +146,14 @@ def test_filters_travel_as_loopback_filters(broker):  # noqa: ANN001
         assert 290 <= temperature.si_value <= 300
 
 
-def test_merge_interleaves_facility_ranks_when_there_is_a_query():
+def test_merge_ranks_by_word_score_then_interleaves_facility_ranks():
     from broker.search.live import merge
     from broker.search.model import Dataset
 
-    a = [Dataset(pid=f"a{i}", facility="a", title="t") for i in range(3)]
-    b = [Dataset(pid=f"b{i}", facility="b", title="t") for i in range(2)]
-    merged, duplicates = merge([a, b], Sort.RELEVANCE, has_query=True)
+    a = [(0.5, Dataset(pid=f"a{i}", facility="a", title="t")) for i in range(3)]
+    b = [(0.5, Dataset(pid=f"b{i}", facility="b", title="t")) for i in range(2)]
+    merged, duplicates = merge([a, b], Sort.RELEVANCE, ranked=True)
     assert [d.pid for d in merged] == ["a0", "b0", "a1", "b1", "a2"] and duplicates == 0
+    b[1] = (1.0, b[1][1])  # a better word match comes first, wherever its facility ranked it
+    assert [d.pid for d in merge([a, b], Sort.RELEVANCE, ranked=True)[0]][0] == "b1"
     assert SearchRequest().limit == 20

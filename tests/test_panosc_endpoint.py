@@ -72,7 +72,7 @@ def test_the_filter_language_filters_by_technique_parameter_and_text(sqlite_clie
     ('{"where": {"title": {"regexp": "x"}}}', "unknown operator"),
     ('{"limit": 100000}', "limit"),
     ('{"skip": 9990, "limit": 100}', "exceed"),
-    ('{"include": [{"relation": "parameters", "scope": {"where": {"name": "sample_colour"}}}]}', "not searchable"),
+    ('{"include": [{"relation": "parameters", "scope": {"where": {"name": "sample_colour"}}}]}', "value condition"),
     ('{"include": [{"relation": "spaceships"}]}', "unknown relation"),
     ('{"color": 1}', "unknown filter key"),
 ])

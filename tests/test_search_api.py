@@ -86,7 +86,8 @@ def test_live_mode_through_the_api(sqlite_client, federation):  # noqa: ANN001
 
 @pytest.mark.parametrize("query, field", [
     ("size=1000", "size"), ("page=0", "page"), ("page=9999&size=100", "page"), ("technique=levitation", "technique"),
-    ("parameter=sample_temperature:hot", "parameter"), ("parameter=colour:1..2:K", "parameter"),
+    ("parameter=sample_temperature:hot", "parameter"), ("parameter=colour:1..2:blorps", "parameter"),
+    ("parameter=sample_temperature:300..10:K", "parameter"),
     ("parameter=sample_temperature:1..2:eV", "parameter"), ("sort=random", "sort"), ("mode=psychic", "mode"),
     ("q=" + "x" * 600, "q"), ("year_from=abc", "year_from"), ("facet=colour", "facet"),
 ])

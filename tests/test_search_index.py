@@ -16,6 +16,8 @@ from broker.search.tantivy_index import TantivyIndex
 from demo import federation as sim
 from demo.es_simulator import SimulatedElasticsearch
 from broker.search.techniques import panet
+from broker.search.service import parameter_range
+from broker.search.units import canonical_name
 from connectors.panosc_search import parameter
 
 ES_URL = os.environ.get("PANBROKER_ELASTICSEARCH_URL")
@@ -46,7 +48,8 @@ CORPUS = [
             parameters=(parameter("sample_pressure", 10, "bar"),),
             documents=(DocumentRef("ESRF-CH-1", "Operando batteries", "proposal", keywords=("battery",)),)),
     dataset("ess/1", "Silver behenate calibration", facility="ess", instrument="LoKI", year=2024,
-            techniques=(technique("small angle neutron scattering"),)),
+            techniques=(technique("small angle neutron scattering"),),
+            parameters=(parameter("magnetic_field_strength", 500, "mT"), parameter("sample_state", "solid", None))),
 ]
 
 
@@ -113,12 +116,27 @@ def test_a_technique_matches_its_descendants_and_the_facet_is_labelled(index):  
 
 def test_parameter_ranges_compare_in_si_units(index):  # noqa: ANN001
     # 20 °C = 293.15 K falls in 290..300 K with the 295 K dataset; 1.5 K does not
-    warm = index.search(SearchRequest(parameters=(("sample_temperature", Range(290, 300)),)))
+    warm = index.search(SearchRequest(parameters=(("sample_temperature", parameter_range(290, 300, "K")),)))
     assert set(pids(warm)) == {"ill/1", "esrf/1"}
-    energy = index.search(SearchRequest(parameters=(("incident_photon_energy", Range(12000 * 1.602176634e-19, None)),)))
+    # the same range asked in °C, and energies stored in keV asked in eV
+    celsius = index.search(SearchRequest(parameters=(("sample_temperature", parameter_range(16.85, 26.85, "°C")),)))
+    assert set(pids(celsius)) == {"ill/1", "esrf/1"}
+    energy = index.search(SearchRequest(parameters=(("incident_photon_energy", parameter_range(12000, None, "eV")),)))
     assert pids(energy) == ["esrf/1"]
-    wavelength = index.search(SearchRequest(parameters=(("incident_wavelength", Range(0.5e-9, 0.7e-9)),)))
+    wavelength = index.search(SearchRequest(parameters=(("incident_wavelength", parameter_range(0.5, 0.7, "nm")),)))
     assert pids(wavelength) == ["ill/1"]
+    # a length range never matches a temperature stored under the same name
+    assert pids(index.search(SearchRequest(parameters=(("sample_temperature", parameter_range(0, 1e9, "m")),)))) == []
+
+
+def test_any_parameter_name_is_searchable_in_any_unit_and_by_text_value(index):  # noqa: ANN001
+    # not one of the common quantities: a magnetic field stored in mT, asked in gauss (1 G = 0.1 mT)
+    field = index.search(SearchRequest(parameters=(("magnetic_field_strength", parameter_range(4000, 6000, "G")),)))
+    assert pids(field) == ["ess/1"]
+    # "temperature" is the reference's name for what the portal calls sample_temperature
+    assert canonical_name("temperature") == "sample_temperature"
+    solid = index.search(SearchRequest(parameter_values=(("sample_state", "Solid"),)))
+    assert pids(solid) == ["ess/1"]
 
 
 def test_filters_combine_with_text(index):  # noqa: ANN001
@@ -194,12 +212,12 @@ def test_the_elasticsearch_query_is_text_that_scores_and_filters_that_do_not():
     from broker.search.model import Range
 
     request = SearchRequest(q="lysozyme", facilities=("ill",), is_public=True,
-                            parameters=(("sample_temperature", Range(290, None)),))
+                            parameters=(("sample_temperature", Range(290, None, "K")),))
     query = to_query(request)["bool"]
     assert query["must"][0]["multi_match"]["fields"][0] == "title^3"
     assert {"terms": {"facility": ["ill"]}} in query["filter"]
     assert {"term": {"access": "public"}} in query["filter"]
-    assert {"range": {"p_sample_temperature": {"gte": 290}}} in query["filter"]
+    assert {"range": {"params.sample_temperature__K": {"gte": 290}}} in query["filter"]
     assert to_sort(request) == ["_score", {"pid": "asc"}]
     assert to_sort(SearchRequest()) == [{"date": {"order": "desc"}}, {"pid": "asc"}]
 

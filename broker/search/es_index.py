@@ -12,22 +12,32 @@ from typing import Any, Iterable
 from elasticsearch import Elasticsearch, NotFoundError, helpers
 
 from broker.search.index import FACETS, DatasetIndex, check_window, facet_buckets
-from broker.search.model import Dataset, SearchRequest, SearchResult, Sort, document_keys
+from broker.search.model import (
+    Dataset,
+    SearchRequest,
+    SearchResult,
+    Sort,
+    document_keys,
+    parameter_fields,
+    parameter_value_term,
+)
 from broker.search.techniques import panet
-from broker.search.units import INDEXED_PARAMETERS
+from broker.search.units import parameter_key
 from registry.models import as_utc
 
 TEXT_BOOSTS = {"title": 3, "keywords": 2, "techniques_text": 2, "instrument_text": 2, "summary": 1}
 
 MAPPINGS: dict[str, Any] = {
     "dynamic": "strict",
+    # parameters in SI under params.<name>__<dimension> (units.parameter_key): any parameter name is searchable
+    "dynamic_templates": [{"parameters": {"path_match": "params.*", "mapping": {"type": "double"}}}],
     "properties": {
         **{name: {"type": "keyword"} for name in ("pid", "ids", "facility", "source", "instrument", "technique",
-                                                  "access", "documents")},
+                                                  "access", "documents", "parameter_values")},
         **{name: {"type": "text", "analyzer": "english"} for name in TEXT_BOOSTS},
         "year": {"type": "integer"},
         "date": {"type": "date"},
-        **{f"p_{name}": {"type": "double"} for name in INDEXED_PARAMETERS},
+        "params": {"type": "object", "dynamic": True},
         "doc": {"type": "object", "enabled": False},  # the whole record, kept in _source, not indexed
     },
 }
@@ -41,7 +51,9 @@ def to_source(dataset: Dataset) -> dict[str, Any]:
         "access": "public" if dataset.is_public else "embargoed",
         "instrument": dataset.instrument, "instrument_text": dataset.instrument,
         "technique": [t.iri for t in dataset.techniques if t.iri],
-        "title": dataset.title, "summary": dataset.summary,
+        "title": dataset.title,
+        "summary": " ".join(filter(None, [dataset.summary, *(x for s in dataset.samples
+                                                             for x in (s.name, s.description))])) or None,
         "keywords": [*dataset.keywords, *(k for d in dataset.documents for k in d.keywords)],
         "techniques_text": [t.name for t in dataset.techniques],
         "doc": dataset.to_dict(),
@@ -50,9 +62,11 @@ def to_source(dataset: Dataset) -> dict[str, Any]:
         moment = as_utc(dataset.creation_date)
         source["date"] = moment.isoformat()
         source["year"] = moment.year
-    for parameter in dataset.parameters:
-        if parameter.si_value is not None and parameter.name in INDEXED_PARAMETERS:
-            source[f"p_{parameter.name}"] = parameter.si_value
+    numbers, texts = parameter_fields(dataset)
+    if numbers:
+        source["params"] = numbers
+    if texts:
+        source["parameter_values"] = texts
     return {k: v for k, v in source.items() if v is not None}
 
 
@@ -76,10 +90,14 @@ def to_query(request: SearchRequest) -> dict[str, Any]:
     if request.years:
         filters.append({"range": {"year": _bounds(request.years.low, request.years.high)}})
     for name, bounds in request.parameters:
-        filters.append({"range": {f"p_{name}": _bounds(bounds.low, bounds.high)}})
-    if not must and not filters:
+        key = parameter_key(name, bounds.dimension or "1")
+        filters.append({"range": {f"params.{key}": _bounds(bounds.low, bounds.high)}})
+    for name, value in request.parameter_values:
+        filters.append({"term": {"parameter_values": parameter_value_term(name, value)}})
+    excluded = [{"terms": {"source": list(request.exclude_sources)}}] if request.exclude_sources else []
+    if not must and not filters and not excluded:
         return {"match_all": {}}
-    return {"bool": {"must": must, "filter": filters}}
+    return {"bool": {"must": must, "filter": filters, **({"must_not": excluded} if excluded else {})}}
 
 
 def to_sort(request: SearchRequest) -> list[Any]:
@@ -158,6 +176,18 @@ class ElasticsearchIndex(DatasetIndex):
         return {hit["_source"]["pid"] for hit in helpers.scan(self.es, index=self.alias, size=1000,
                                                               query={"query": {"term": {"source": source}}},
                                                               _source=["pid"])}
+
+    def sources(self) -> set[str]:
+        body = self.es.search(index=self.alias, size=0, aggs={"s": {"terms": {"field": "source", "size": 100_000}}})
+        return {b["key"] for b in body.get("aggregations", {}).get("s", {}).get("buckets", [])}
+
+    def held_elsewhere(self, pids: list[str], source: str) -> dict[str, str]:
+        if not pids:
+            return {}
+        body = self.es.search(index=self.alias, size=len(pids), source=["pid", "source"],
+                              query={"bool": {"filter": [{"terms": {"pid": list(pids)}}],
+                                              "must_not": [{"term": {"source": source}}]}})
+        return {h["_source"]["pid"]: h["_source"].get("source", "") for h in body["hits"]["hits"]}
 
     def count(self) -> int:
         try:

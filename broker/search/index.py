@@ -84,5 +84,13 @@ class DatasetIndex(abc.ABC):
     def count(self) -> int:
         """Number of datasets."""
 
+    @abc.abstractmethod
+    def sources(self) -> set[str]:
+        """The search endpoints whose datasets the index holds."""
+
+    @abc.abstractmethod
+    def held_elsewhere(self, pids: list[str], source: str) -> dict[str, str]:
+        """Of ``pids``, those the index holds from another search endpoint than ``source``, with that endpoint."""
+
     def close(self) -> None:
         """Release writers and readers."""

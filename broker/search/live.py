@@ -1,19 +1,25 @@
-"""Live fan-out: one query to every selected facility's Search API at once, under one deadline.
+"""Live fan-out: every selected facility's Search API asked at once, under one deadline.
+
+Facilities are asked only for what they all apply the same way (access, dates, pids and the words as
+``query``); every record that comes back is checked against the whole request (``matching``), so a
+facility that ignores part of a filter never makes a non-match look like a match. A facility is paged
+until the answer has enough of its matches or it has none left; one that cannot be read to that point
+within the deadline is reported incomplete, and the answer partial.
 
 Paging is global: for page p of size s every facility is asked for its first p*s matches, and the
-merged list is cut at [offset, offset+s]. The merged ranking does not use facility scores (they are
-not comparable): by date when sorting by date, otherwise by each facility's own rank, interleaved
-(the item ranked r at one facility comes before every item ranked r+1 anywhere), which is stable
-from page to page. Duplicates (same pid or DOI) are merged.
+merged list is cut at [offset, offset+s]. By date when sorting by date (or without words), otherwise by
+the broker's own word score (facility scores are not comparable, and the reference's are all 0), then
+by each facility's own rank. Duplicates (same pid or DOI) are merged.
 """
 from __future__ import annotations
 
 import time
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any
 
+from broker.search.matching import matches_filters, needs_checking, text_score, year_bounds
 from broker.search.model import (
     Dataset,
     FacetBucket,
@@ -24,10 +30,14 @@ from broker.search.model import (
     SourceStatus,
 )
 from broker.search.techniques import panet
-from broker.search.units import INDEXED_PARAMETERS
 from connectors import connector_for
 from connectors.errors import CircuitOpen, UpstreamError, UpstreamTimeout
 from connectors.http import HttpClient
+
+MIN_PAGE = 100  # records asked per call while a facility's answer still needs checking
+MAX_PAGE = 1000  # LoopBack implementations' own ceiling
+#: relations a live answer shows and checks (files can be long and are left to the dataset's page)
+LIVE_RELATIONS = ("techniques", "instrument", "parameters", "samples", "documents", "document")
 
 
 @dataclass(frozen=True)
@@ -40,46 +50,30 @@ class LiveSource:
 
 @dataclass(frozen=True)
 class _Answer:
-    datasets: list[Dataset]
-    count: int | None
+    datasets: list[tuple[float, Dataset]]  # (word score, dataset) in the facility's order
+    complete: bool  # every match the window needs was read (or the facility has no more)
+    exhausted: bool  # the facility has no further records for this filter
+    note: str | None = None
 
 
-def to_filter(request: SearchRequest, window: int) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The LoopBack filter (for /Datasets) and where clause (for /count) asking for the first ``window``."""
-    where: dict[str, Any] = {}
+def to_filter(request: SearchRequest) -> dict[str, Any]:
+    """The LoopBack ``where`` every implementation applies alike: access, creation dates, pids."""
     conditions: list[dict[str, Any]] = []
     if request.is_public is not None:
         conditions.append({"isPublic": request.is_public})
     if request.years:
-        low = f"{int(request.years.low)}-01-01T00:00:00Z" if request.years.low is not None else "0001-01-01"
-        high = f"{int(request.years.high)}-12-31T23:59:59Z" if request.years.high is not None else "9999-12-31"
-        conditions.append({"creationDate": {"between": [low, high]}})
+        low, high = year_bounds(request.years.low, request.years.high)
+        if low and high:
+            conditions.append({"creationDate": {"between": [low, high]}})
+        elif low:
+            conditions.append({"creationDate": {"gte": low}})
+        elif high:
+            conditions.append({"creationDate": {"lte": high}})
     if request.pids:
         conditions.append({"pid": {"inq": list(request.pids)}})
-    if conditions:
-        where = conditions[0] if len(conditions) == 1 else {"and": conditions}
-    include: list[dict[str, Any]] = [{"relation": r} for r in ("documents", "instrument", "files")]
-    technique_scope = ({"where": {"pid": {"inq": panet().with_descendants(list(request.techniques))}}}
-                       if request.techniques else None)
-    include.append({"relation": "techniques", **({"scope": technique_scope} if technique_scope else {})})
-    if request.instruments:
-        include[1] = {"relation": "instrument", "scope": {"where": {"name": {"inq": list(request.instruments)}}}}
-    include.append({"relation": "parameters"})
-    for name, bounds in request.parameters:
-        value = ({"between": [bounds.low, bounds.high]} if bounds.low is not None and bounds.high is not None
-                 else {"gte": bounds.low} if bounds.low is not None else {"lte": bounds.high})
-        include.append({"relation": "parameters", "scope": {"where": {"and": [
-            {"name": name}, {"value": value}, {"unit": INDEXED_PARAMETERS[name]}]}}})
-    flt: dict[str, Any] = {"limit": window, "skip": 0, "include": include}
-    if where:
-        flt["where"] = where
-    if request.q.strip():
-        flt["query"] = request.q.strip()
-    if request.sort is Sort.OLDEST:
-        flt["order"] = "creationDate ASC"
-    elif request.sort is Sort.NEWEST or not request.q.strip():
-        flt["order"] = "creationDate DESC"
-    return flt, where
+    if not conditions:
+        return {}
+    return conditions[0] if len(conditions) == 1 else {"and": conditions}
 
 
 class LiveSearch:
@@ -91,50 +85,62 @@ class LiveSearch:
     def search(self, request: SearchRequest, sources: list[LiveSource]) -> SearchResult:
         started = time.monotonic()
         window = request.offset + request.limit
-        flt, where = to_filter(request, window)
-        futures = {self._pool.submit(self._ask, source, flt, where, request, started): source for source in sources}
-        done, _ = wait(futures, timeout=self.deadline)
+        where = to_filter(request)
+        checked = needs_checking(request)
+        answers_f = {s.facility: self._pool.submit(self._gather, s, request, where, window, started) for s in sources}
+        # a facility's own count is the total only when it applies every condition itself
+        counts_f = {} if checked else {
+            s.facility: self._pool.submit(self._count, s, where, started) for s in sources}
+        done, _ = wait([*answers_f.values(), *counts_f.values()], timeout=self.deadline)
         answers: dict[str, _Answer] = {}
         statuses: list[SourceStatus] = []
-        for future, source in futures.items():
+        totals: list[tuple[int, bool]] = []  # (facility total, exact)
+        for source in sources:
+            future = answers_f[source.facility]
             if future not in done:
                 future.cancel()
                 statuses.append(SourceStatus(source.facility, SourceState.TIMEOUT, round(self.deadline * 1000, 1),
-                                             error=f"no answer within the {self.deadline:g} s deadline"))
+                                             error=f"no answer within the {self.deadline:g} s deadline",
+                                             complete=False))
+                totals.append((0, False))
                 continue
             state, answer, error, latency = future.result()
-            if answer is not None:
-                answers[source.facility] = answer
-            statuses.append(SourceStatus(source.facility, state, latency, answer.count if answer else None, error))
+            count = _result(counts_f.get(source.facility), done)
+            if answer is None:
+                statuses.append(SourceStatus(source.facility, state, latency, None, error, complete=False))
+                totals.append((0, False))
+                continue
+            answers[source.facility] = answer
+            total, exact = ((len(answer.datasets), True) if answer.exhausted
+                            else (count, True) if count is not None and answer.complete
+                            else (len(answer.datasets), False))
+            totals.append((total, exact))
+            statuses.append(SourceStatus(source.facility, state, latency, total if exact else None,
+                                         answer.note, complete=answer.complete))
+        ranked = bool(request.q.strip()) and request.sort is Sort.RELEVANCE
         items, duplicates = merge([answers[s.facility].datasets for s in sources if s.facility in answers],
-                                  request.sort, bool(request.q.strip()))
-        counts = [a.count for a in answers.values()]
-        exact = all(c is not None for c in counts) and not request.q.strip() and duplicates == 0
-        total = sum(c for c in counts if c is not None) - duplicates if exact else max(
-            len(items), sum(c or len(a.datasets) for c, a in zip(counts, answers.values())) - duplicates)
+                                  request.sort, ranked)
+        exact = all(e for _, e in totals) and duplicates == 0
+        total = max(len(items), sum(t for t, _ in totals) - duplicates)
         page = items[request.offset:request.offset + request.limit]
         return SearchResult(page, total, facets_of(items, request.facets), sorted(statuses, key=lambda s: s.facility),
                             total_exact=exact, facets_exact=False)
 
-    def _ask(self, source: LiveSource, flt: dict[str, Any], where: dict[str, Any], request: SearchRequest,
-             started: float) -> tuple[SourceState, _Answer | None, str | None, float]:
-        connector = connector_for(source.kind)
-        remaining = max(0.05, self.deadline - (time.monotonic() - started))
+    def _remaining(self, started: float) -> float:
+        return self.deadline - (time.monotonic() - started)
+
+    def _count(self, source: LiveSource, where: dict[str, Any], started: float) -> int | None:
         try:
-            records = connector.find(self.http, source.base_url, flt, remaining)
-            count = None
-            if not request.q.strip():
-                remaining = max(0.05, self.deadline - (time.monotonic() - started))
-                count = connector.count(self.http, source.base_url, where, remaining) if not flt_has_scopes(flt) \
-                    else None
-            datasets = []
-            for record in records:
-                try:
-                    datasets.append(connector.to_dataset(record, source.facility, source.endpoint_id))
-                except UpstreamError:
-                    continue  # one unusable record does not void the facility's answer
+            return connector_for(source.kind).count(self.http, source.base_url, where,
+                                                    max(0.05, self._remaining(started)))
+        except UpstreamError:
+            return None
+
+    def _gather(self, source: LiveSource, request: SearchRequest, where: dict[str, Any], window: int,
+                started: float) -> tuple[SourceState, _Answer | None, str | None, float]:
+        try:
+            answer = self._read(source, request, where, window, started)
             state, error = SourceState.OK, None
-            answer = _Answer(datasets, count)
         except CircuitOpen as exc:
             state, answer, error = SourceState.SKIPPED, None, exc.detail
         except UpstreamTimeout as exc:
@@ -142,6 +148,68 @@ class LiveSearch:
         except UpstreamError as exc:
             state, answer, error = SourceState.ERROR, None, exc.detail
         return state, answer, error, round((time.monotonic() - started) * 1000, 1)
+
+    def _read(self, source: LiveSource, request: SearchRequest, where: dict[str, Any], window: int,
+              started: float) -> _Answer:
+        """The facility's matches, paged until the window has enough of them or the facility none left."""
+        connector = connector_for(source.kind)
+        checked = needs_checking(request)
+        size = min(MAX_PAGE, max(window, MIN_PAGE) if checked else window)
+        include = connector.include(self.http, source.base_url, max(0.05, self._remaining(started)), LIVE_RELATIONS)
+        flt: dict[str, Any] = {"limit": size, "include": include}
+        if where:
+            flt["where"] = where
+        if request.q.strip():
+            flt["query"] = request.q.strip()
+        if request.sort is Sort.OLDEST:
+            flt["order"] = "creationDate ASC"
+        elif request.sort is Sort.NEWEST or not request.q.strip():
+            flt["order"] = "creationDate DESC"
+        found: list[tuple[float, Dataset]] = []
+        skip, dropped, unusable = 0, 0, 0
+        while True:
+            remaining = self._remaining(started)
+            if remaining <= 0.05:
+                return _Answer(found, False, False, _incomplete(len(found), skip, dropped, "the deadline"))
+            records = connector.find(self.http, source.base_url, {**flt, "skip": skip}, remaining)
+            scored = _scored(records)
+            if request.q.strip() and not scored:  # the facility did not apply the words: check them here
+                records = connector.with_documents(self.http, source.base_url, records,
+                                                   max(0.05, self._remaining(started)))
+            for record in records:
+                try:
+                    dataset = connector.to_dataset(record, source.facility, source.endpoint_id)
+                except UpstreamError:
+                    unusable += 1  # one unusable record does not void the facility's answer
+                    continue
+                score = text_score(request, dataset)
+                if scored and request.q.strip():
+                    score = max(score, 0.5)  # the facility matched the words, maybe in fields not sent
+                if score <= 0 or not matches_filters(request, dataset):
+                    dropped += 1
+                    continue
+                found.append((score, dataset))
+            skip += len(records)
+            exhausted = len(records) < size
+            if exhausted or len(found) >= window:
+                note = (f"{dropped} of {skip} records sent did not match and were left out" if dropped else None)
+                if unusable:
+                    note = "; ".join(filter(None, [note, f"{unusable} unusable records skipped"]))
+                return _Answer(found, True, exhausted, note)
+
+
+def _scored(records: list[Any]) -> bool:
+    """True when the facility ranked by the words: some record carries a positive score."""
+    return any(isinstance(r, dict) and isinstance(r.get("score"), (int, float)) and r["score"] > 0 for r in records)
+
+
+def _incomplete(found: int, read: int, dropped: int, why: str) -> str:
+    return (f"incomplete: {found} matches among the first {read} records ({dropped} did not match); "
+            f"reading further was stopped by {why}")
+
+
+def _result(future: Future | None, done: set) -> Any:
+    return future.result() if future is not None and future in done else None
 
 
 def facets_of(datasets: list[Dataset], names: tuple[str, ...]) -> dict[str, list[FacetBucket]]:
@@ -160,20 +228,15 @@ def facets_of(datasets: list[Dataset], names: tuple[str, ...]) -> dict[str, list
     return facets
 
 
-def flt_has_scopes(flt: dict[str, Any]) -> bool:
-    """Scoped includes filter datasets, but /count takes only ``where``: its count would be wrong."""
-    return any("scope" in i for i in flt.get("include", []))
-
-
-def merge(lists: list[list[Dataset]], sort: Sort, has_query: bool) -> tuple[list[Dataset], int]:
+def merge(lists: list[list[tuple[float, Dataset]]], sort: Sort, ranked: bool) -> tuple[list[Dataset], int]:
     """One ranking of several facilities' ordered answers, duplicates merged; returns (items, duplicates)."""
-    if sort in (Sort.NEWEST, Sort.OLDEST) or not has_query:
+    if not ranked:
         newest = sort is not Sort.OLDEST
-        ordered = sorted((d for answer in lists for d in answer),
+        ordered = sorted((d for answer in lists for _, d in answer),
                          key=lambda d: (_stamp(d) * (-1 if newest else 1), d.facility, d.pid))
     else:
-        ordered = [answer[rank] for rank in range(max(map(len, lists), default=0))
-                   for answer in lists if rank < len(answer)]
+        ordered = [d for _, _, _, d in sorted((-score, rank, i, d) for i, answer in enumerate(lists)
+                                              for rank, (score, d) in enumerate(answer))]
     seen: set[str] = set()
     merged = []
     for dataset in ordered:

@@ -7,19 +7,24 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from broker.search.units import canonical_name, parameter_key
+
 
 @dataclass(frozen=True)
 class Parameter:
-    name: str
+    name: str  # as the facility wrote it
     value: float | str
     unit: str | None = None
-    si_value: float | None = None  # set for the parameters the index compares in SI
+    si_value: float | None = None  # the value in SI base units, when the unit is known
+    dimension: str | None = None  # of si_value (units.Quantity.dimension)
+    id: str | None = None  # the facility's own id
 
 
 @dataclass(frozen=True)
 class TechniqueRef:
     name: str
     iri: str | None = None  # PaNET IRI when known or resolved
+    pid: str | None = None  # the facility's own technique pid (the reference's are local ids)
 
 
 @dataclass(frozen=True)
@@ -32,6 +37,26 @@ class DocumentRef:
     doi: str | None = None
     summary: str | None = None
     keywords: tuple[str, ...] = ()
+    is_public: bool | None = None
+    start_date: str | None = None  # ISO dates as the facility sent them
+    end_date: str | None = None
+    release_date: str | None = None  # when the document (and its data) becomes open
+    license: str | None = None
+
+
+@dataclass(frozen=True)
+class SampleRef:
+    pid: str
+    name: str
+    description: str | None = None
+
+
+@dataclass(frozen=True)
+class FileRef:
+    name: str
+    path: str | None = None
+    size: int | None = None
+    id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -51,6 +76,10 @@ class Dataset:
     file_count: int | None = None
     size: int | None = None
     source: str | None = None  # the search endpoint it came from
+    instrument_pid: str | None = None
+    instrument_facility: str | None = None  # as the facility names itself on the instrument
+    samples: tuple[SampleRef, ...] = ()
+    files: tuple[FileRef, ...] = ()  # as harvested; file_count may be larger when a listing was cut
 
     def to_dict(self) -> dict[str, Any]:
         # written out rather than dataclasses.asdict, which deep-copies and was the indexing bottleneck
@@ -58,12 +87,17 @@ class Dataset:
             "pid": self.pid, "facility": self.facility, "title": self.title, "is_public": self.is_public,
             "creation_date": self.creation_date.isoformat() if self.creation_date else None,
             "summary": self.summary, "doi": self.doi, "keywords": list(self.keywords), "instrument": self.instrument,
-            "techniques": [{"name": t.name, "iri": t.iri} for t in self.techniques],
-            "parameters": [{"name": p.name, "value": p.value, "unit": p.unit, "si_value": p.si_value}
-                           for p in self.parameters],
+            "techniques": [{"name": t.name, "iri": t.iri, "pid": t.pid} for t in self.techniques],
+            "parameters": [{"name": p.name, "value": p.value, "unit": p.unit, "si_value": p.si_value,
+                            "dimension": p.dimension, "id": p.id} for p in self.parameters],
             "documents": [{"pid": d.pid, "title": d.title, "type": d.type, "doi": d.doi, "summary": d.summary,
-                           "keywords": list(d.keywords)} for d in self.documents],
+                           "keywords": list(d.keywords), "is_public": d.is_public, "start_date": d.start_date,
+                           "end_date": d.end_date, "release_date": d.release_date, "license": d.license}
+                          for d in self.documents],
             "file_count": self.file_count, "size": self.size, "source": self.source,
+            "instrument_pid": self.instrument_pid, "instrument_facility": self.instrument_facility,
+            "samples": [{"pid": s.pid, "name": s.name, "description": s.description} for s in self.samples],
+            "files": [{"name": f.name, "path": f.path, "size": f.size, "id": f.id} for f in self.files],
         }
 
     @classmethod
@@ -76,6 +110,8 @@ class Dataset:
         values["parameters"] = tuple(Parameter(**p) for p in values.get("parameters") or ())
         values["documents"] = tuple(DocumentRef(**{**d, "keywords": tuple(d.get("keywords") or ())})
                                     for d in values.get("documents") or ())
+        values["samples"] = tuple(SampleRef(**s) for s in values.get("samples") or ())
+        values["files"] = tuple(FileRef(**f) for f in values.get("files") or ())
         return cls(**values)
 
     @property
@@ -100,10 +136,11 @@ class SourceState(enum.StrEnum):
 
 @dataclass(frozen=True)
 class Range:
-    """Inclusive bounds in SI units; None is open."""
+    """Inclusive bounds (in SI base units for parameters); None is open."""
 
     low: float | None = None
     high: float | None = None
+    dimension: str | None = None  # of a parameter's bounds (units.Quantity.dimension)
 
 
 @dataclass(frozen=True)
@@ -115,9 +152,11 @@ class SearchRequest:
     instruments: tuple[str, ...] = ()
     years: Range | None = None
     is_public: bool | None = None
-    parameters: tuple[tuple[str, Range], ...] = ()  # (indexed parameter name, SI range)
+    parameters: tuple[tuple[str, Range], ...] = ()  # (canonical parameter name, SI range)
+    parameter_values: tuple[tuple[str, str], ...] = ()  # (canonical parameter name, text value): equality
     pids: tuple[str, ...] = ()  # pid or DOI
     documents: tuple[str, ...] = ()  # datasets of these proposals/publications (pid or DOI)
+    exclude_sources: tuple[str, ...] = ()  # search endpoints deleted but not yet purged from the index
     sort: Sort = Sort.RELEVANCE
     offset: int = 0
     limit: int = 20
@@ -138,6 +177,7 @@ class SourceStatus:
     latency_ms: float | None = None
     count: int | None = None
     error: str | None = None
+    complete: bool = True  # False: the facility has matches this answer lacks (its reason is in ``error``)
 
 
 @dataclass(frozen=True)
@@ -151,7 +191,26 @@ class SearchResult:
 
     @property
     def partial(self) -> bool:
-        return any(s.status in (SourceState.TIMEOUT, SourceState.ERROR) for s in self.sources)
+        """True whenever some facility's matching datasets are missing from the answer, for any reason."""
+        return any(s.status in (SourceState.TIMEOUT, SourceState.ERROR, SourceState.SKIPPED) or not s.complete
+                   for s in self.sources)
+
+
+def parameter_value_term(name: str, value: str) -> str:
+    """The index term of a text-valued parameter (canonical name, value in lower case)."""
+    return f"{name}={value.strip().lower()}"
+
+
+def parameter_fields(dataset: Dataset) -> tuple[dict[str, float], list[str]]:
+    """What the index keeps of a dataset's parameters: SI values by ``parameter_key``, text-value terms."""
+    numbers: dict[str, float] = {}
+    texts: list[str] = []
+    for p in dataset.parameters:
+        if p.si_value is not None and p.dimension is not None:
+            numbers.setdefault(parameter_key(p.name, p.dimension), p.si_value)
+        elif isinstance(p.value, str) and p.value.strip():
+            texts.append(parameter_value_term(canonical_name(p.name), p.value))
+    return numbers, texts
 
 
 def document_keys(dataset: Dataset) -> list[str]:

@@ -9,9 +9,9 @@ from broker.errors import NotFound
 from broker.search.index import MAX_WINDOW
 from broker.search.loopback import Filter, FilterError, Include, check_where, parse_filter, parse_json
 from broker.search.model import Dataset, Range, SearchRequest, SearchResult, Sort
-from broker.search.service import Mode, Query, SearchService
+from broker.search.service import Mode, Query, SearchService, parameter_range
 from broker.search.techniques import panet
-from broker.search.units import INDEXED_PARAMETERS, UnknownUnit, to_si
+from broker.search.units import canonical_name
 
 DEFAULT_LIMIT = 100
 DOCUMENT_WINDOW = 2000  # datasets grouped into documents per request
@@ -107,7 +107,7 @@ def _include(include: Include, values: dict[str, Any]) -> None:
             raise FilterError("instrument scopes take name (equality or inq)")
         values.setdefault("instruments", []).extend(operand if isinstance(operand, list) else [operand])
     elif include.relation == "parameters":
-        values.setdefault("parameters", []).append(_parameter(flat))
+        _parameter(flat, values)
     else:
         raise FilterError(f"filtering on {include.relation} is not supported; techniques, instrument and "
                           "parameters are")
@@ -127,31 +127,46 @@ def _flatten(where: dict[str, Any]) -> dict[str, Any]:
     return flat
 
 
-def _parameter(flat: dict[str, Any]) -> tuple[str, Range]:
+def _parameter(flat: dict[str, Any], values: dict[str, Any]) -> None:
+    """A parameter scope (name, value, unit): a range or equality in any unit of the quantity, or a text value."""
     name = flat.get("name")
-    if name not in INDEXED_PARAMETERS:
-        raise FilterError(f"parameter {name!r} is not searchable; use {', '.join(INDEXED_PARAMETERS)}")
-    unit = flat.get("unit") or INDEXED_PARAMETERS[name]
-    op, operand = _op(flat.get("value", {}))
+    if not isinstance(name, str) or not name.strip():
+        raise FilterError("a parameters scope needs a name, e.g. {\"name\": \"sample_temperature\"}")
+    name = canonical_name(name)
+    op, operand = _op(flat.get("value", {"gt": None}))
+    unit = flat.get("unit")
+    unit = unit if isinstance(unit, str) and unit.strip() else None
+    numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) or _is_number(v)
+                  for v in (operand if isinstance(operand, list) else [operand]) if v is not None)
+    if op == "eq" and isinstance(operand, str) and not _is_number(operand):
+        values.setdefault("parameter_values", []).append((name, operand))
+        return
+    if op == "gt" and operand is None:
+        raise FilterError(f"parameter {name}: give a value condition, e.g. {{\"value\": {{\"between\": [1, 2]}}}}")
+    if not numeric:
+        raise FilterError(f"parameter {name}: values to compare must be numbers")
+    try:
+        if op == "between":
+            bounds = parameter_range(operand[0], operand[1], unit, name)
+        elif op in ("gt", "gte"):
+            bounds = parameter_range(operand, None, unit, name)
+        elif op in ("lt", "lte"):
+            bounds = parameter_range(None, operand, unit, name)
+        elif op == "eq":
+            bounds = parameter_range(operand, operand, unit, name)
+        else:
+            raise FilterError(f"parameter values take between, gt, gte, lt, lte or equality, not {op}")
+    except ValueError as exc:
+        raise FilterError(f"parameter {name}: {exc}") from exc
+    values.setdefault("parameters", []).append((name, bounds))
 
-    def si(value: Any) -> float:
-        try:
-            quantity = to_si(float(value), unit)
-        except (UnknownUnit, TypeError, ValueError) as exc:
-            raise FilterError(f"parameter {name}: {exc}") from exc
-        if quantity.unit != INDEXED_PARAMETERS[name]:
-            raise FilterError(f"parameter {name}: {unit} is not a unit of it")
-        return quantity.value
 
-    if op == "between":
-        return name, Range(si(operand[0]), si(operand[1]))
-    if op in ("gt", "gte"):
-        return name, Range(si(operand), None)
-    if op in ("lt", "lte"):
-        return name, Range(None, si(operand))
-    if op == "eq":
-        return name, Range(si(operand), si(operand))
-    raise FilterError(f"parameter values take between, gt, gte, lt, lte or equality, not {op}")
+def _is_number(value: Any) -> bool:
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def to_record(dataset: Dataset, includes: set[str], score: float | None = None) -> dict[str, Any]:

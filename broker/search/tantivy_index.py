@@ -15,9 +15,17 @@ from typing import Any, Iterable
 import tantivy
 
 from broker.search.index import FACETS, DatasetIndex, check_window, facet_buckets
-from broker.search.model import Dataset, SearchRequest, SearchResult, Sort, document_keys
+from broker.search.model import (
+    Dataset,
+    SearchRequest,
+    SearchResult,
+    Sort,
+    document_keys,
+    parameter_fields,
+    parameter_value_term,
+)
 from broker.search.techniques import panet
-from broker.search.units import INDEXED_PARAMETERS
+from broker.search.units import parameter_key
 from registry.models import as_utc
 
 # One catch-all text field carries the matching and the BM25 score (title, summary, keywords, techniques,
@@ -26,24 +34,24 @@ from registry.models import as_utc
 # 2.5x dearer, and a separate boosted title clause cost 8% of a filtered query.
 TITLE_WEIGHT = 3
 WRITER_HEAP = 128 * 1024 * 1024
-SCHEMA_VERSION = 3  # a new version opens a fresh folder beside the old one; the next harvest fills it
+SCHEMA_VERSION = 4  # a new version opens a fresh folder beside the old one; the next harvest fills it
 TOTAL = "_total"
 TERMS_AS_UNION = 16  # a filter on more values than this is a term set (Lucene draws the same line)
 
 
 def _schema() -> tantivy.Schema:
     builder = tantivy.SchemaBuilder()
-    for name in ("pid", "facility", "instrument", "technique", "access"):  # sorted on or faceted: fast
+    for name in ("pid", "facility", "instrument", "technique", "access", "source"):  # sorted on or aggregated: fast
         builder.add_text_field(name, stored=False, fast=True, tokenizer_name="raw", index_option="basic")
     # looked up only; technique_path holds each technique's IRI and every PaNET ancestor's, so that a
     # technique filter matching descendants is one term, not a union of every descendant's postings
-    for name in ("ids", "source", "documents", "technique_path"):
+    for name in ("ids", "documents", "technique_path", "parameter_values"):
         builder.add_text_field(name, stored=False, tokenizer_name="raw", index_option="basic")
     builder.add_text_field("all", stored=False, tokenizer_name="en_stem")
     builder.add_integer_field("year", indexed=True, fast=True)
     builder.add_date_field("date", indexed=True, fast=True)
-    for name in INDEXED_PARAMETERS:
-        builder.add_float_field(f"p_{name}", indexed=True, fast=True)
+    # every numeric parameter in SI, keyed by name and dimension (units.parameter_key): any name is searchable
+    builder.add_json_field("params", stored=False, fast=True, tokenizer_name="raw")
     builder.add_bytes_field("doc", stored=True)  # the whole record, returned with hits; not indexed
     return builder.build()
 
@@ -118,16 +126,18 @@ class TantivyIndex(DatasetIndex):
             doc.add_text("technique_path", iri)
         for text in (*[dataset.title] * TITLE_WEIGHT, dataset.summary or "", *dataset.keywords,
                      *(k for d in dataset.documents for k in d.keywords), *(t.name for t in dataset.techniques),
-                     dataset.instrument or ""):
+                     dataset.instrument or "", *(x for s in dataset.samples for x in (s.name, s.description or ""))):
             if text:
                 doc.add_text("all", text)
         if dataset.creation_date:
             moment = as_utc(dataset.creation_date)
             doc.add_date("date", moment)
             doc.add_integer("year", moment.year)
-        for parameter in dataset.parameters:
-            if parameter.si_value is not None and parameter.name in INDEXED_PARAMETERS:
-                doc.add_float(f"p_{parameter.name}", parameter.si_value)
+        numbers, texts = parameter_fields(dataset)
+        if numbers:
+            doc.add_json("params", numbers)
+        for text in texts:
+            doc.add_text("parameter_values", text)
         doc.add_bytes("doc", json.dumps(dataset.to_dict(), separators=(",", ":")).encode())
         return doc
 
@@ -155,10 +165,18 @@ class TantivyIndex(DatasetIndex):
                                                      _bound(request.years.low, int, -10**9),
                                                      _bound(request.years.high, int, 10**9), use_inverted_index=alone))
         for name, bounds in request.parameters:
-            filters.append(tantivy.Query.range_query(self.schema, f"p_{name}", tantivy.FieldType.Float,
-                                                     _bound(bounds.low, float, -1e308),
-                                                     _bound(bounds.high, float, 1e308), use_inverted_index=alone))
+            # a range on a JSON path is built by the query parser only; bounds are written in full precision
+            low = repr(float(bounds.low)) if bounds.low is not None else "*"
+            high = repr(float(bounds.high)) if bounds.high is not None else "*"
+            filters.append(self._index.parse_query(f"params.{parameter_key(name, bounds.dimension or '1')}:"
+                                                   f"[{low} TO {high}]"))
+        for name, value in request.parameter_values:
+            filters.append(tantivy.Query.term_query(self.schema, "parameter_values", parameter_value_term(name, value)))
         clauses.extend((tantivy.Occur.Must, tantivy.Query.const_score_query(f, 0.0)) for f in filters)
+        if request.exclude_sources:
+            clauses.append((tantivy.Occur.MustNot, self._any_of("source", request.exclude_sources)))
+            if len(clauses) == 1:
+                clauses.append((tantivy.Occur.Must, tantivy.Query.all_query()))
         if not clauses:
             return tantivy.Query.all_query()
         return tantivy.Query.boolean_query(clauses)
@@ -225,6 +243,22 @@ class TantivyIndex(DatasetIndex):
 
     def count(self) -> int:
         return self._index.searcher().num_docs
+
+    def sources(self) -> set[str]:
+        found = self._index.searcher().aggregate(tantivy.Query.all_query(),
+                                                 {"s": {"terms": {"field": "source", "size": 100_000}}})
+        return {b["key"] for b in found.get("s", {}).get("buckets", [])}
+
+    def held_elsewhere(self, pids: list[str], source: str) -> dict[str, str]:
+        if not pids:
+            return {}
+        searcher = self._index.searcher()
+        query = tantivy.Query.boolean_query([
+            (tantivy.Occur.Must, tantivy.Query.term_set_query(self.schema, "pid", list(pids))),
+            (tantivy.Occur.MustNot, tantivy.Query.term_query(self.schema, "source", source))])
+        result = searcher.search(query, limit=len(pids), count=False)
+        held = (json.loads(bytes(searcher.doc(address)["doc"][0])) for _, address in result.hits)
+        return {d["pid"]: d.get("source") or "" for d in held}
 
 
 def _bound(value: float | None, kind: type, default: float) -> Any:

@@ -1,43 +1,41 @@
-"""Physical quantities of dataset parameters, compared in SI units.
+"""Physical quantities of dataset parameters, compared in SI base units.
 
-The PaNOSC Search API compares parameter values in SI (its spec converts with mathjs units); the
-broker indexes every known parameter's value in SI and converts query bounds the same way.
+Units are read by pint (the PaNOSC reference documents mathjs units; pint knows the same names and
+more). Every parameter with a unit pint knows is kept in SI beside its dimension, so a query in any
+compatible unit (K or °C, eV or keV, Å or nm, bar or GPa, T or G) matches values stored in any other.
+Facilities name the same quantity differently (the reference's examples say ``temperature``, the PaNOSC
+portal ``sample_temperature``): ``ALIASES`` maps such names to one, at harvest and at query time alike.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from functools import lru_cache
 
-# unit (as facilities write it) -> (SI unit, factor, offset): si = value * factor + offset
-UNITS: dict[str, tuple[str, float, float]] = {
-    "k": ("K", 1.0, 0.0), "kelvin": ("K", 1.0, 0.0), "mk": ("K", 1e-3, 0.0),
-    "°c": ("K", 1.0, 273.15), "degc": ("K", 1.0, 273.15), "celsius": ("K", 1.0, 273.15),
-    "°f": ("K", 5 / 9, 273.15 - 32 * 5 / 9), "degf": ("K", 5 / 9, 273.15 - 32 * 5 / 9),
-    "m": ("m", 1.0, 0.0), "mm": ("m", 1e-3, 0.0), "um": ("m", 1e-6, 0.0), "µm": ("m", 1e-6, 0.0),
-    "nm": ("m", 1e-9, 0.0), "pm": ("m", 1e-12, 0.0), "å": ("m", 1e-10, 0.0),
-    "angstrom": ("m", 1e-10, 0.0), "ångström": ("m", 1e-10, 0.0),
-    "j": ("J", 1.0, 0.0), "ev": ("J", 1.602176634e-19, 0.0), "mev": ("J", 1.602176634e-22, 0.0),
-    "kev": ("J", 1.602176634e-16, 0.0), "gev": ("J", 1.602176634e-10, 0.0),
-    "pa": ("Pa", 1.0, 0.0), "hpa": ("Pa", 100.0, 0.0), "kpa": ("Pa", 1e3, 0.0), "mpa": ("Pa", 1e6, 0.0),
-    "gpa": ("Pa", 1e9, 0.0), "bar": ("Pa", 1e5, 0.0), "mbar": ("Pa", 100.0, 0.0), "kbar": ("Pa", 1e8, 0.0),
-    "atm": ("Pa", 101325.0, 0.0), "torr": ("Pa", 133.322368, 0.0),
-    "t": ("T", 1.0, 0.0), "tesla": ("T", 1.0, 0.0), "gauss": ("T", 1e-4, 0.0),
-    "s": ("s", 1.0, 0.0), "ms": ("s", 1e-3, 0.0), "min": ("s", 60.0, 0.0), "h": ("s", 3600.0, 0.0),
-    "hz": ("Hz", 1.0, 0.0), "khz": ("Hz", 1e3, 0.0), "mhz": ("Hz", 1e6, 0.0),
-}
-# Some symbols differ only by case: keep the SI prefix meaning where it matters.
-CASE_SENSITIVE = {"mK": ("K", 1e-3, 0.0), "MeV": ("J", 1.602176634e-13, 0.0), "meV": ("J", 1.602176634e-22, 0.0),
-                  "MPa": ("Pa", 1e6, 0.0), "mPa": ("Pa", 1e-3, 0.0), "MHz": ("Hz", 1e6, 0.0),
-                  "mT": ("T", 1e-3, 0.0), "G": ("T", 1e-4, 0.0), "g": ("kg", 1e-3, 0.0), "kg": ("kg", 1.0, 0.0)}
+import pint
 
-#: parameters the index keeps as SI range fields, with the SI unit they must come out in
-INDEXED_PARAMETERS = {
-    "sample_temperature": "K",
-    "incident_wavelength": "m",
-    "incident_photon_energy": "J",
-    "incident_energy": "J",
-    "sample_pressure": "Pa",
-    "magnetic_field": "T",
+_REGISTRY = pint.UnitRegistry()
+
+#: parameter names that stand for the same quantity -> the name the broker keeps (the PaNOSC portal's)
+ALIASES = {
+    "temperature": "sample_temperature",
+    "wavelength": "incident_wavelength",
+    "photon_energy": "incident_photon_energy",
+    "energy": "incident_energy",
+    "pressure": "sample_pressure",
+    "field": "magnetic_field",
 }
+
+# Spellings PaN facilities use that pint reads otherwise: pint's gauss and oersted are Gaussian-CGS units
+# of another dimension; at facilities they mean 1e-4 T (B and mu0*H alike). value -> (factor, SI unit)
+_PAN_SPELLINGS = {"G": (1e-4, "T"), "gauss": (1e-4, "T"), "Gs": (1e-4, "T"), "Oe": (1e-4, "T"),
+                  "oersted": (1e-4, "T"), "°": (1.0, "deg"), "Angstrom": (1.0, "Å"), "A°": (1.0, "Å")}
+MAX_UNIT_CHARS = 40
+_NAME = re.compile(r"[^a-z0-9_]+")
+
+#: the names of the dimensions the search page offers ranges for, with the unit it shows first
+COMMON = {"sample_temperature": "K", "incident_wavelength": "Å", "incident_photon_energy": "eV",
+          "incident_energy": "meV", "sample_pressure": "bar", "magnetic_field": "T"}
 
 
 class UnknownUnit(ValueError):
@@ -46,29 +44,54 @@ class UnknownUnit(ValueError):
 
 @dataclass(frozen=True)
 class Quantity:
-    value: float
-    unit: str  # SI
+    value: float  # in SI base units
+    dimension: str  # a key for the dimension, e.g. "K" or "kg.m2.s-2"; "1" when dimensionless
+
+
+def canonical_name(name: str) -> str:
+    """The name under which a parameter is kept and searched (lower case, aliases resolved)."""
+    key = _NAME.sub("_", name.strip().lower()).strip("_")
+    return ALIASES.get(key, key)
 
 
 def to_si(value: float, unit: str | None) -> Quantity:
     """``value`` in ``unit`` as an SI quantity; ``UnknownUnit`` when the unit is not known."""
+    factor, offset, dimension = _conversion((unit or "").strip())
+    return Quantity(float(value) * factor + offset, dimension)
+
+
+def dimension_of(unit: str | None) -> str:
+    """The dimension key of ``unit``; ``UnknownUnit`` when the unit is not known."""
+    return _conversion((unit or "").strip())[2]
+
+
+@lru_cache(maxsize=4096)
+def _conversion(unit: str) -> tuple[float, float, str]:
+    """(factor, offset, dimension) with si = value * factor + offset, worked out once per spelling."""
     if not unit:
-        return Quantity(float(value), "")
-    key = unit.strip()
-    spec = CASE_SENSITIVE.get(key) or UNITS.get(key.lower())
-    if spec is None:
-        raise UnknownUnit(f"unknown unit {unit!r}")
-    si_unit, factor, offset = spec
-    return Quantity(float(value) * factor + offset, si_unit)
-
-
-def si_for(parameter: str, value: float, unit: str | None) -> float | None:
-    """The SI value of an indexed parameter, or None when the unit does not fit the parameter."""
-    expected = INDEXED_PARAMETERS.get(parameter)
-    if expected is None:
-        return None
+        return 1.0, 0.0, "1"
+    if len(unit) > MAX_UNIT_CHARS:
+        raise UnknownUnit(f"unit {unit[:MAX_UNIT_CHARS]!r}… is too long")
+    scale, spelled = _PAN_SPELLINGS.get(unit, (1.0, unit))
     try:
-        quantity = to_si(value, unit)
-    except UnknownUnit:
-        return None
-    return quantity.value if quantity.unit == expected else None
+        zero = _REGISTRY.Quantity(0.0, spelled).to_base_units()
+        one = _REGISTRY.Quantity(1.0, spelled).to_base_units()
+    except Exception as exc:  # pint raises several kinds for text it cannot read  # noqa: BLE001
+        raise UnknownUnit(f"unknown unit {unit!r}") from exc
+    return (float(one.magnitude) - float(zero.magnitude)) * scale, float(zero.magnitude) * scale, \
+        _dimension_key(one.units)
+
+
+def _dimension_key(units: pint.Unit) -> str:
+    symbols = {"kelvin": "K", "meter": "m", "kilogram": "kg", "second": "s", "ampere": "A", "mole": "mol",
+               "candela": "cd", "radian": "rad", "bit": "bit"}
+    parts = []
+    for name, power in sorted(units._units.items()):  # noqa: SLF001 - the unit's exponents, as pint keeps them
+        symbol = symbols.get(name, name)
+        parts.append(symbol if power == 1 else f"{symbol}{power:g}")
+    return ".".join(parts) or "1"
+
+
+def parameter_key(name: str, dimension: str) -> str:
+    """The index key of a parameter's SI value: its canonical name and dimension (letters, digits, _)."""
+    return f"{canonical_name(name)}__{re.sub(r'[^A-Za-z0-9]', '_', dimension.replace('-', 'n'))}"
