@@ -20,16 +20,7 @@ from urllib.parse import unquote
 from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.wrappers import Request, Response
 
-from broker.search.loopback import (
-    RELATIONS,
-    Filter,
-    FilterError,
-    check_where,
-    include_matches,
-    matches,
-    parse_filter,
-    parse_json,
-)
+from demo import loopback_sim
 from demo.catalogue import generate
 from demo.eosc_catalogue import SimulatedCatalogue
 from demo.visa_sim import SimulatedVisa
@@ -61,19 +52,18 @@ def panosc_search_api(facility: str, records: list[dict[str, Any]] | None = None
             if path == "/":
                 return _json({"facility": facility, "api_version": "simulated", "simulated": True})
             if path == "/api/Datasets/count":
-                where = parse_json(request.args.get("where"), "where")
-                check_where(where)
-                return _json({"count": sum(1 for r in records if matches(where, r))})
+                where = loopback_sim.read_json(request.args.get("where"))
+                return _json({"count": sum(1 for r in records if loopback_sim.where_holds(where, r))})
             if path == "/api/Datasets":
-                flt = parse_filter(request.args.get("filter"), query=request.args.get("query"))
-                return _json(_find(records, flt))
+                return _json(loopback_sim.find(records, loopback_sim.read_json(request.args.get("filter"))))
             if path.startswith("/api/Datasets/"):
                 pid = unquote(path.removeprefix("/api/Datasets/"))
                 if pid in by_pid:
-                    return _json(_project(by_pid[pid], parse_filter(request.args.get("filter"))))
+                    include = loopback_sim.includes(loopback_sim.read_json(request.args.get("filter")).get("include"))
+                    return _json(loopback_sim.project(by_pid[pid], include))
                 return _loopback_error(404, f'Unknown "Dataset" id "{pid}".')
-        except FilterError as exc:
-            return _loopback_error(400, str(exc))
+        except loopback_sim.SimulatedError as exc:
+            return _loopback_error(exc.status, exc.message)
         return _loopback_error(404, f"Shared class not found for {path}")
 
     return handle
@@ -82,33 +72,6 @@ def panosc_search_api(facility: str, records: list[dict[str, Any]] | None = None
 def _loopback_error(status: int, message: str) -> Response:
     name = "Error" if status != 400 else "BadRequestError"
     return _json({"error": {"statusCode": status, "name": name, "message": message}}, status)
-
-
-def _score(record: dict[str, Any], terms: list[str]) -> float:
-    text = " ".join([record["title"], *(d.get("summary") or "" for d in record.get("documents", [])),
-                     *(k for d in record.get("documents", []) for k in d.get("keywords", []))]).lower()
-    hits = sum(1 for t in terms if t in text)
-    return hits / len(terms) if terms else 0.0
-
-
-def _find(records: list[dict[str, Any]], flt: Filter) -> list[dict[str, Any]]:
-    found = [r for r in records if matches(flt.where, r) and all(include_matches(i, r) for i in flt.include)]
-    if flt.query:
-        terms = [t for t in flt.query.lower().split() if t]
-        scored = [(round(_score(r, terms), 4), r) for r in found]
-        found = [dict(r, score=s) for s, r in sorted(scored, key=lambda x: (-x[0], x[1]["pid"])) if s > 0]
-    else:
-        found.sort(key=lambda r: r["pid"])
-    for name, descending in reversed(flt.order):
-        found.sort(key=lambda r: (r.get(name) is None, r.get(name) or ""), reverse=descending)
-    page = found[flt.skip:flt.skip + flt.limit] if flt.limit else found[flt.skip:]
-    return [_project(r, flt) for r in page]
-
-
-def _project(record: dict[str, Any], flt: Filter) -> dict[str, Any]:
-    """Relations appear only when included, as the LoopBack implementations do."""
-    included = {i.relation for i in flt.include}
-    return {k: v for k, v in record.items() if k not in RELATIONS or k in included}
 
 
 def jupyterhub(version: str = "5.2.1", fail_status: int | None = None, token: str = "sim-hub-token",
