@@ -6,6 +6,7 @@ Run: `make bench-search` or `python bench/search.py --datasets 1000000`. Prints 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import socket
@@ -20,6 +21,7 @@ from pathlib import Path
 
 # run as a script, this file's folder would come first on sys.path (bench/registry.py hides `registry`)
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+sys.path.append(str(Path(__file__).resolve().parent.parent))  # tests.panosc_reference starts the reference servers
 
 import requests  # noqa: E402
 import tantivy  # noqa: E402
@@ -33,6 +35,7 @@ from broker.search.service import parse_query  # noqa: E402
 from broker.search.tantivy_index import TantivyIndex  # noqa: E402
 from broker.search.techniques import panet  # noqa: E402
 from broker.settings import Settings, loopback_networks  # noqa: E402
+from connectors import connector_for  # noqa: E402
 from connectors.panosc_search import parameter, to_dataset  # noqa: E402
 from demo import federation as sim  # noqa: E402
 from demo.catalogue import FACILITIES, SAMPLES, STUDIES, generate  # noqa: E402
@@ -271,21 +274,149 @@ def bench_live(tmp: Path, repeat: int) -> None:
         hole.close()
 
 
+# PaNOSC filters a client sends to one facility's Search API, and to the broker's /panosc/api
+PANOSC_QUERIES = {
+    "first 10": {"limit": 10},
+    "words, top 10": {"query": "lysozyme", "limit": 10},
+    "technique scope": {"include": [{"relation": "techniques", "scope": {"where": {"name": "small angle neutron scattering"}}}],
+                        "limit": 10},
+    "parameter scope": {"include": [{"relation": "parameters", "scope": {"where": {"and": [
+        {"name": "sample_temperature"}, {"value": {"between": [280, 310]}}, {"unit": "K"}]}}}], "limit": 10},
+}
+
+
+def bench_reference(tmp: Path, per_provider: int, repeat: int) -> None:
+    """Over real PaNOSC reference servers: the broker's live overhead over the slowest provider (time spent
+    beyond what the providers themselves took for the same calls), and /panosc/api answering from the index
+    against one provider answering the same filter itself."""
+    from tests.panosc_reference import reference_unavailable, start_reference, to_loopback_db
+
+    reason = reference_unavailable()
+    if reason:
+        print(f"\nPaNOSC reference benchmarks SKIPPED: {reason}")
+        return
+    facilities = ("sim-ill", "sim-esrf", "sim-ess")
+    servers = {}
+    for facility in facilities:
+        records = generate(facility, per_provider)
+        for record in records:  # as the reference keeps techniques: a local pid, PaNET in panetId
+            for technique in record["techniques"]:
+                technique["panetId"], technique["pid"] = technique["pid"], f"{facility}/t/{technique['pid'][-5:]}"
+        servers[facility] = start_reference(to_loopback_db(records), tmp / f"ref-{facility}")
+    data_dir = tmp / "panosc-bench"
+    try:
+        broker = build_broker(Settings(data_dir=data_dir, log_level="WARNING", allowed_networks=loopback_networks(),
+                                       http_retries=0, search_deadline_seconds=10.0))
+        for facility, server in servers.items():
+            broker.registry.create(ACTOR, KINDS.facility, {"id": facility, "name": facility, "country": "FR"})
+            broker.registry.create(ACTOR, KINDS.search_endpoint, {
+                "id": f"{facility}-s", "facility_id": facility, "kind": "panosc-search-api",
+                "base_url": server.base_url, "connector_config": {"page_size": 500}})
+        started = time.perf_counter()
+        for facility in facilities:
+            broker.harvest.run(f"{facility}-s")
+        harvest_s = time.perf_counter() - started
+        print(f"\nPaNOSC reference Search API (panosc-eu/search-api), 3 providers x {per_provider} datasets; "
+              f"harvest of all {3 * per_provider}: {harvest_s:.1f} s")
+        http, panosc = broker.search.live.http, connector_for("panosc-search-api")
+        for label, params in (("newest first, no words", {"size": 20}), ("words (the reference ignores them)",
+                                                                          {"q": "lysozyme", "size": 20})):
+            query = parse_query({**params, "mode": "live"})
+            include = panosc.include(http, servers["sim-ill"].base_url, 5, ("techniques", "instrument", "parameters",
+                                                                           "samples"))
+            flt = {"limit": 20 if "q" not in params else 1000, "skip": 0, "include": include,
+                   "order": "creationDate DESC", **({"query": params["q"]} if "q" in params else {})}
+            overheads, totals, providers = [], [], []
+            where = {}
+
+            sessions = {facility: requests.Session() for facility in servers}  # reused, as the broker's are
+
+            def alone(item) -> float:  # noqa: ANN001 - one provider asked what the broker asks it
+                facility, server = item
+                own = sessions[facility]
+                t0 = time.perf_counter()
+                own.get(f"{server.api}/Datasets", params={"filter": json.dumps(flt)}, timeout=10).raise_for_status()
+                if "q" not in params:
+                    own.get(f"{server.api}/Datasets/count", params={"where": json.dumps(where)},
+                            timeout=10).raise_for_status()
+                return (time.perf_counter() - t0) * 1000
+
+            with ThreadPoolExecutor(max_workers=len(servers)) as pool:
+                for _ in range(repeat):
+                    # the providers alone, all at once as a fan-out asks them (they share this machine's cores)
+                    slowest = max(pool.map(alone, servers.items()))
+                    t0 = time.perf_counter()
+                    result = broker.search.search(query)
+                    total = (time.perf_counter() - t0) * 1000
+                    assert not result.partial, result.sources
+                    providers.append(slowest)
+                    totals.append(total)
+                    overheads.append(total - slowest)
+            print(f"  live, {label}: broker p50 {percentiles(totals)[0]:.1f} ms, slowest provider alone p50 "
+                  f"{percentiles(providers)[0]:.1f} ms -> overhead p50 {percentiles(overheads)[0]:.1f} ms, "
+                  f"p95 {percentiles(overheads)[1]:.1f} ms (PaNOSC aggregator measured beside the same providers: "
+                  f"11-12 ms)")
+        broker.index.close()
+        bench_panosc_http(data_dir, servers["sim-ill"].api, repeat)
+    finally:
+        for server in servers.values():
+            server.stop()
+
+
+def bench_panosc_http(data_dir: Path, provider_api: str, repeat: int) -> None:
+    port = free_port()
+    env = {**os.environ, "PANBROKER_DATA_DIR": str(data_dir), "PANBROKER_LOG_LEVEL": "WARNING",
+           "PANBROKER_EMBEDDED_WORKER": "false"}
+    server = subprocess.Popen([str(Path(sys.executable).with_name("panbroker")), "serve", "--port", str(port)],
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    broker_api = f"http://127.0.0.1:{port}/panosc/api"
+    try:
+        for _ in range(200):
+            try:
+                requests.get(f"{broker_api}/Datasets/count", timeout=2)
+                break
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        session = requests.Session()
+        print("  /panosc/api from the index (3 providers' datasets) vs one provider answering the same filter:")
+        for name, flt in PANOSC_QUERIES.items():
+            params = {"filter": json.dumps(flt)}
+            ours, theirs = [], []
+            for _ in range(repeat):  # interleaved, so drift hits both alike
+                ours += timed(lambda: session.get(f"{broker_api}/Datasets", params=params, timeout=10).raise_for_status(), 1)
+                theirs += timed(lambda: session.get(f"{provider_api}/Datasets", params=params,
+                                                    timeout=10).raise_for_status(), 1)
+            ratio = statistics.median(ours) / statistics.median(theirs)
+            print(f"    {name:16} broker p50 {statistics.median(ours):6.2f} ms, provider p50 "
+                  f"{statistics.median(theirs):7.2f} ms: ratio {ratio:.2f} (target <= 0.3)")
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", type=int, default=1_000_000)
     parser.add_argument("--live-repeat", type=int, default=40)
+    parser.add_argument("--reference-datasets", type=int, default=1000,
+                        help="datasets per PaNOSC reference provider (the reference benchmarks)")
+    parser.add_argument("--only-reference", action="store_true", help="run only the PaNOSC reference benchmarks")
     parser.add_argument("--interleaved", action="store_true",
                         help="write the facilities' datasets interleaved (the worst layout for facility filters)")
     args = parser.parse_args()
     args.live_repeat = max(args.live_repeat, 10)  # the dead facility's figures need searches after its circuit opens
     print(f"machine: {os.cpu_count()} cores; Python {sys.version.split()[0]}\n")
+    if args.only_reference:
+        with tempfile.TemporaryDirectory() as tmp:
+            bench_reference(Path(tmp), args.reference_datasets, args.live_repeat)
+        return
     reference(args.datasets)
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = Path(tmp) / "index-bench"
         bench_index(data_dir, args.datasets, args.interleaved)
         bench_http(data_dir)
         bench_live(Path(tmp), args.live_repeat)
+        bench_reference(Path(tmp), args.reference_datasets, args.live_repeat)
 
 
 if __name__ == "__main__":

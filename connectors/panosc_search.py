@@ -17,12 +17,12 @@ from typing import Any, Iterator
 from urllib.parse import quote
 
 import requests
-from marshmallow import ValidationError, fields
+from marshmallow import fields
 
 from broker.search.model import Dataset, DocumentRef, FileRef, Parameter, SampleRef, TechniqueRef
 from broker.search.techniques import panet
 from broker.search.units import UnknownUnit, to_si
-from connectors.base import ConfigSchema, ProbeResult, SearchConnector, TolerantSchema, url_field
+from connectors.base import ConfigSchema, ProbeResult, SearchConnector, url_field
 from connectors.errors import AddressBlocked, UpstreamBadResponse, UpstreamError
 from connectors.http import HttpClient, json_body
 from registry.models import HealthStatus
@@ -38,66 +38,49 @@ class PanoscSearchConfig(ConfigSchema):
     page_size = fields.Integer(validate=lambda n: 1 <= n <= 1000)
 
 
-class _Document(TolerantSchema):
-    pid = fields.String(required=True)
-    title = fields.String(allow_none=True)
-    type = fields.String(allow_none=True)
-    doi = fields.String(allow_none=True)
-    summary = fields.String(allow_none=True)
-    keywords = fields.List(fields.String(), allow_none=True)
-    isPublic = fields.Boolean(allow_none=True)
-    startDate = fields.String(allow_none=True)
-    endDate = fields.String(allow_none=True)
-    releaseDate = fields.String(allow_none=True)
-    license = fields.String(allow_none=True)
+class _Unusable(ValueError):
+    """A record the broker cannot use, with what is wrong in it."""
 
 
-class _Technique(TolerantSchema):
-    pid = fields.String(allow_none=True)
-    name = fields.String(required=True)
-    panetId = fields.String(allow_none=True)
+# The Dataset record is read by hand rather than with marshmallow: a live answer maps every record a facility
+# sends, and marshmallow's load was 85% of the broker's own time per record (0.19 of 0.23 ms). It is as
+# tolerant: unknown keys are ignored, optional values of the wrong type are dropped, required ones are refused.
+def _text(item: dict[str, Any], key: str, required: bool = False) -> str | None:
+    value = item.get(key)
+    if isinstance(value, str):
+        return value
+    if value is None and not required:
+        return None
+    if required:
+        raise _Unusable(f"{key}: {'missing' if value is None else 'not a string'}")
+    return None
 
 
-class _Parameter(TolerantSchema):
-    id = fields.Raw(allow_none=True)
-    name = fields.String(required=True)
-    value = fields.Raw(allow_none=True)
-    unit = fields.String(allow_none=True)
+def _integer(item: dict[str, Any], key: str) -> int | None:
+    value = item.get(key)
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    return None
 
 
-class _Instrument(TolerantSchema):
-    pid = fields.String(allow_none=True)
-    name = fields.String(required=True)
-    facility = fields.String(allow_none=True)
+def _objects(item: dict[str, Any], key: str) -> list[dict[str, Any]]:
+    value = item.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+        raise _Unusable(f"{key}: not a list of objects")
+    return value
 
 
-class _File(TolerantSchema):
-    id = fields.Raw(allow_none=True)
-    name = fields.String(required=True)
-    path = fields.String(allow_none=True)
-    size = fields.Integer(allow_none=True)
-
-
-class _Sample(TolerantSchema):
-    pid = fields.String(required=True)
-    name = fields.String(required=True)
-    description = fields.String(allow_none=True)
-
-
-class _Dataset(TolerantSchema):
-    pid = fields.String(required=True)
-    title = fields.String(required=True)
-    isPublic = fields.Boolean(load_default=True)
-    creationDate = fields.String(allow_none=True)
-    size = fields.Integer(allow_none=True)
-    instrumentId = fields.String(allow_none=True)
-    documents = fields.List(fields.Nested(_Document), allow_none=True)
-    document = fields.Nested(_Document, allow_none=True)  # the federated service and SciCat's adapter
-    techniques = fields.List(fields.Nested(_Technique), allow_none=True)
-    instrument = fields.Nested(_Instrument, allow_none=True)
-    parameters = fields.List(fields.Nested(_Parameter), allow_none=True)
-    files = fields.List(fields.Nested(_File), allow_none=True)
-    samples = fields.List(fields.Nested(_Sample), allow_none=True)
+def _id(item: dict[str, Any]) -> str | None:
+    value = item.get("id")
+    return None if value is None or isinstance(value, (dict, list)) else str(value)
 
 
 def _date(text: str | None) -> datetime | None:
@@ -135,13 +118,13 @@ def parameter(name: str, value: Any, unit: str | None, id: Any = None) -> Parame
                      None if id is None else str(id))
 
 
-_DATASET = _Dataset()  # building a schema costs more than loading a record with it
-
-
 def _document_ref(d: dict[str, Any]) -> DocumentRef:
-    return DocumentRef(d["pid"], d.get("title"), d.get("type"), d.get("doi"), d.get("summary"),
-                       tuple(d.get("keywords") or ()), d.get("isPublic"), d.get("startDate"), d.get("endDate"),
-                       d.get("releaseDate"), d.get("license"))
+    keywords = d.get("keywords")
+    public = d.get("isPublic")
+    return DocumentRef(_text(d, "pid", True), _text(d, "title"), _text(d, "type"), _text(d, "doi"), _text(d, "summary"),
+                       tuple(k for k in keywords if isinstance(k, str)) if isinstance(keywords, list) else (),
+                       public if isinstance(public, bool) else None, _text(d, "startDate"), _text(d, "endDate"),
+                       _text(d, "releaseDate"), _text(d, "license"))
 
 
 def to_dataset(record: Any, facility: str, source: str | None) -> Dataset:
@@ -149,26 +132,37 @@ def to_dataset(record: Any, facility: str, source: str | None) -> Dataset:
     if not isinstance(record, dict):
         raise UpstreamBadResponse("unusable dataset record: not an object")
     try:
-        data = _DATASET.load(record)
-    except ValidationError as exc:
-        raise UpstreamBadResponse(f"unusable dataset record: {json.dumps(exc.messages)[:200]}") from exc
-    documents = list(data.get("documents") or []) + ([data["document"]] if data.get("document") else [])
-    instrument = data.get("instrument")
-    files = data.get("files")
+        return _dataset(record, facility, source)
+    except _Unusable as exc:
+        raise UpstreamBadResponse(f"unusable dataset record {str(record.get('pid'))[:100]!r}: {exc}") from None
+
+
+def _dataset(record: dict[str, Any], facility: str, source: str | None) -> Dataset:
+    pid, title = _text(record, "pid", True), _text(record, "title", True)
+    documents = _objects(record, "documents")
+    single = record.get("document")
+    if isinstance(single, dict):
+        documents = [*documents, single]
+    instrument = record.get("instrument") if isinstance(record.get("instrument"), dict) else None
+    if instrument is not None:
+        _text(instrument, "name", True)
+    files = None if record.get("files") is None else _objects(record, "files")
+    public = record.get("isPublic")
     return Dataset(
-        pid=data["pid"], facility=facility, title=data["title"], is_public=data["isPublic"],
-        creation_date=_date(data.get("creationDate")), size=data.get("size"),
-        doi=data["pid"] if data["pid"].startswith("10.") else None,
+        pid=pid, facility=facility, title=title, is_public=public if isinstance(public, bool) else True,
+        creation_date=_date(_text(record, "creationDate")), size=_integer(record, "size"),
+        doi=pid if pid.startswith("10.") else None,
         instrument=instrument["name"] if instrument else None,
-        instrument_pid=instrument.get("pid") if instrument else data.get("instrumentId"),
-        instrument_facility=instrument.get("facility") if instrument else None,
-        techniques=tuple(technique_ref(t["name"], t.get("pid"), t.get("panetId")) for t in data.get("techniques") or []),
-        parameters=tuple(parameter(p["name"], p.get("value"), p.get("unit"), p.get("id"))
-                         for p in data.get("parameters") or []),
+        instrument_pid=_text(instrument, "pid") if instrument else _text(record, "instrumentId"),
+        instrument_facility=_text(instrument, "facility") if instrument else None,
+        techniques=tuple(technique_ref(_text(t, "name", True), _text(t, "pid"), _text(t, "panetId"))
+                         for t in _objects(record, "techniques")),
+        parameters=tuple(parameter(_text(p, "name", True), p.get("value"), _text(p, "unit"), _id(p))
+                         for p in _objects(record, "parameters")),
         documents=tuple(_document_ref(d) for d in documents),
-        samples=tuple(SampleRef(s["pid"], s["name"], s.get("description")) for s in data.get("samples") or []),
-        files=tuple(FileRef(f["name"], f.get("path"), f.get("size"), None if f.get("id") is None else str(f["id"]))
-                    for f in files or []),
+        samples=tuple(SampleRef(_text(x, "pid", True), _text(x, "name", True), _text(x, "description"))
+                      for x in _objects(record, "samples")),
+        files=tuple(FileRef(_text(f, "name", True), _text(f, "path"), _integer(f, "size"), _id(f)) for f in files or []),
         file_count=len(files) if files is not None else None,
         source=source)
 

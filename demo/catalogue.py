@@ -104,12 +104,16 @@ def generate(facility: str, count: int, seed: int = 2026) -> list[dict[str, Any]
     start = datetime(2016, 1, 1, tzinfo=timezone.utc)
     records = []
     proposals: list[dict[str, Any]] = []
+    used: set[str] = set()
     for n in range(count):
         if not proposals or rng.random() < 0.35:  # a proposal has a few datasets
             year = rng.randint(2016, 2025)
             number = proposal_pattern.format(a=rng.randint(1, 9), b=rng.randint(1, 31), n=rng.randint(100, 2999),
                                              c=rng.choice(["MX", "SC", "HC", "LS", "CH", "EV"]), y=year,
                                              ).replace("{", "").replace("}", "")
+            while number in used:  # a proposal number names one proposal
+                number += "0"
+            used.add(number)
             sample, sample_text, keywords = rng.choice(SAMPLES)
             begins = datetime(year, rng.randint(1, 12), rng.randint(1, 28), tzinfo=timezone.utc)
             proposals.append({"pid": f"{prefix}.{number}".replace("/", "-"), "type": "proposal",

@@ -166,16 +166,13 @@ class LiveSearch:
         elif request.sort is Sort.NEWEST or not request.q.strip():
             flt["order"] = "creationDate DESC"
         found: list[tuple[float, Dataset]] = []
-        skip, dropped, unusable = 0, 0, 0
+        skip, dropped, unusable, words_note = 0, 0, 0, ""
         while True:
             remaining = self._remaining(started)
             if remaining <= 0.05:
                 return _Answer(found, False, False, _incomplete(len(found), skip, dropped, "the deadline"))
-            records = connector.find(self.http, source.base_url, {**flt, "skip": skip}, remaining)
+            records = connector.find(self.http, source.base_url, {**flt, "skip": skip, "limit": size}, remaining)
             scored = _scored(records)
-            if request.q.strip() and not scored:  # the facility did not apply the words: check them here
-                records = connector.with_documents(self.http, source.base_url, records,
-                                                   max(0.05, self._remaining(started)))
             for record in records:
                 try:
                     dataset = connector.to_dataset(record, source.facility, source.endpoint_id)
@@ -191,11 +188,15 @@ class LiveSearch:
                 found.append((score, dataset))
             skip += len(records)
             exhausted = len(records) < size
+            if request.q.strip() and not scored:
+                words_note = ("the facility does not rank by words (its scores are 0): the broker matched them in "
+                              "each dataset's own fields (title, samples, techniques, instrument)")
             if exhausted or len(found) >= window:
-                note = (f"{dropped} of {skip} records sent did not match and were left out" if dropped else None)
-                if unusable:
-                    note = "; ".join(filter(None, [note, f"{unusable} unusable records skipped"]))
+                note = "; ".join(filter(None, [
+                    words_note, f"{dropped} of {skip} records sent did not match and were left out" if dropped else "",
+                    f"{unusable} unusable records skipped" if unusable else ""])) or None
                 return _Answer(found, True, exhausted, note)
+            size = MAX_PAGE if checked else size  # the next pages in as few calls as the facility allows
 
 
 def _scored(records: list[Any]) -> bool:
