@@ -19,7 +19,7 @@ from urllib.parse import quote
 import requests
 from marshmallow import fields
 
-from broker.search.model import Dataset, DocumentRef, FileRef, Parameter, SampleRef, TechniqueRef
+from broker.search.model import Dataset, DocumentRef, FileRef, Member, Parameter, SampleRef, TechniqueRef
 from broker.search.techniques import panet
 from broker.search.units import UnknownUnit, to_si
 from connectors.base import ConfigSchema, ProbeResult, SearchConnector, url_field
@@ -124,7 +124,18 @@ def _document_ref(d: dict[str, Any]) -> DocumentRef:
     return DocumentRef(_text(d, "pid", True), _text(d, "title"), _text(d, "type"), _text(d, "doi"), _text(d, "summary"),
                        tuple(k for k in keywords if isinstance(k, str)) if isinstance(keywords, list) else (),
                        public if isinstance(public, bool) else None, _text(d, "startDate"), _text(d, "endDate"),
-                       _text(d, "releaseDate"), _text(d, "license"))
+                       _text(d, "releaseDate"), _text(d, "license"),
+                       tuple(m for m in map(_member, d.get("members") or []) if m is not None)
+                       if isinstance(d.get("members"), list) else ())
+
+
+def _member(item: Any) -> Member | None:
+    """A document member with a person; members without one (or malformed) are left out."""
+    person = item.get("person") if isinstance(item, dict) else None
+    if not isinstance(person, dict) or not isinstance(person.get("fullName"), str):
+        return None
+    affiliation = item.get("affiliation") if isinstance(item.get("affiliation"), dict) else {}
+    return Member(_text(item, "role"), person["fullName"], _text(person, "orcid"), _text(affiliation, "name"))
 
 
 def to_dataset(record: Any, facility: str, source: str | None) -> Dataset:
@@ -261,7 +272,9 @@ class PanoscSearchConnector(SearchConnector):
         endpoints whose Dataset model has no document relation)."""
         if not pids:
             return {}
-        flt = {"include": [{"relation": "datasets", "scope": {"where": {"pid": {"inq": pids}}}}]}
+        flt = {"include": [{"relation": "datasets", "scope": {"where": {"pid": {"inq": pids}}}},
+                           # LoopBack's object form: a scoped include would drop documents without members
+                           {"members": ["person", "affiliation"]}]}
         body = _checked(self._get(client, f"{base_url.rstrip('/')}/api/Documents", {"filter": json.dumps(flt)},
                                   timeout))
         if not isinstance(body, list):

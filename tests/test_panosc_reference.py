@@ -51,7 +51,11 @@ def copper(facility: str, n: int, celsius: float) -> dict:
             "samples": [{"pid": f"{facility}/sample/cuo", "name": "CuO powder", "description": "copper(II) oxide"}],
             "documents": [{"pid": f"{facility}/proposal/cu", "type": "proposal", "title": "Oxidation states of copper",
                            "isPublic": True, "startDate": "2021-01-01T00:00:00.000Z", "license": "CC-BY-4.0",
-                           "releaseDate": "2024-01-01T00:00:00.000Z"}]}
+                           "releaseDate": "2024-01-01T00:00:00.000Z",
+                           "members": [{"role": "principal investigator",
+                                        "person": {"id": f"{facility}/p1", "fullName": "Marie Curie",
+                                                   "orcid": "0000-0002-1825-0097"},
+                                        "affiliation": {"name": "Sorbonne", "city": "Paris", "country": "France"}}]}]}
 
 
 def catalogue(facility: str) -> list[dict]:
@@ -114,6 +118,8 @@ def test_a_harvest_imports_every_dataset_with_every_relation_the_reference_has(b
     document = cu.documents[0]  # reached through Documents?include=datasets: the reference's Dataset has none
     assert (document.pid, document.type, document.license) == ("sim-esrf/proposal/cu", "proposal", "CC-BY-4.0")
     assert document.start_date.startswith("2021-01-01") and document.release_date.startswith("2024-01-01")
+    assert [(m.role, m.name, m.orcid, m.affiliation) for m in document.members] == [
+        ("principal investigator", "Marie Curie", "0000-0002-1825-0097", "Sorbonne")]
     temperature = cu.parameters[0]
     assert temperature.id is not None and temperature.unit == "celsius"
     assert temperature.si_value == pytest.approx(298.15) and temperature.dimension == "K"

@@ -28,6 +28,16 @@ class TechniqueRef:
 
 
 @dataclass(frozen=True)
+class Member:
+    """A person on a document (a proposal's principal investigator, a publication's author)."""
+
+    role: str | None
+    name: str  # the person's full name
+    orcid: str | None = None
+    affiliation: str | None = None
+
+
+@dataclass(frozen=True)
 class DocumentRef:
     """A proposal or publication the dataset belongs to."""
 
@@ -42,6 +52,7 @@ class DocumentRef:
     end_date: str | None = None
     release_date: str | None = None  # when the document (and its data) becomes open
     license: str | None = None
+    members: tuple[Member, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -92,7 +103,9 @@ class Dataset:
                             "dimension": p.dimension, "id": p.id} for p in self.parameters],
             "documents": [{"pid": d.pid, "title": d.title, "type": d.type, "doi": d.doi, "summary": d.summary,
                            "keywords": list(d.keywords), "is_public": d.is_public, "start_date": d.start_date,
-                           "end_date": d.end_date, "release_date": d.release_date, "license": d.license}
+                           "end_date": d.end_date, "release_date": d.release_date, "license": d.license,
+                           "members": [{"role": m.role, "name": m.name, "orcid": m.orcid,
+                                        "affiliation": m.affiliation} for m in d.members]}
                           for d in self.documents],
             "file_count": self.file_count, "size": self.size, "source": self.source,
             "instrument_pid": self.instrument_pid, "instrument_facility": self.instrument_facility,
@@ -108,7 +121,8 @@ class Dataset:
         values["keywords"] = tuple(values.get("keywords") or ())
         values["techniques"] = tuple(TechniqueRef(**t) for t in values.get("techniques") or ())
         values["parameters"] = tuple(Parameter(**p) for p in values.get("parameters") or ())
-        values["documents"] = tuple(DocumentRef(**{**d, "keywords": tuple(d.get("keywords") or ())})
+        values["documents"] = tuple(DocumentRef(**{**d, "keywords": tuple(d.get("keywords") or ()),
+                                                   "members": tuple(Member(**m) for m in d.get("members") or ())})
                                     for d in values.get("documents") or ())
         values["samples"] = tuple(SampleRef(**s) for s in values.get("samples") or ())
         values["files"] = tuple(FileRef(**f) for f in values.get("files") or ())
