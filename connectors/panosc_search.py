@@ -230,6 +230,8 @@ class PanoscSearchConnector(SearchConnector):
             include = self.include(client, base_url, timeout)
             self.find(client, base_url, {"limit": 1, "include": include}, timeout)
             self.count(client, base_url, {}, timeout)
+            if not set(DOCUMENT_RELATIONS) & {i["relation"] for i in include}:  # harvest reads them from Documents
+                self.documents_of(client, base_url, ["-"], timeout)
         except AddressBlocked as exc:
             return ProbeResult(HealthStatus.BLOCKED, error=exc.detail)
         except UpstreamError as exc:
