@@ -38,7 +38,7 @@ DATASETS = [
             summary="Small-angle neutron scattering of hen egg-white lysozyme, contrast series.",
             creation_date=datetime(2021, 3, 14, tzinfo=timezone.utc), instrument="D22", source="ill-search",
             techniques=(TechniqueRef("small angle neutron scattering"),),
-            parameters=(Parameter("sample_temperature", 295.0, "K", 295.0),),
+            parameters=(Parameter("sample_temperature", 295.0, "K", 295.0, "K"),),
             documents=(DocumentRef("9-13-612", "Lysozyme hydration", "proposal", "10.5291/ILL-DATA.9-13-612"),)),
     *[Dataset(pid=f"ill/run-{n}", facility="ill", title=f"Lysozyme crystal series {n}", source="ill-search",
               creation_date=datetime(2020, 1, 1 + n, tzinfo=timezone.utc), instrument="D11",
