@@ -212,3 +212,14 @@ def test_the_same_pid_from_two_facilities_is_a_harvest_error_not_a_silent_move(b
     assert job["state"] == "partial" and job["imported"] == 0 and job["failed"] == 32
     assert "already harvested from search endpoint 'sim-ill-search'" in job["errors"][0]["error"]
     assert broker.index.get("sim-ill/copper/1").facility == "sim-ill"
+
+
+def test_live_year_bounds_alone_are_dates_the_reference_compares(broker):  # noqa: ANN001
+    """``year_to`` alone once sent a naive and an aware date in one ``between``; every facility failed."""
+    early = live(broker, year_to="2017", size=100)
+    assert all(s.status is SourceState.OK for s in early.sources) and not early.partial
+    expected = {r["pid"] for f in FACILITIES for r in generate(f, 30) if r["creationDate"] < "2018"}
+    assert {d.pid for d in early.items} == expected and early.total == len(expected)
+    late = live(broker, year_from="2021", year_to="2021", size=100)
+    assert {d.pid for d in late.items} >= {f"{f}/copper/{n}" for f in FACILITIES for n in (1, 2)}
+    assert all(d.year == 2021 for d in late.items)
