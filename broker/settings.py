@@ -72,6 +72,7 @@ class Settings:
     federation_wide_facilities: str = field(default="egi", metadata={"help": "Comma-separated facilities whose services may analyse public data of any facility."})
     launch_poll_seconds: int = field(default=2, metadata={"help": "Seconds between the worker's launch steps."})
     max_body_bytes: int = field(default=1024 * 1024, metadata={"help": "Largest request body accepted."})
+    body_timeout_seconds: float = field(default=5.0, metadata={"help": "Seconds a request body may take to arrive (else 408)."})
     log_level: str = field(default="INFO", metadata={"help": "Python logging level."})
 
     @property
