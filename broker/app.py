@@ -5,6 +5,7 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import connexion
 from connexion.exceptions import ProblemException
@@ -87,6 +88,15 @@ def build_broker(settings: Settings, *, run_migrations: bool = True) -> Broker:
                   people, auth, launches)
 
 
+def _allowed_methods(flask_app: Any, path: str) -> list[str]:
+    """Every method some route answers at ``path`` (for a 405's Allow header)."""
+    try:
+        methods = flask_app.url_map.bind("broker").allowed_methods(path)
+    except Exception:  # noqa: BLE001 - a path the map cannot even parse allows nothing
+        return []
+    return sorted(set(methods) - {"OPTIONS"})
+
+
 def make_index(settings: Settings) -> DatasetIndex:
     """Elasticsearch when PANBROKER_ELASTICSEARCH_URL is set, else the embedded Tantivy index."""
     if settings.elasticsearch_url:
@@ -106,7 +116,8 @@ def create_app(settings: Settings | None = None, broker: Broker | None = None) -
     app.add_api("registry.yaml", validator_map=VALIDATORS, strict_validation=True,
                 swagger_ui_options=SwaggerUIOptions(swagger_ui=True))
     app.app.extensions["panbroker"] = broker
-    app.add_middleware(BrokerScope, position=MiddlewarePosition.BEFORE_SWAGGER, broker=broker)
+    app.add_middleware(BrokerScope, position=MiddlewarePosition.BEFORE_SWAGGER, broker=broker,
+                       allowed_methods=lambda path: _allowed_methods(app.app, path))
     app.add_error_handler(BrokerError, problems.broker_error)
     app.add_error_handler(ProblemException, problems.connexion_problem)
     app.add_error_handler(StarletteHTTPException, problems.http_error)

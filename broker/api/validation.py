@@ -12,7 +12,7 @@ from jsonschema import Draft4Validator, ValidationError
 from jsonschema.exceptions import best_match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from broker.api.problems import TYPE_PREFIX
+from broker.api.problems import ALLOWED_METHODS_KEY, TYPE_PREFIX
 from broker.api.security import SCOPE_KEY
 
 CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
@@ -169,15 +169,17 @@ class BrokerScope:
     that does not arrive within ``body_timeout_seconds`` (a slow drip, or a Content-Length never
     filled) is a 408, so no handler thread ever waits on a client."""
 
-    def __init__(self, app: ASGIApp, broker: t.Any):
+    def __init__(self, app: ASGIApp, broker: t.Any, allowed_methods: t.Callable[[str], list[str]] | None = None):
         self.app = app
         self.broker = broker
+        self.allowed_methods = allowed_methods
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         scope[SCOPE_KEY] = self.broker
+        scope[ALLOWED_METHODS_KEY] = self.allowed_methods
         if CONTROL_CHARACTERS.search(scope.get("path", "")):
             # no id holds one; connexion's router and Flask's disagree on such paths, so stop them here
             await _problem(send, 404, "not-found", "Not found", "no such resource (the path holds control characters)")
