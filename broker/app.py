@@ -68,7 +68,8 @@ def build_broker(settings: Settings, *, run_migrations: bool = True) -> Broker:
         connect_timeout=settings.http_connect_timeout, read_timeout=settings.http_read_timeout,
         total_timeout=settings.http_total_timeout, max_response_bytes=settings.http_max_response_bytes,
         retries=settings.http_retries, breaker_fail_max=settings.breaker_fail_max,
-        breaker_reset_seconds=settings.breaker_reset_seconds))
+        breaker_reset_seconds=settings.breaker_reset_seconds, endpoint_concurrency=settings.http_endpoint_concurrency,
+        min_bytes_per_second=settings.http_min_bytes_per_second))
     box = SecretBox.from_settings(settings.encryption_keys, settings.data_dir)
     registry = RegistryService(store, box, policy.is_allowed)
     health = HealthService(store, http, timeout=settings.health_timeout_seconds,

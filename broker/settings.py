@@ -52,6 +52,8 @@ class Settings:
     http_read_timeout: float = field(default=10.0, metadata={"help": "Seconds between bytes from a facility."})
     http_total_timeout: float = field(default=30.0, metadata={"help": "Ceiling on one outbound call, in seconds."})
     http_max_response_bytes: int = field(default=10 * 1024 * 1024, metadata={"help": "Cap on a response body."})
+    http_endpoint_concurrency: int = field(default=8, metadata={"help": "Outbound calls in flight per facility endpoint; more are refused at once."})
+    http_min_bytes_per_second: float = field(default=1024.0, metadata={"help": "Slowest answer accepted once it has taken 2 s (a slow drip is a timeout)."})
     http_retries: int = field(default=2, metadata={"help": "Retries of idempotent calls on connect errors/502-504."})
     breaker_fail_max: int = field(default=5, metadata={"help": "Consecutive failures that open an endpoint's circuit."})
     breaker_reset_seconds: float = field(default=60.0, metadata={"help": "Seconds a circuit stays open."})
