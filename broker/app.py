@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import connexion
+from a2wsgi import WSGIMiddleware
 from connexion.exceptions import ProblemException
 from connexion.jsonifier import Jsonifier
 from connexion.middleware import MiddlewarePosition
@@ -117,6 +118,8 @@ def create_app(settings: Settings | None = None, broker: Broker | None = None) -
     app.add_api("registry.yaml", validator_map=VALIDATORS, strict_validation=True,
                 swagger_ui_options=SwaggerUIOptions(swagger_ui=True))
     app.app.extensions["panbroker"] = broker
+    # a2wsgi's pool (10 threads by default) answers every Flask request; connexion offers no setting for it
+    app._middleware_app.asgi_app = WSGIMiddleware(app.app.wsgi_app, workers=settings.request_threads)  # noqa: SLF001
     app.add_middleware(BrokerScope, position=MiddlewarePosition.BEFORE_SWAGGER, broker=broker,
                        allowed_methods=lambda path: _allowed_methods(app.app, path))
     app.add_error_handler(BrokerError, problems.broker_error)

@@ -75,6 +75,12 @@ class Settings:
     launch_poll_seconds: int = field(default=2, metadata={"help": "Seconds between the worker's launch steps."})
     max_body_bytes: int = field(default=1024 * 1024, metadata={"help": "Largest request body accepted."})
     body_timeout_seconds: float = field(default=5.0, metadata={"help": "Seconds a request body may take to arrive (else 408)."})
+    request_threads: int = field(default=32, metadata={"help": "Threads per worker process answering requests."})
+    max_waiting_requests: int = field(default=100, metadata={"help": "Requests a worker process takes at once; more get 503 + Retry-After."})
+    max_searches_per_client: int = field(default=4, metadata={"help": "Live searches and dataset lookups one client may run at once (429 beyond)."})
+    max_streams_per_client: int = field(default=4, metadata={"help": "Launch event streams one client may hold open (429 beyond)."})
+    max_streams: int = field(default=1000, metadata={"help": "Launch event streams a worker process holds open (503 beyond)."})
+    workers: int = field(default=2, metadata={"help": "Worker processes of `panbroker serve`."})
     log_level: str = field(default="INFO", metadata={"help": "Python logging level."})
 
     @property

@@ -14,6 +14,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from broker.api.problems import ALLOWED_METHODS_KEY, TYPE_PREFIX
 from broker.api.security import SCOPE_KEY
+from broker.api.serving import ServingLimits
 
 CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -173,6 +174,7 @@ class BrokerScope:
         self.app = app
         self.broker = broker
         self.allowed_methods = allowed_methods
+        self.limits = ServingLimits(broker)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -192,7 +194,7 @@ class BrokerScope:
             await _problem(send, 413, "payload-too-large", "Request body too large", f"Send at most {limit} bytes")
             return
         if not (declared.isdigit() and int(declared) > 0) and b"chunked" not in headers.get(b"transfer-encoding", b""):
-            await self.app(scope, receive, send)
+            await self.limits(self.app, scope, receive, send)
             return
         try:
             body = await asyncio.wait_for(_read_body(receive, limit), settings.body_timeout_seconds)
@@ -214,7 +216,7 @@ class BrokerScope:
                 return {"type": "http.request", "body": body, "more_body": False}
             return await receive()  # after the body: the client's disconnect, for streams
 
-        await self.app(scope, replay, send)
+        await self.limits(self.app, scope, replay, send)
 
 
 class _TooLarge(Exception):
