@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import json
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import connexion
+import flask
 from a2wsgi import WSGIMiddleware
 from connexion.exceptions import ProblemException
 from connexion.jsonifier import Jsonifier
@@ -15,6 +15,7 @@ from connexion.middleware import MiddlewarePosition
 from connexion.options import SwaggerUIOptions
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from broker import logs
 from broker.api import problems
 from broker.api.validation import VALIDATORS, BrokerScope
 from broker.errors import BrokerError
@@ -60,6 +61,7 @@ class Broker:
 
 
 def build_broker(settings: Settings, *, run_migrations: bool = True) -> Broker:
+    issuers = load_issuers(settings.oidc_issuers)  # a configuration error is told before anything is touched
     engine = make_engine(settings.effective_database_url)
     if run_migrations:
         migrate(engine)
@@ -82,7 +84,7 @@ def build_broker(settings: Settings, *, run_migrations: bool = True) -> Broker:
               if settings.eosc_catalogue_url else None)
     eosc = EoscService(store, registry, client, settings.eosc_token or None)
     people = PeopleService(store)
-    auth = AuthService(store, http, people, box, load_issuers(settings.oidc_issuers), settings.effective_public_url)
+    auth = AuthService(store, http, people, box, issuers, settings.effective_public_url)
     launches = LaunchService(store, http, search, box,
                              tuple(f.strip() for f in settings.federation_wide_facilities.split(",") if f.strip()),
                              auth=auth)
@@ -111,7 +113,7 @@ def make_index(settings: Settings) -> DatasetIndex:
 def create_app(settings: Settings | None = None, broker: Broker | None = None) -> connexion.FlaskApp:
     """The ASGI app serving ``/api/v1`` (Swagger UI at ``/api/v1/ui``) and the portal pages."""
     settings = settings or (broker.settings if broker else Settings.from_env())
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure(settings.log_level, settings.log_format)
     broker = broker or build_broker(settings)
     # compact JSON: connexion's default indent=2 forces the pure-Python encoder (lists were 5x slower)
     app = connexion.FlaskApp(__name__, specification_dir=str(OPENAPI), jsonifier=Jsonifier(json))
@@ -134,4 +136,9 @@ def create_app(settings: Settings | None = None, broker: Broker | None = None) -
     app.app.register_blueprint(blueprint)
     app.app.register_blueprint(panosc_api)
     app.app.register_blueprint(auth_pages)
+
+    @app.app.before_request
+    def _request_id() -> None:  # the id BrokerScope gave the request, for the logs of this thread
+        logs.REQUEST_ID.set(flask.request.headers.get(logs.HEADER))
+
     return app

@@ -28,7 +28,7 @@ from joserfc.errors import JoseError
 from sqlalchemy import delete, select
 
 from broker.authz import Principal
-from broker.errors import BrokerError, NotFound
+from broker.errors import BrokerError, ConfigurationError, NotFound
 from broker.people import PeopleService
 from broker.secretbox import SecretBox
 from connectors.errors import UpstreamError
@@ -83,11 +83,15 @@ DEFAULT_ISSUERS = (
 def load_issuers(raw: str) -> tuple[IssuerConfig, ...]:
     """Issuers from PANBROKER_OIDC_ISSUERS (a JSON list); entries replace the defaults of the same name."""
     configured = {}
-    for entry in json.loads(raw) if raw else []:
-        entry = dict(entry)
-        for key in ("admin_entitlements",):
-            entry[key] = tuple(entry.get(key, ()))
-        configured[entry["name"]] = IssuerConfig(**entry)
+    try:
+        for entry in json.loads(raw) if raw else []:
+            entry = dict(entry)
+            for key in ("admin_entitlements",):
+                entry[key] = tuple(entry.get(key, ()))
+            configured[entry["name"]] = IssuerConfig(**entry)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise ConfigurationError(f"PANBROKER_OIDC_ISSUERS: {exc} (a JSON list of objects with name, title, "
+                                 "issuer, client_id, ...)") from exc
     merged = {i.name: i for i in DEFAULT_ISSUERS}
     merged.update(configured)
     return tuple(merged.values())

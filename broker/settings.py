@@ -82,6 +82,7 @@ class Settings:
     max_streams: int = field(default=1000, metadata={"help": "Launch event streams a worker process holds open (503 beyond)."})
     workers: int = field(default=2, metadata={"help": "Worker processes of `panbroker serve`."})
     log_level: str = field(default="INFO", metadata={"help": "Python logging level."})
+    log_format: str = field(default="text", metadata={"help": "`text`, or `json` (one object per line, with the request id)."})
 
     @property
     def effective_public_url(self) -> str:
@@ -106,6 +107,8 @@ class Settings:
                 continue
             values[f.name] = _convert(f.name, f.default, raw)
         values.update(overrides)
+        if values.get("log_format", "text") not in ("text", "json"):
+            raise ConfigurationError(f"{PREFIX}LOG_FORMAT: use text or json, not {values['log_format']!r}")
         return cls(**values)
 
 

@@ -13,7 +13,7 @@ import time
 import typing as t
 from collections import Counter
 from contextlib import contextmanager
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit
 
 from anyio import to_thread
 from starlette.requests import Request
@@ -36,6 +36,22 @@ def _expensive(scope: Scope) -> bool:
     if path in ("/api/v1/datasets", "/search", "/panosc/api/Datasets"):
         return query.get("mode", [""])[0] == "live"
     return path.startswith(("/api/v1/datasets/", "/datasets/", "/panosc/api/Datasets/"))
+
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def _cross_site_cookie_write(scope: Scope) -> bool:
+    """A write to the API carried by the browser's session cookie from a page of another site."""
+    if scope.get("method") in SAFE_METHODS or not scope.get("path", "").startswith(("/api/", "/panosc/")):
+        return False
+    headers = dict(scope.get("headers") or [])
+    if b"authorization" in headers or b"panbroker_session=" not in headers.get(b"cookie", b""):
+        return False
+    origin = headers.get(b"origin", b"").decode("latin-1")
+    if headers.get(b"sec-fetch-site", b"") == b"cross-site":
+        return True
+    return bool(origin) and urlsplit(origin).netloc != headers.get(b"host", b"").decode("latin-1")
 
 
 class _Counts:
@@ -70,6 +86,11 @@ class ServingLimits:
 
     async def __call__(self, app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
         client = (scope.get("client") or ("unknown", 0))[0]
+        if _cross_site_cookie_write(scope):
+            await problem(send, 403, "forbidden", "Cross-site request refused",
+                          "A write authenticated by the session cookie must come from this site's pages "
+                          "(its Origin names another site); scripts use a bearer token")
+            return
         match = EVENTS_PATH.match(scope.get("path", ""))
         if match and scope.get("method") == "GET" and b"format=json" not in scope.get("query_string", b""):
             await self._events(scope, receive, send, match.group("launch_id"), client)

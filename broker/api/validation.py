@@ -12,6 +12,7 @@ from jsonschema import Draft4Validator, ValidationError
 from jsonschema.exceptions import best_match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from broker import logs
 from broker.api.problems import ALLOWED_METHODS_KEY, TYPE_PREFIX
 from broker.api.security import SCOPE_KEY
 from broker.api.serving import ServingLimits
@@ -182,6 +183,11 @@ class BrokerScope:
             return
         scope[SCOPE_KEY] = self.broker
         scope[ALLOWED_METHODS_KEY] = self.allowed_methods
+        rid = logs.request_id(dict(scope.get("headers") or []).get(b"x-request-id", b"").decode("latin-1"))
+        scope["headers"] = [*(h for h in scope.get("headers") or [] if h[0] != b"x-request-id"),
+                            (b"x-request-id", rid.encode())]
+        logs.REQUEST_ID.set(rid)
+        send = _with_request_id(send, rid)
         if CONTROL_CHARACTERS.search(scope.get("path", "")):
             # no id holds one; connexion's router and Flask's disagree on such paths, so stop them here
             await _problem(send, 404, "not-found", "Not found", "no such resource (the path holds control characters)")
@@ -217,6 +223,15 @@ class BrokerScope:
             return await receive()  # after the body: the client's disconnect, for streams
 
         await self.limits(self.app, scope, replay, send)
+
+
+def _with_request_id(send: Send, rid: str) -> Send:
+    async def sending(message: dict) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message.get("headers", []), (b"x-request-id", rid.encode())]}
+        await send(message)
+
+    return sending
 
 
 class _TooLarge(Exception):
