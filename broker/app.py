@@ -2,17 +2,20 @@
 from __future__ import annotations
 
 import json
-import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import connexion
+import flask
+from a2wsgi import WSGIMiddleware
 from connexion.exceptions import ProblemException
 from connexion.jsonifier import Jsonifier
 from connexion.middleware import MiddlewarePosition
 from connexion.options import SwaggerUIOptions
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from broker import logs
 from broker.api import problems
 from broker.api.validation import VALIDATORS, BrokerScope
 from broker.errors import BrokerError
@@ -58,6 +61,7 @@ class Broker:
 
 
 def build_broker(settings: Settings, *, run_migrations: bool = True) -> Broker:
+    issuers = load_issuers(settings.oidc_issuers)  # a configuration error is told before anything is touched
     engine = make_engine(settings.effective_database_url)
     if run_migrations:
         migrate(engine)
@@ -67,7 +71,8 @@ def build_broker(settings: Settings, *, run_migrations: bool = True) -> Broker:
         connect_timeout=settings.http_connect_timeout, read_timeout=settings.http_read_timeout,
         total_timeout=settings.http_total_timeout, max_response_bytes=settings.http_max_response_bytes,
         retries=settings.http_retries, breaker_fail_max=settings.breaker_fail_max,
-        breaker_reset_seconds=settings.breaker_reset_seconds))
+        breaker_reset_seconds=settings.breaker_reset_seconds, endpoint_concurrency=settings.http_endpoint_concurrency,
+        min_bytes_per_second=settings.http_min_bytes_per_second))
     box = SecretBox.from_settings(settings.encryption_keys, settings.data_dir)
     registry = RegistryService(store, box, policy.is_allowed)
     health = HealthService(store, http, timeout=settings.health_timeout_seconds,
@@ -79,12 +84,21 @@ def build_broker(settings: Settings, *, run_migrations: bool = True) -> Broker:
               if settings.eosc_catalogue_url else None)
     eosc = EoscService(store, registry, client, settings.eosc_token or None)
     people = PeopleService(store)
-    auth = AuthService(store, http, people, box, load_issuers(settings.oidc_issuers), settings.effective_public_url)
+    auth = AuthService(store, http, people, box, issuers, settings.effective_public_url)
     launches = LaunchService(store, http, search, box,
                              tuple(f.strip() for f in settings.federation_wide_facilities.split(",") if f.strip()),
                              auth=auth)
     return Broker(settings, store, http, registry, health, index, harvest, search, eosc, CatalogueService(store),
                   people, auth, launches)
+
+
+def _allowed_methods(flask_app: Any, path: str) -> list[str]:
+    """Every method some route answers at ``path`` (for a 405's Allow header)."""
+    try:
+        methods = flask_app.url_map.bind("broker").allowed_methods(path)
+    except Exception:  # noqa: BLE001 - a path the map cannot even parse allows nothing
+        return []
+    return sorted(set(methods) - {"OPTIONS"})
 
 
 def make_index(settings: Settings) -> DatasetIndex:
@@ -99,14 +113,17 @@ def make_index(settings: Settings) -> DatasetIndex:
 def create_app(settings: Settings | None = None, broker: Broker | None = None) -> connexion.FlaskApp:
     """The ASGI app serving ``/api/v1`` (Swagger UI at ``/api/v1/ui``) and the portal pages."""
     settings = settings or (broker.settings if broker else Settings.from_env())
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure(settings.log_level, settings.log_format)
     broker = broker or build_broker(settings)
     # compact JSON: connexion's default indent=2 forces the pure-Python encoder (lists were 5x slower)
     app = connexion.FlaskApp(__name__, specification_dir=str(OPENAPI), jsonifier=Jsonifier(json))
     app.add_api("registry.yaml", validator_map=VALIDATORS, strict_validation=True,
                 swagger_ui_options=SwaggerUIOptions(swagger_ui=True))
     app.app.extensions["panbroker"] = broker
-    app.add_middleware(BrokerScope, position=MiddlewarePosition.BEFORE_SWAGGER, broker=broker)
+    # a2wsgi's pool (10 threads by default) answers every Flask request; connexion offers no setting for it
+    app._middleware_app.asgi_app = WSGIMiddleware(app.app.wsgi_app, workers=settings.request_threads)  # noqa: SLF001
+    app.add_middleware(BrokerScope, position=MiddlewarePosition.BEFORE_SWAGGER, broker=broker,
+                       allowed_methods=lambda path: _allowed_methods(app.app, path))
     app.add_error_handler(BrokerError, problems.broker_error)
     app.add_error_handler(ProblemException, problems.connexion_problem)
     app.add_error_handler(StarletteHTTPException, problems.http_error)
@@ -119,4 +136,9 @@ def create_app(settings: Settings | None = None, broker: Broker | None = None) -
     app.app.register_blueprint(blueprint)
     app.app.register_blueprint(panosc_api)
     app.app.register_blueprint(auth_pages)
+
+    @app.app.before_request
+    def _request_id() -> None:  # the id BrokerScope gave the request, for the logs of this thread
+        logs.REQUEST_ID.set(flask.request.headers.get(logs.HEADER))
+
     return app

@@ -1,15 +1,19 @@
 """Federated login: an OpenID Connect relying party for several issuers at once (UmbrellaID, EGI
 Check-in, ORCID, facility Keycloaks), browser sessions, and bearer JWTs from the same issuers.
 
-Every authorization request is a single-use transaction bound to its issuer, with PKCE (S256), state
-and nonce; the answer must come back with the issuer that was asked (RFC 9207 ``iss``, and the ID
-token's ``iss``), which defeats mix-up. ID tokens and bearer tokens are verified against the issuer's
-JWKS (fetched again when an unknown key id appears, so key rotation works).
+Every authorization request is a single-use transaction bound to its issuer and to the browser that
+started it (a hash of a random cookie set then), with PKCE (S256), state and nonce; the answer must come
+back to that browser, with the issuer that was asked (RFC 9207 ``iss``, and the ID token's ``iss``), which
+defeats login CSRF and mix-up. Linking a second identity needs a recent sign-in of the account it joins.
+ID tokens prove a sign-in to the broker only: an API bearer JWT must be an access token for the
+configured API audience. Tokens are verified against the issuer's JWKS (fetched again when an unknown key
+id appears, so key rotation works).
 """
 from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import json
 import secrets
 import threading
@@ -24,7 +28,7 @@ from joserfc.errors import JoseError
 from sqlalchemy import delete, select
 
 from broker.authz import Principal
-from broker.errors import BrokerError, NotFound
+from broker.errors import BrokerError, ConfigurationError, NotFound
 from broker.people import PeopleService
 from broker.secretbox import SecretBox
 from connectors.errors import UpstreamError
@@ -34,6 +38,7 @@ from registry.store import Store
 
 TRANSACTION_TTL = timedelta(minutes=10)
 SESSION_TTL = timedelta(hours=12)
+LINK_FRESHNESS = timedelta(minutes=5)  # linking an identity needs a sign-in at most this old
 ALGORITHMS = ["RS256", "RS384", "RS512", "PS256", "ES256", "ES384", "EdDSA"]  # never "none" or HMAC
 
 
@@ -55,7 +60,7 @@ class IssuerConfig:
     scopes: str = "openid profile email"
     subject_claim: str = "sub"
     entitlements_claim: str = "eduperson_entitlement"
-    audience: str = ""  # expected `aud` of bearer tokens (default: client_id)
+    audience: str = ""  # `aud` of API access tokens; empty: bearer JWTs from this issuer are not accepted
     admin_entitlements: tuple[str, ...] = ()
     operator_entitlement_prefix: str = ""  # e.g. "urn:panbroker:role:operator:" + facility id
     enabled: bool = True
@@ -78,11 +83,15 @@ DEFAULT_ISSUERS = (
 def load_issuers(raw: str) -> tuple[IssuerConfig, ...]:
     """Issuers from PANBROKER_OIDC_ISSUERS (a JSON list); entries replace the defaults of the same name."""
     configured = {}
-    for entry in json.loads(raw) if raw else []:
-        entry = dict(entry)
-        for key in ("admin_entitlements",):
-            entry[key] = tuple(entry.get(key, ()))
-        configured[entry["name"]] = IssuerConfig(**entry)
+    try:
+        for entry in json.loads(raw) if raw else []:
+            entry = dict(entry)
+            for key in ("admin_entitlements",):
+                entry[key] = tuple(entry.get(key, ()))
+            configured[entry["name"]] = IssuerConfig(**entry)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise ConfigurationError(f"PANBROKER_OIDC_ISSUERS: {exc} (a JSON list of objects with name, title, "
+                                 "issuer, client_id, ...)") from exc
     merged = {i.name: i for i in DEFAULT_ISSUERS}
     merged.update(configured)
     return tuple(merged.values())
@@ -94,6 +103,12 @@ def safe_next(target: str | None) -> str:
         return "/"
     parts = urlsplit(target)
     return "/" if parts.scheme or parts.netloc else target
+
+
+def _looks_like_id_token(claims: dict[str, Any]) -> bool:
+    """ID tokens carry what access tokens do not: a nonce, hashes of the code or access token, or
+    Keycloak's ``typ: ID``."""
+    return any(k in claims for k in ("nonce", "at_hash", "c_hash")) or claims.get("typ") == "ID"
 
 
 def _b64(data: bytes) -> str:
@@ -113,6 +128,10 @@ class Login:
     session_id: str
     person_id: str
     next_url: str
+
+
+def _hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
 
 
 class AuthService:
@@ -168,26 +187,35 @@ class AuthService:
             return provider.keys
 
     # -- browser login ------------------------------------------------------------------------
-    def start(self, issuer_name: str, next_url: str | None, link_person_id: str | None = None) -> str:
-        """The URL to send the browser to; records the single-use transaction."""
+    def start(self, issuer_name: str, next_url: str | None, browser: str, link_person_id: str | None = None,
+              fresh: bool = False) -> str:
+        """The URL to send the browser to; records the single-use transaction, bound to ``browser`` (the
+        secret of the cookie the caller sets on that browser). ``fresh`` asks the provider to sign in
+        again even when it holds a session."""
         config = self.issuers.get(issuer_name)
         if config is None or not config.usable:
             raise NotFound(f"no sign-in with {issuer_name!r}; use one of {[i['name'] for i in self.available()]}")
+        if not browser:
+            raise LoginRefused("the sign-in must be started by a browser")
         provider = self._provider(config)
         state, nonce, verifier = secrets.token_urlsafe(32), secrets.token_urlsafe(32), secrets.token_urlsafe(64)
         with self.store.session() as session:
             session.execute(delete(LoginTransaction).where(LoginTransaction.created_at < utcnow() - TRANSACTION_TTL))
             session.add(LoginTransaction(state=state, issuer=issuer_name, nonce=nonce, code_verifier=verifier,
-                                         next_url=safe_next(next_url), link_person_id=link_person_id))
+                                         next_url=safe_next(next_url), link_person_id=link_person_id,
+                                         browser_hash=_hash(browser)))
         query = {"response_type": "code", "client_id": config.client_id, "redirect_uri": self.redirect_uri,
                  "scope": config.scopes, "state": state, "nonce": nonce,
                  "code_challenge": _b64(hashlib.sha256(verifier.encode()).digest()), "code_challenge_method": "S256"}
+        if fresh:
+            query.update(prompt="login", max_age="0")
         if "offline_access" in config.scopes.split():
-            query["prompt"] = "consent"  # OpenID Connect grants offline access only with consent
+            query["prompt"] = " ".join(filter(None, [query.get("prompt"), "consent"]))  # offline access needs it
         return f"{provider.metadata['authorization_endpoint']}?{urlencode(query)}"
 
-    def finish(self, params: dict[str, str]) -> Login:
-        """Complete a login from the callback's query; ``LoginRefused`` and no session otherwise."""
+    def finish(self, params: dict[str, str], browser: str | None, session_id: str | None = None) -> Login:
+        """Complete a login from the callback's query in the browser (login cookie secret ``browser``,
+        current session ``session_id``) that started it; ``LoginRefused`` and no session otherwise."""
         if params.get("error"):
             raise LoginRefused(f"the identity provider refused: {params.get('error_description') or params['error']}")
         state, code = params.get("state", ""), params.get("code", "")
@@ -196,12 +224,18 @@ class AuthService:
             if transaction is None:
                 raise LoginRefused("unknown or already used state: start the sign-in again")
             session.delete(transaction)  # single use, whatever happens next
-            issuer_name, nonce, verifier, next_url, link_person = (
+            issuer_name, nonce, verifier, next_url, link_person, bound = (
                 transaction.issuer, transaction.nonce, transaction.code_verifier, transaction.next_url,
-                transaction.link_person_id)
+                transaction.link_person_id, transaction.browser_hash)
             created = transaction.created_at
+        if not browser or not bound or not hmac.compare_digest(bound, _hash(browser)):
+            raise LoginRefused("this sign-in was started in another browser: start it again here")
         if utcnow() - as_utc(created) > TRANSACTION_TTL:
             raise LoginRefused("the sign-in took too long: start it again")
+        if link_person is not None:
+            current = self._session_row(session_id)
+            if current is None or current[0] != link_person:
+                raise LoginRefused("linking must end in the session that started it: sign in and link again")
         config = self.issuers[issuer_name]
         provider = self._provider(config)
         if params.get("iss") is not None and params["iss"] != config.issuer:
@@ -218,7 +252,7 @@ class AuthService:
         person_id = self._person(config, str(subject), claims, link_person)
         self._sync_entitlements(config, person_id, claims)
         self._keep_tokens(person_id, issuer_name, tokens)
-        return Login(self._open_session(person_id, issuer_name, tokens["id_token"]), person_id, next_url)
+        return Login(self._open_session(person_id, issuer_name), person_id, next_url)
 
     def _exchange(self, config: IssuerConfig, code: str, verifier: str) -> dict[str, Any]:
         try:
@@ -239,7 +273,7 @@ class AuthService:
                 exp={"essential": True},
                 **({"nonce": {"essential": True, "value": nonce}} if nonce is not None else {}),
             ).validate(decoded.claims)
-        except (JoseError, ValueError, IndexError, TypeError) as exc:
+        except (JoseError, ValueError, IndexError, TypeError, AttributeError) as exc:
             raise LoginRefused(f"token refused: {getattr(exc, 'description', None) or exc}") from exc
         return dict(decoded.claims)
 
@@ -337,19 +371,41 @@ class AuthService:
         return body
 
     # -- sessions -----------------------------------------------------------------------------
-    def _open_session(self, person_id: str, issuer: str, id_token: str) -> str:
+    def _open_session(self, person_id: str, issuer: str) -> str:
         session_id = secrets.token_urlsafe(32)  # a new id at every sign-in: no session fixation
         with self.store.session() as session:
-            session.add(WebSession(id_hash=hashlib.sha256(session_id.encode()).hexdigest(), person_id=person_id,
-                                   issuer=issuer, id_token_encrypted=self.box.encrypt(id_token),
+            session.add(WebSession(id_hash=_hash(session_id), person_id=person_id, issuer=issuer,
                                    expires_at=utcnow() + SESSION_TTL))
         return session_id
+
+    def _session_row(self, session_id: str | None) -> tuple[str, str, Any] | None:
+        """(person id, issuer, signed-in time) of a live session."""
+        if not session_id:
+            return None
+        with self.store.session() as session:
+            found = session.get(WebSession, _hash(session_id))
+            if found is None or as_utc(found.expires_at) <= utcnow():
+                return None
+            return found.person_id, found.issuer, as_utc(found.created_at)
+
+    def link_start(self, session_id: str | None, issuer_name: str, next_url: str | None, browser: str) -> str:
+        """Where to send a signed-in browser that confirmed linking an identity from ``issuer_name``: that
+        provider, asked for a fresh sign-in, when the account's own sign-in is recent; otherwise a fresh
+        sign-in of the account itself first, coming back to the confirmation."""
+        current = self._session_row(session_id)
+        if current is None:
+            raise LoginRefused("linking an identity needs the session of the first one: sign in first")
+        person_id, own_issuer, signed_in = current
+        if utcnow() - signed_in > LINK_FRESHNESS and own_issuer in self.issuers:
+            back = f"/auth/link/{issuer_name}" + (f"?{urlencode({'next': safe_next(next_url)})}" if next_url else "")
+            return self.start(own_issuer, back, browser, fresh=True)
+        return self.start(issuer_name, next_url, browser, link_person_id=person_id, fresh=True)
 
     def session_principal(self, session_id: str | None) -> Principal | None:
         if not session_id:
             return None
         with self.store.session() as session:
-            found = session.get(WebSession, hashlib.sha256(session_id.encode()).hexdigest())
+            found = session.get(WebSession, _hash(session_id))
             if found is None:
                 return None
             expires = as_utc(found.expires_at)
@@ -360,35 +416,44 @@ class AuthService:
         return self.people.principal(person_id)
 
     def logout(self, session_id: str | None) -> str:
-        """End the session; where to send the browser (the provider's logout page when it has one)."""
+        """End the session; where to send the browser (the provider's logout page when it has one). No
+        token travels in that URL: the provider is told the client, not shown the ID token."""
         if not session_id:
             return "/"
         with self.store.session() as session:
-            found = session.get(WebSession, hashlib.sha256(session_id.encode()).hexdigest())
+            found = session.get(WebSession, _hash(session_id))
             if found is None:
                 return "/"
-            issuer, id_token = found.issuer, self.box.decrypt(found.id_token_encrypted or "") if \
-                found.id_token_encrypted else None
+            issuer = found.issuer
             session.delete(found)
         config = self.issuers.get(issuer)
-        end = self._provider(config).metadata.get("end_session_endpoint") if config and config.usable else None
+        try:
+            end = self._provider(config).metadata.get("end_session_endpoint") if config and config.usable else None
+        except LoginRefused:
+            end = None  # the provider is down: the broker's own session is over all the same
         if not end:
             return "/"
-        return f"{end}?{urlencode({'id_token_hint': id_token, 'post_logout_redirect_uri': self.public_url + '/'})}"
+        return f"{end}?{urlencode({'client_id': config.client_id, 'post_logout_redirect_uri': self.public_url + '/'})}"
 
     # -- bearer JWTs ----------------------------------------------------------------------------
     def bearer_principal(self, token: str) -> Principal | None:
-        """The person a JWT access token from a configured issuer stands for; None when unknown."""
+        """The person a JWT access token from a configured issuer stands for; None when unknown, malformed,
+        or not an access token for the broker's API audience (an ID token, whose audience is the broker's
+        client id, never is)."""
         try:
             unverified = json.loads(base64.urlsafe_b64decode(token.split(".")[1] + "=="))
-        except (ValueError, IndexError):
+        except (ValueError, IndexError, UnicodeDecodeError):
+            return None
+        if not isinstance(unverified, dict):
             return None
         config = next((i for i in self.issuers.values() if i.usable and i.issuer == unverified.get("iss")), None)
-        if config is None:
+        if config is None or not config.audience or config.audience == config.client_id:
             return None
         try:
-            claims = self._verify(config, token, audience=config.audience or config.client_id, nonce=None)
+            claims = self._verify(config, token, audience=config.audience, nonce=None)
         except LoginRefused:
+            return None
+        if _looks_like_id_token(claims):
             return None
         subject = claims.get(config.subject_claim)
         known = self.people.find(config.name, str(subject)) if subject else None

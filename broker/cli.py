@@ -7,15 +7,20 @@ from __future__ import annotations
 
 import getpass
 import json
+import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Any, Callable
 
 import click
 import yaml
 
-from broker.authz import Principal
-from broker.errors import BrokerError
+# connexion imports starlette's test client, which warns about httpx on every command: not the user's concern
+warnings.filterwarnings("ignore", message=".*starlette.testclient.*")
+
+from broker.authz import Principal  # noqa: E402
+from broker.errors import BrokerError, ConfigurationError
 from broker.registry_kinds import KINDS, Kind
 from broker.registry_service import Precondition
 from broker.settings import Settings
@@ -86,30 +91,41 @@ def main() -> None:
 @click.option("--host", default=None, help="Listen address (default PANBROKER_HOST).")
 @click.option("--port", type=int, default=None, help="Port (default PANBROKER_PORT).")
 @click.option("--worker/--no-worker", default=None, help="Run scheduled jobs here (default PANBROKER_EMBEDDED_WORKER).")
-def serve(host: str | None, port: int | None, worker: bool | None) -> None:
+@click.option("--workers", type=int, default=None,
+              help="Web worker processes (default PANBROKER_WORKERS); scheduled jobs run once, in the parent.")
+@_fail_cleanly
+def serve(host: str | None, port: int | None, worker: bool | None, workers: int | None) -> None:
     """Serve the API and portal."""
     from broker.server import run
 
+    os.umask(0o077)  # whatever the broker writes (database, index, keys) is its own
     settings = Settings.from_env()
     run(settings, host or settings.host, port or settings.port,
-        settings.embedded_worker if worker is None else worker)
+        settings.embedded_worker if worker is None else worker, workers=workers)
 
 
 @main.command()
+@_fail_cleanly
 def worker() -> None:
-    """Run the scheduled jobs (health checks) in the foreground."""
+    """Run the scheduled jobs (health checks, harvests, launches, EOSC sync) in the foreground."""
+    from broker import datalock
     from broker.worker import run_forever
 
+    os.umask(0o077)
+    settings = Settings.from_env()
+    datalock.hold(settings.data_dir, "panbroker worker")
     run_forever(_broker())
 
 
 @main.command()
 @click.option("--port", type=int, default=8080, help="Port of the broker.")
 @click.option("--data-dir", type=click.Path(path_type=Path), default=Path(".demo"), help="Demo state folder.")
+@_fail_cleanly
 def demo(port: int, data_dir: Path) -> None:
     """Start the simulated federation on loopback and the broker on http://127.0.0.1:PORT."""
     from demo.run import run_demo
 
+    os.umask(0o077)
     run_demo(port, data_dir)
 
 
@@ -163,6 +179,17 @@ def harvest() -> None:
 @_fail_cleanly
 def harvest_run(endpoints: tuple[str, ...]) -> None:
     """Harvest ENDPOINTS (default: every search endpoint) now and print each job."""
+    from broker import datalock
+
+    settings = Settings.from_env()
+    if not settings.elasticsearch_url:  # the embedded index has one writer: the running broker's, if any
+        try:
+            datalock.hold(settings.data_dir, "panbroker harvest run")
+        except datalock.DataDirBusy:
+            raise ConfigurationError(
+                f"a broker is running on {settings.data_dir.resolve()} ({datalock.holder(settings.data_dir)}) and "
+                "owns the index writer: its worker harvests on schedule; to harvest now, ask it with "
+                "POST /api/v1/harvest/jobs (or stop it and run this again)") from None
     broker = _broker()
     jobs = [broker.harvest.run(e) for e in endpoints] if endpoints else broker.harvest.run_all()
     _table(jobs, ["id", "endpoint_id", "state", "gathered", "imported", "deleted", "failed", "error"])

@@ -1,27 +1,64 @@
-"""``panbroker serve``: the ASGI app under uvicorn, with the scheduler beside it in the embedded mode."""
+"""``panbroker serve``: the ASGI app under uvicorn, in ``workers`` processes, with the scheduler beside
+them (in this, the parent process) in the embedded mode."""
 from __future__ import annotations
 
 import logging
+import os
+import socket
 
 import uvicorn
 
+from broker import datalock, logs
 from broker.app import Broker, build_broker, create_app
+from broker.errors import ConfigurationError
 from broker.settings import Settings
 from broker.worker import make_scheduler
 
 log = logging.getLogger(__name__)
+GRACEFUL_SHUTDOWN_SECONDS = 5  # open event streams are ended after this at Ctrl-C / SIGTERM
 
 
-def run(settings: Settings, host: str, port: int, with_worker: bool, broker: Broker | None = None) -> None:
+def check_bind(host: str, port: int) -> None:
+    """Refuse now, in one line, an address the server could not listen on."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise ConfigurationError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+
+
+def worker_app():  # noqa: ANN201 - the app of one worker process (uvicorn's factory)
+    """A web worker: serves requests, runs no jobs (the parent's scheduler does)."""
+    broker = build_broker(Settings.from_env(), run_migrations=False)
+    return create_app(broker=broker)
+
+
+def run(settings: Settings, host: str, port: int, with_worker: bool, broker: Broker | None = None,
+        workers: int | None = None) -> None:
+    logs.configure(settings.log_level, settings.log_format)
+    workers = settings.workers if workers is None else workers
+    if workers < 1:
+        raise ConfigurationError(f"--workers must be at least 1, not {workers}")
+    if with_worker:
+        datalock.hold(settings.data_dir, "panbroker serve")
+    check_bind(host, port)
     broker = broker or build_broker(settings)
-    app = create_app(broker=broker)
+    datalock.private_files(settings.data_dir)
     scheduler = make_scheduler(broker, background=True) if with_worker else None
     if scheduler:
         scheduler.start()
-    log.info("PaN Broker on http://%s:%s (API UI at /api/v1/ui/)%s", host, port,
-             " with embedded worker" if scheduler else "")
+    log.info("PaN Broker on http://%s:%s (API UI at /api/v1/ui/), %s worker process%s%s", host, port, workers,
+             "es" if workers > 1 else "", ", jobs in this process" if scheduler else "")
+    options = dict(host=host, port=port, log_level=settings.log_level.lower(), access_log=False,
+                   timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS, log_config=None)
     try:
-        uvicorn.run(app, host=host, port=port, log_level=settings.log_level.lower(), access_log=False)
+        if workers > 1:
+            os.environ.setdefault("PANBROKER_DATA_DIR", str(settings.data_dir))
+            uvicorn.run("broker.server:worker_app", factory=True, workers=workers, **options)
+        else:
+            uvicorn.run(create_app(broker=broker), **options)
     finally:
         if scheduler:
             scheduler.shutdown(wait=False)

@@ -52,6 +52,8 @@ class Settings:
     http_read_timeout: float = field(default=10.0, metadata={"help": "Seconds between bytes from a facility."})
     http_total_timeout: float = field(default=30.0, metadata={"help": "Ceiling on one outbound call, in seconds."})
     http_max_response_bytes: int = field(default=10 * 1024 * 1024, metadata={"help": "Cap on a response body."})
+    http_endpoint_concurrency: int = field(default=8, metadata={"help": "Outbound calls in flight per facility endpoint; more are refused at once."})
+    http_min_bytes_per_second: float = field(default=1024.0, metadata={"help": "Slowest answer accepted once it has taken 2 s (a slow drip is a timeout)."})
     http_retries: int = field(default=2, metadata={"help": "Retries of idempotent calls on connect errors/502-504."})
     breaker_fail_max: int = field(default=5, metadata={"help": "Consecutive failures that open an endpoint's circuit."})
     breaker_reset_seconds: float = field(default=60.0, metadata={"help": "Seconds a circuit stays open."})
@@ -72,7 +74,15 @@ class Settings:
     federation_wide_facilities: str = field(default="egi", metadata={"help": "Comma-separated facilities whose services may analyse public data of any facility."})
     launch_poll_seconds: int = field(default=2, metadata={"help": "Seconds between the worker's launch steps."})
     max_body_bytes: int = field(default=1024 * 1024, metadata={"help": "Largest request body accepted."})
+    body_timeout_seconds: float = field(default=5.0, metadata={"help": "Seconds a request body may take to arrive (else 408)."})
+    request_threads: int = field(default=32, metadata={"help": "Threads per worker process answering requests."})
+    max_waiting_requests: int = field(default=100, metadata={"help": "Requests a worker process takes at once; more get 503 + Retry-After."})
+    max_searches_per_client: int = field(default=4, metadata={"help": "Live searches and dataset lookups one client may run at once (429 beyond)."})
+    max_streams_per_client: int = field(default=4, metadata={"help": "Launch event streams one client may hold open (429 beyond)."})
+    max_streams: int = field(default=1000, metadata={"help": "Launch event streams a worker process holds open (503 beyond)."})
+    workers: int = field(default=2, metadata={"help": "Worker processes of `panbroker serve`."})
     log_level: str = field(default="INFO", metadata={"help": "Python logging level."})
+    log_format: str = field(default="text", metadata={"help": "`text`, or `json` (one object per line, with the request id)."})
 
     @property
     def effective_public_url(self) -> str:
@@ -97,6 +107,8 @@ class Settings:
                 continue
             values[f.name] = _convert(f.name, f.default, raw)
         values.update(overrides)
+        if values.get("log_format", "text") not in ("text", "json"):
+            raise ConfigurationError(f"{PREFIX}LOG_FORMAT: use text or json, not {values['log_format']!r}")
         return cls(**values)
 
 

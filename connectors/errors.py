@@ -34,6 +34,12 @@ class UpstreamTimeout(UpstreamError):
     type_suffix = "upstream-timeout"
 
 
+class EndpointBusy(UpstreamTimeout):
+    """As many calls as allowed are already waiting on this endpoint; this one was not sent."""
+
+    status = 503
+
+
 class UpstreamUnavailable(UpstreamError):
     """Could not connect (refused, reset, DNS, TLS)."""
 
@@ -46,3 +52,7 @@ class UpstreamBadResponse(UpstreamError):
 
     title = "Facility system answered badly"
     type_suffix = "upstream-bad-response"
+
+
+class UpstreamTooLarge(UpstreamBadResponse):
+    """The answer exceeds the response size cap (counted as a failure: it would be fetched again)."""

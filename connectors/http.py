@@ -1,16 +1,26 @@
 """The one HTTP client every connector uses for outbound calls.
 
-It promises: connect and read timeouts plus a ceiling on the whole call; bounded retries with backoff
-for idempotent methods only; a circuit breaker per endpoint; a cap on the response size; same-origin
-redirects only; and the SSRF guard of ``connectors.ssrf`` on the address actually dialled.
+It promises: connect and read timeouts plus a hard ceiling on the whole call (a watchdog shuts the
+socket of a call past its deadline, so neither a hung peer nor one dripping its headers or body can hold
+a thread longer); a minimum transfer rate; bounded retries with backoff for idempotent methods only; a
+circuit breaker per endpoint that counts timeouts, refusals, 5xx, slow drips and oversized answers as
+failures; at most ``endpoint_concurrency`` calls in flight per endpoint (more are refused at once, so a
+slow facility costs only its own answers); a cap on the response size; same-origin redirects only; and
+the SSRF guard of ``connectors.ssrf`` on the address actually dialled.
+
+The breaker's lock (pybreaker holds it for the whole of ``call``) is taken only to admit a call and to
+record its outcome, never across the call itself.
 """
 from __future__ import annotations
 
+import heapq
+import itertools
 import json as jsonlib
 import logging
+import socket
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Iterator, Mapping
 from urllib.parse import urljoin, urlsplit
 
@@ -25,9 +35,11 @@ from urllib3.util.retry import Retry
 from connectors.errors import (
     AddressBlocked,
     CircuitOpen,
+    EndpointBusy,
     UpstreamBadResponse,
     UpstreamError,
     UpstreamTimeout,
+    UpstreamTooLarge,
     UpstreamUnavailable,
 )
 from connectors.ssrf import AddressPolicy
@@ -48,10 +60,65 @@ class HttpLimits:
     retries: int = 2
     breaker_fail_max: int = 5
     breaker_reset_seconds: float = 60.0
+    endpoint_concurrency: int = 8
+    min_bytes_per_second: float = 1024.0
+    min_rate_grace_seconds: float = 2.0  # the rate is judged only once a body has taken this long
+
+
+class _Watchdog:
+    """Shuts down the sockets of calls that outlive their deadline (one daemon thread for all)."""
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, socket.socket]] = []
+        self._live: set[int] = set()
+        self._ids = itertools.count()
+        self._wake = threading.Condition()
+        threading.Thread(target=self._run, name="http-watchdog", daemon=True).start()
+
+    def watch(self, sock: socket.socket, deadline: float) -> int:
+        with self._wake:
+            token = next(self._ids)
+            heapq.heappush(self._heap, (deadline, token, sock))
+            self._live.add(token)
+            self._wake.notify()
+            return token
+
+    def release(self, token: int) -> None:
+        with self._wake:
+            self._live.discard(token)
+
+    def _run(self) -> None:
+        while True:
+            with self._wake:
+                while not self._heap or self._heap[0][0] > time.monotonic():
+                    self._wake.wait(self._heap[0][0] - time.monotonic() if self._heap else None)
+                _deadline, token, sock = heapq.heappop(self._heap)
+                if token not in self._live:
+                    continue
+                self._live.discard(token)
+            try:
+                sock.shutdown(socket.SHUT_RDWR)  # the blocked recv returns; urllib3 drops the connection
+            except OSError:
+                pass
+
+
+_WATCHDOG = _Watchdog()
+
+
+@dataclass
+class _Call:
+    """The call this thread is making: its deadline and the sockets watched for it."""
+
+    deadline: float
+    tokens: list[int] = field(default_factory=list)
+
+
+_CURRENT = threading.local()
 
 
 def _guarded_pools(policy: AddressPolicy) -> dict[str, type]:
-    """urllib3 pool classes whose connections dial only addresses the policy allows."""
+    """urllib3 pool classes whose connections dial only addresses the policy allows, and whose sockets
+    the watchdog shuts when the call they serve passes its deadline."""
 
     def new_conn(base: type):
         def _new_conn(self):  # noqa: ANN001 - urllib3 hook
@@ -65,8 +132,19 @@ def _guarded_pools(policy: AddressPolicy) -> dict[str, type]:
 
         return _new_conn
 
-    http_conn = type("GuardedHTTPConnection", (HTTPConnection,), {"_new_conn": new_conn(HTTPConnection)})
-    https_conn = type("GuardedHTTPSConnection", (HTTPSConnection,), {"_new_conn": new_conn(HTTPSConnection)})
+    def getresponse(base: type):
+        def _getresponse(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202 - urllib3 hook
+            call = getattr(_CURRENT, "call", None)
+            if call is not None and self.sock is not None:
+                call.tokens.append(_WATCHDOG.watch(self.sock, call.deadline))
+            return base.getresponse(self, *args, **kwargs)
+
+        return _getresponse
+
+    http_conn = type("GuardedHTTPConnection", (HTTPConnection,), {
+        "_new_conn": new_conn(HTTPConnection), "getresponse": getresponse(HTTPConnection)})
+    https_conn = type("GuardedHTTPSConnection", (HTTPSConnection,), {
+        "_new_conn": new_conn(HTTPSConnection), "getresponse": getresponse(HTTPSConnection)})
     return {
         "http": type("GuardedHTTPConnectionPool", (HTTPConnectionPool,), {"ConnectionCls": http_conn}),
         "https": type("GuardedHTTPSConnectionPool", (HTTPSConnectionPool,), {"ConnectionCls": https_conn}),
@@ -90,6 +168,11 @@ class _ServerError(Exception):
         self.response = response
 
 
+def _replay(failure: BaseException | None) -> None:
+    if failure is not None:
+        raise failure
+
+
 class HttpClient:
     """Thread-safe: each thread gets its own ``requests.Session``; breakers are shared."""
 
@@ -98,6 +181,8 @@ class HttpClient:
         self.limits = limits
         self._local = threading.local()
         self._breakers: dict[str, pybreaker.CircuitBreaker] = {}
+        self._in_flight: dict[str, int] = {}
+        self._trials: set[str] = set()
         self._lock = threading.Lock()
 
     def _session(self) -> requests.Session:
@@ -132,7 +217,6 @@ class HttpClient:
                 breaker = pybreaker.CircuitBreaker(
                     fail_max=self.limits.breaker_fail_max,
                     reset_timeout=self.limits.breaker_reset_seconds,
-                    exclude=[AddressBlocked, UpstreamBadResponse],
                     throw_new_error_on_trip=False,
                     name=key,
                 )
@@ -159,21 +243,74 @@ class HttpClient:
         ``timeout`` caps the whole call (connect, retries, body); ``endpoint`` names the circuit breaker
         (default: the URL's origin).
         """
-        origin = _origin(url)
-        breaker = self.breaker(endpoint or origin)
+        key = endpoint or _origin(url)
+        self._admit(key, hold=True)
+        failure: BaseException | None = None
         try:
-            return breaker.call(self._send, method.upper(), url, headers, params, json, timeout, form)
+            return self._send(method.upper(), url, headers, params, json, timeout, form)
         except _ServerError as exc:
+            failure = exc
             return exc.response
-        except pybreaker.CircuitBreakerError as exc:
-            raise CircuitOpen(
-                f"{origin}: {self.limits.breaker_fail_max} consecutive failures; "
-                f"calls paused for {self.limits.breaker_reset_seconds:g} s"
-            ) from exc
+        except (UpstreamTimeout, UpstreamUnavailable, UpstreamTooLarge) as exc:
+            failure = exc
+            raise
+        finally:
+            self._record(key, failure, held=True)
+
+    # -- the breaker, admitted and told outside its lock ---------------------------------------
+    def _admit(self, key: str, *, hold: bool) -> None:
+        """Let a call to ``key`` go ahead, or refuse it at once: ``CircuitOpen`` while its circuit is
+        open (one trial call once the reset time has passed), ``EndpointBusy`` when ``hold`` and
+        ``endpoint_concurrency`` calls are already in flight."""
+        breaker = self.breaker(key)
+        with self._lock:
+            state = breaker.current_state
+            if state != pybreaker.STATE_CLOSED:
+                opened = breaker._state_storage.opened_at  # noqa: SLF001 - pybreaker keeps it there
+                waited = time.time() - opened.timestamp() if opened else float("inf")
+                if (state == pybreaker.STATE_OPEN and waited < self.limits.breaker_reset_seconds) or key in self._trials:
+                    raise CircuitOpen(f"{key}: {self.limits.breaker_fail_max} consecutive failures; calls paused "
+                                      f"for {self.limits.breaker_reset_seconds:g} s")
+                self._trials.add(key)  # this call is the trial
+            if hold:
+                if self._in_flight.get(key, 0) >= self.limits.endpoint_concurrency:
+                    self._trials.discard(key)
+                    raise EndpointBusy(f"{key}: {self.limits.endpoint_concurrency} calls already waiting on it; "
+                                       "not asked again until one ends")
+                self._in_flight[key] = self._in_flight.get(key, 0) + 1
+
+    def _record(self, key: str, failure: BaseException | None, *, held: bool) -> None:
+        """Tell the breaker how the call ended (its lock held only for this)."""
+        with self._lock:
+            if held:
+                self._in_flight[key] -= 1
+            self._trials.discard(key)
+        try:
+            self.breaker(key).call(_replay, failure)
+        except Exception:  # noqa: BLE001 - the replayed failure itself, or a circuit another call opened
+            pass
+
+    def in_flight(self, key: str) -> int:
+        with self._lock:
+            return self._in_flight.get(key, 0)
 
     def _send(self, method, url, headers, params, json, timeout, form=None) -> requests.Response:  # noqa: ANN001
         total = min(timeout or self.limits.total_timeout, self.limits.total_timeout)
         deadline = time.monotonic() + total
+        _CURRENT.call = call = _Call(deadline)
+        try:
+            return self._send_within(method, url, headers, params, json, form, total, deadline)
+        except (UpstreamUnavailable, UpstreamBadResponse) as exc:
+            if time.monotonic() >= deadline - 0.01:  # the watchdog cut it: that is a timeout
+                raise UpstreamTimeout(f"{_origin(url)}: no complete answer within {total:g} s") from exc
+            raise
+        finally:
+            _CURRENT.call = None
+            for token in call.tokens:
+                _WATCHDOG.release(token)
+
+    def _send_within(self, method, url, headers, params, json, form, total: float,  # noqa: ANN001, PLR0913
+                     deadline: float) -> requests.Response:
         per_phase = (min(self.limits.connect_timeout, total), min(self.limits.read_timeout, total))
         session = self._session()
         for _ in range(MAX_REDIRECTS + 1):
@@ -215,12 +352,19 @@ class HttpClient:
         non-200 answer is ``UpstreamBadResponse``; silence longer than ``idle_seconds`` is
         ``UpstreamTimeout``; more than the response cap in all is ``UpstreamBadResponse``."""
         origin = _origin(url)
+        key = endpoint or origin
+        self._admit(key, hold=False)  # a stream lasts the launch: it does not count as a call in flight
+        failure: BaseException | None = None
         try:
-            response = self.breaker(endpoint or origin).call(self._open_stream, url, headers, idle_seconds)
-        except pybreaker.CircuitBreakerError as exc:
-            raise CircuitOpen(f"{origin}: calls paused after consecutive failures") from exc
+            response = self._open_stream(url, headers, idle_seconds)
         except _ServerError as exc:
+            failure = exc
             raise UpstreamBadResponse(f"{origin}: event stream refused: HTTP {exc.response.status_code}") from exc
+        except (UpstreamTimeout, UpstreamUnavailable) as exc:
+            failure = exc
+            raise
+        finally:
+            self._record(key, failure, held=False)
         size = 0
         try:
             if response.status_code != 200:
@@ -262,29 +406,47 @@ class HttpClient:
         return response
 
     def _read_capped(self, response: requests.Response, deadline: float) -> None:
-        cap = self.limits.max_response_bytes
+        """The body, read as it comes (one receive at a time): over the cap is ``UpstreamTooLarge``; past
+        the deadline, or slower than the minimum rate once the grace time has passed, ``UpstreamTimeout``."""
+        cap, origin = self.limits.max_response_bytes, _origin(response.url)
         declared = response.headers.get("Content-Length", "")
         if declared.isdigit() and int(declared) > cap:
             response.close()
-            raise UpstreamBadResponse(f"{_origin(response.url)}: response of {declared} bytes exceeds {cap}")
-        chunks, size = [], 0
+            raise UpstreamTooLarge(f"{origin}: response of {declared} bytes exceeds {cap}")
+        chunks, size, started = [], 0, time.monotonic()
         try:
-            for chunk in response.iter_content(chunk_size=65536):
+            while True:
+                chunk = response.raw.read1(65536, decode_content=True)
+                if not chunk:
+                    break
                 size += len(chunk)
                 if size > cap:
-                    raise UpstreamBadResponse(f"{_origin(response.url)}: response exceeds {cap} bytes")
-                if time.monotonic() > deadline:
-                    raise UpstreamTimeout(f"{_origin(response.url)}: body not complete before the deadline")
+                    raise UpstreamTooLarge(f"{origin}: response exceeds {cap} bytes")
+                now = time.monotonic()
+                if now > deadline:
+                    raise UpstreamTimeout(f"{origin}: body not complete before the deadline")
+                elapsed = now - started
+                if elapsed > self.limits.min_rate_grace_seconds and size / elapsed < self.limits.min_bytes_per_second:
+                    raise UpstreamTimeout(f"{origin}: body arriving at {size / elapsed:.0f} B/s, under the "
+                                          f"{self.limits.min_bytes_per_second:g} B/s minimum")
                 chunks.append(chunk)
-        except requests.exceptions.RequestException as exc:
-            raise UpstreamUnavailable(f"{_origin(response.url)}: body interrupted ({_reason(exc)})") from exc
+        except (requests.exceptions.RequestException, urllib3_exceptions.HTTPError, OSError) as exc:
+            if time.monotonic() >= deadline - 0.01:
+                raise UpstreamTimeout(f"{origin}: body not complete before the deadline") from exc
+            raise UpstreamUnavailable(f"{origin}: body interrupted ({_reason(exc)})") from exc
         finally:
             response.close()
         response._content = b"".join(chunks)  # noqa: SLF001 - what requests itself sets after reading
 
 
 def json_body(response: requests.Response) -> Any:
-    """The response's JSON, or ``UpstreamBadResponse`` naming what came instead."""
+    """The response's JSON, or ``UpstreamBadResponse`` naming what came instead (a redirect the client
+    did not follow is no answer, whatever its body holds)."""
+    if 300 <= response.status_code < 400:
+        where = _origin(urljoin(response.url, response.headers.get("Location", ""))) if response.headers.get(
+            "Location") else "nowhere"
+        raise UpstreamBadResponse(f"{_origin(response.url)}: redirected to {where} (HTTP {response.status_code}), "
+                                  "which is not followed")
     try:
         return response.json()
     except ValueError as exc:

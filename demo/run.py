@@ -12,7 +12,8 @@ from pathlib import Path
 from broker.app import build_broker
 from broker.authz import Principal
 from broker.seeding import import_registry
-from broker.server import run
+from broker import datalock
+from broker.server import check_bind, run
 from broker.settings import Settings, loopback_networks
 from demo.federation import demo_federation, demo_registry, free_port
 
@@ -42,6 +43,9 @@ def start_identity_provider(broker_url: str, secret: str) -> tuple[subprocess.Po
 
 
 def run_demo(port: int, data_dir: Path) -> None:
+    # refuse a second demo on this folder (or a busy port) before anything starts or changes
+    datalock.hold(data_dir, f"panbroker demo on port {port}")
+    check_bind("127.0.0.1", port)
     federation = demo_federation().start()
     base = f"http://127.0.0.1:{port}"
     secret = secrets.token_urlsafe(16)
@@ -82,7 +86,7 @@ Health checks run every {settings.health_interval_seconds} s; sim-ess-jupyterhub
 Stop with Ctrl-C.
 """, flush=True)
     try:
-        run(settings, "127.0.0.1", port, with_worker=True, broker=broker)
+        run(settings, "127.0.0.1", port, with_worker=True, broker=broker, workers=1)
     finally:
         federation.stop()
         if idp:

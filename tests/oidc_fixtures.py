@@ -90,6 +90,29 @@ class Browser:
         assert start.status_code == 302, start.text
         return self.go(start.headers["location"], login)
 
+    def csrf(self) -> str:
+        """The CSRF token a page of the broker carries for this browser's session."""
+        page = self.client.get("/account")
+        found = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+        assert found, f"no CSRF token on /account ({page.status_code})"
+        return found.group(1)
+
+    def start_link(self, issuer: str, next_url: str = "/account"):  # noqa: ANN201
+        """Open the link confirmation page and confirm it; the broker's answer (a redirect)."""
+        confirm = self.client.get(f"/auth/link/{issuer}", params={"next": next_url})
+        assert confirm.status_code == 200, confirm.text
+        token = re.search(r'name="csrf_token" value="([^"]+)"', confirm.text).group(1)
+        return self.client.post(f"/auth/link/{issuer}", data={"csrf_token": token, "next": next_url},
+                                follow_redirects=False)
+
+    def link(self, issuer: str, login: str, next_url: str = "/account"):  # noqa: ANN201
+        started = self.start_link(issuer, next_url)
+        assert started.status_code == 302, started.text
+        return self.go(started.headers["location"], login)
+
+    def logout(self):  # noqa: ANN201
+        return self.client.post("/auth/logout", data={"csrf_token": self.csrf()}, follow_redirects=False)
+
     def callback_url(self, issuer: str, login: str) -> str:
         """Sign in at the provider but stop before the broker's callback; return its path and query."""
         start = self.client.get(f"/auth/login/{issuer}", follow_redirects=False)

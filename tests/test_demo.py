@@ -66,6 +66,19 @@ def test_demo_serves_the_api_with_the_federation_registered_and_checked(tmp_path
         live = requests.get(f"{base}/api/v1/datasets", params={"mode": "live"}, timeout=10).json()
         assert live["total"] == 1200 and {s["status"] for s in live["sources"]} == {"ok"}
 
+        # a second demo (or a command-line harvest) on the same folder is refused and changes nothing
+        second_port = free_port()
+        second = subprocess.run([str(cli), "demo", "--port", str(second_port), "--data-dir", str(tmp_path / "demo")],
+                                env=env, capture_output=True, text=True, timeout=30)
+        assert second.returncode == 1 and "in use by another panbroker (panbroker demo" in second.stderr
+        assert len(second.stderr.strip().splitlines()) == 1, second.stderr  # one line, no traceback
+        harvest = subprocess.run([str(cli), "harvest", "run"], capture_output=True, text=True, timeout=30,
+                                 env={**env, "PANBROKER_DATA_DIR": str(tmp_path / "demo")})
+        assert harvest.returncode == 1 and "owns the index writer" in harvest.stderr, harvest.stderr
+        assert requests.get(f"{base}/api/v1/services", timeout=5).json()["items"] == services["items"]
+        loose = [p for p in (tmp_path / "demo").rglob("*") if p.stat().st_mode & 0o077]
+        assert loose == [], f"readable by others: {loose[:5]}"
+
         token = (tmp_path / "demo" / "admin-token").read_text().strip()
         created = requests.post(f"{base}/api/v1/facilities", json={"id": "new", "name": "New", "country": "IT"},
                                 headers={"Authorization": f"Bearer {token}"}, timeout=5)

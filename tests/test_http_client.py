@@ -124,6 +124,25 @@ def test_private_link_local_and_reserved_addresses_are_refused(address):  # noqa
     assert not AddressPolicy().is_allowed(address)
 
 
+# every form of 169.254.169.254 (the cloud metadata service) an IPv6 literal can take
+METADATA_IN_IPV6 = ["64:ff9b::a9fe:a9fe", "64:ff9b::169.254.169.254", "2002:a9fe:a9fe::", "::a9fe:a9fe",
+                    "::ffff:a9fe:a9fe", "64:ff9b:1:a9fe:a9:fe00::", "64:ff9b:1::a9fe:a9fe",
+                    "2001:0:4136:e378:8000:63bf:5601:5601"]  # Teredo client 169.254.169.254 (bits inverted)
+
+
+@pytest.mark.parametrize("address", METADATA_IN_IPV6)
+def test_ipv6_forms_embedding_a_refused_ipv4_address_are_refused_and_not_dialled(address):  # noqa: ANN001
+    assert not AddressPolicy().is_allowed(address)
+    with pytest.raises(AddressBlocked):
+        HttpClient(AddressPolicy(), HttpLimits(retries=0)).get(f"http://[{address}]/latest/meta-data/")
+
+
+def test_ipv6_forms_embedding_a_public_ipv4_address_are_judged_by_it():
+    for address in ("64:ff9b::c131:2b01", "2002:c131:2b01::1", "::ffff:193.49.43.1"):
+        assert AddressPolicy().is_allowed(address)
+    assert not AddressPolicy().is_allowed("::7f00:1")  # ::127.0.0.1, IPv4-compatible
+
+
 def test_public_addresses_are_allowed():
     assert AddressPolicy().is_allowed("193.49.43.1")
     assert AddressPolicy().is_allowed("2001:660:5009::1")

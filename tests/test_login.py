@@ -54,9 +54,12 @@ def test_sign_in_creates_a_person_and_a_session_then_logout_ends_it(browser, pro
     body = me(browser).json()
     assert body["person"]["identities"] == [{"issuer": "idp-a", "subject": "alice"}]
     assert body["person"]["display_name"] == "Test user alice" and body["launch_facilities"] == ["esrf"]
-    out = browser.client.get("/auth/logout", follow_redirects=False)
-    assert out.status_code == 302 and out.headers["location"].startswith(providers["idp-a"].issuer + "/session/end")
-    assert "id_token_hint=" in out.headers["location"]
+    assert browser.client.get("/auth/logout", follow_redirects=False).status_code == 405  # no logout by GET
+    forged = browser.client.post("/auth/logout", data={"csrf_token": "x" * 64}, follow_redirects=False)
+    assert forged.status_code == 403 and me(browser).status_code == 200  # a forged sign-out ends nothing
+    out = browser.logout()
+    assert out.status_code == 303 and out.headers["location"].startswith(providers["idp-a"].issuer + "/session/end")
+    assert "client_id=broker" in out.headers["location"] and "token" not in out.headers["location"]
     browser.client.cookies.set("panbroker_session", cookie)  # the old cookie is dead server-side too
     assert me(browser).status_code == 401
 
@@ -72,8 +75,8 @@ def test_the_same_identity_signs_in_to_the_same_person_with_a_new_session_id(bro
 def test_linking_a_second_identity_and_unlinking(browser):  # noqa: ANN001
     browser.sign_in("idp-a", "carol")
     person = me(browser).json()["person"]
-    linked = browser.sign_in("idp-b", "carol-b", path="/auth/link/")
-    assert linked.status_code == 200
+    linked = browser.link("idp-b", "carol-b")
+    assert linked.status_code == 200 and linked.url.path == "/account"
     identities = me(browser).json()["person"]["identities"]
     assert {(i["issuer"], i["subject"]) for i in identities} == {("idp-a", "carol"), ("idp-b", "carol-b")}
     browser2 = Browser(browser.client)
@@ -84,6 +87,88 @@ def test_linking_a_second_identity_and_unlinking(browser):  # noqa: ANN001
 
 def test_linking_needs_a_session(browser):  # noqa: ANN001
     assert browser.client.get("/auth/link/idp-b", follow_redirects=False).status_code == 401
+    assert browser.client.post("/auth/link/idp-b", follow_redirects=False).status_code == 401
+
+
+def test_linking_is_a_confirmed_post_with_the_pages_csrf_token(browser):  # noqa: ANN001
+    browser.sign_in("idp-a", "gus")
+    page = browser.client.get("/auth/link/idp-b")
+    assert page.status_code == 200 and "Link a Provider idp-b identity to your account" in page.text
+    for forged in ({}, {"csrf_token": "0" * 64}):
+        assert browser.client.post("/auth/link/idp-b", data=forged, follow_redirects=False).status_code == 403
+    cross_site = browser.client.post("/auth/link/idp-b", data={"csrf_token": browser.csrf()},
+                                     headers={"Origin": "https://evil.example"}, follow_redirects=False)
+    assert cross_site.status_code == 403
+    assert len(me(browser).json()["person"]["identities"]) == 1
+
+
+def test_linking_asks_for_a_fresh_sign_in_of_the_account_first(browser, broker):  # noqa: ANN001
+    from datetime import timedelta
+
+    from registry.models import WebSession, utcnow
+
+    browser.sign_in("idp-a", "hal")
+    with broker.store.session() as session:
+        for row in session.query(WebSession):
+            row.created_at = utcnow() - timedelta(minutes=30)  # signed in half an hour ago
+    started = browser.start_link("idp-b")
+    location = started.headers["location"]
+    assert location.startswith(broker.auth.issuers["idp-a"].issuer) and "prompt=login" in location
+    back = browser.go(location, "hal")  # signs in again at its own provider, back to the confirmation
+    assert back.status_code == 200 and back.url.path == "/auth/link/idp-b"
+    again = browser.start_link("idp-b")
+    assert again.headers["location"].startswith(broker.auth.issuers["idp-b"].issuer)
+    assert browser.go(again.headers["location"], "hal-b").status_code == 200
+    assert {i["issuer"] for i in me(browser).json()["person"]["identities"]} == {"idp-a", "idp-b"}
+
+
+def test_a_link_started_by_one_person_and_finished_by_another_links_nothing(browser, broker):  # noqa: ANN001
+    """The attack of the issue: an operator starts linking, sends the provider URL to an admin; the
+    admin's sign-in must not end up on the operator's account."""
+    browser.sign_in("idp-a", "op-esrf-otto")
+    started = browser.start_link("idp-a")  # the admin has an idp-a identity with admin entitlement
+    victim = Browser(create_app(broker=broker).test_client(base_url=BROKER))
+    refused = victim.go(started.headers["location"], "admin-vera")
+    assert refused.status_code == 400 and "another browser" in refused.json()["detail"]
+    operator = me(browser).json()
+    assert operator["admin"] is False and [i["subject"] for i in operator["person"]["identities"]] == ["op-esrf-otto"]
+    assert me(victim).status_code == 401
+
+
+def test_a_callback_opened_in_another_browser_signs_nobody_in(browser, broker):  # noqa: ANN001
+    """Login CSRF: the attacker's own callback URL, opened in the victim's browser."""
+    attacker_callback = browser.callback_url("idp-a", "mallory")
+    victim = Browser(create_app(broker=broker).test_client(base_url=BROKER))
+    victim.client.get("/auth/login/idp-b", follow_redirects=False)  # the victim has a login cookie of its own
+    response = victim.client.get(attacker_callback, follow_redirects=False)
+    assert response.status_code == 400 and "another browser" in response.json()["detail"]
+    assert "panbroker_session" not in response.headers.get("set-cookie", "")
+    assert me(victim).status_code == 401
+
+
+def test_an_id_token_is_never_an_api_credential(browser, broker, providers):  # noqa: ANN001
+    seen = {}
+    exchange = broker.auth._exchange  # noqa: SLF001 - to see the ID token the provider issued
+
+    def keep(*args):  # noqa: ANN002, ANN202
+        seen.update(exchange(*args))
+        return seen
+
+    broker.auth._exchange = keep  # noqa: SLF001
+    browser.sign_in("idp-a", "ida")
+    id_token = seen["id_token"]
+    anonymous = Browser(create_app(broker=broker).test_client(base_url=BROKER))
+    assert me(anonymous).status_code == 401
+    assert anonymous.client.get("/api/v1/me", headers={"Authorization": f"Bearer {id_token}"}).status_code == 401
+    for audience in ("broker", "panbroker-api"):  # API audience unset, the client id itself, or another
+        object.__setattr__(broker.auth.issuers["idp-a"], "audience", audience)
+        assert anonymous.client.get("/api/v1/me", headers={"Authorization": f"Bearer {id_token}"}).status_code == 401
+
+
+@pytest.mark.parametrize("token", ["a.W10.c", "a.bnVsbA.c", "a.Ig.c", "..", "a.%%%.c", "a.8J-YgA.c"])
+def test_malformed_bearer_tokens_are_401(browser, token):  # noqa: ANN001
+    response = browser.client.get("/api/v1/me", headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 401
 
 
 def test_roles_follow_entitlements(browser):  # noqa: ANN001
@@ -226,6 +311,9 @@ def test_a_jwt_access_token_from_a_configured_issuer_is_accepted_and_key_rotatio
         assert client.get("/api/v1/me", headers=token(keys["current"], aud="other")).status_code == 401
         assert client.get("/api/v1/me", headers=token(keys["current"], exp=1000)).status_code == 401
         assert client.get("/api/v1/me", headers=token(keys["current"], sub="nobody")).status_code == 401
+        # an ID token of this issuer, even one naming the API audience, is no API credential
+        assert client.get("/api/v1/me", headers=token(keys["current"], nonce="n")).status_code == 401
+        assert client.get("/api/v1/me", headers=token(keys["current"], typ="ID")).status_code == 401
         old = keys["current"]
         keys["current"] = jwk.RSAKey.generate_key(2048, private=True, parameters={"kid": "k2"})
         broker.auth._providers["facility-kc"].fetched_at = 0  # noqa: SLF001 - skip the 10 s refetch guard

@@ -42,9 +42,16 @@ def connexion_problem(_request: ConnexionRequest, exc: ProblemException) -> Conn
                             errors, exc.headers)
 
 
-def http_error(_request: ConnexionRequest, exc: StarletteHTTPException) -> ConnexionResponse:
-    return problem_response(exc.status_code, "HTTP error", str(exc.detail), "http-error", None,
-                            dict(exc.headers or {}))
+ALLOWED_METHODS_KEY = "panbroker.allowed_methods"
+
+
+def http_error(request: ConnexionRequest, exc: StarletteHTTPException) -> ConnexionResponse:
+    headers = dict(exc.headers or {})
+    allowed = request.scope.get(ALLOWED_METHODS_KEY)
+    if exc.status_code == 405 and allowed is not None:
+        # the router names the methods of the first operation on the path only; the client needs all
+        headers["Allow"] = ", ".join(allowed(request.scope.get("path", "")))
+    return problem_response(exc.status_code, "HTTP error", str(exc.detail), "http-error", None, headers)
 
 
 def unexpected(_request: ConnexionRequest, exc: Exception) -> ConnexionResponse:

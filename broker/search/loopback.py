@@ -48,12 +48,47 @@ def parse_json(raw: str | None, name: str = "filter") -> dict[str, Any]:
     if len(raw) > MAX_FILTER_CHARS:
         raise FilterError(f"{name} is longer than {MAX_FILTER_CHARS} characters")
     try:
-        value = json.loads(raw)
+        value = json.loads(raw, parse_int=_small_int)
     except json.JSONDecodeError as exc:
         raise FilterError(f"{name} is not valid JSON: {exc.msg} at character {exc.pos}") from exc
+    except RecursionError as exc:
+        raise FilterError(_too_deep(name)) from exc
+    except ValueError as exc:
+        raise FilterError(f"{name} is refused: {exc}") from exc
     if not isinstance(value, dict):
         raise FilterError(f"{name} must be a JSON object")
+    pending = [(value, 1)]
+    while pending:  # the filter is walked recursively later: bound its depth here
+        item, depth = pending.pop()
+        if depth > MAX_FILTER_DEPTH:
+            raise FilterError(_too_deep(name))
+        texts = [item] if isinstance(item, str) else list(item) if isinstance(item, dict) else []
+        if any(not text.isascii() and _has_surrogate(text) for text in texts):
+            raise FilterError(f"{name} holds a lone surrogate escape (such as \\ud800): send valid Unicode")
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        pending.extend((child, depth + 1) for child in children)
     return value
+
+
+MAX_FILTER_DEPTH = 32
+
+
+def _too_deep(name: str) -> str:
+    return f"{name} nests deeper than {MAX_FILTER_DEPTH} levels"
+
+
+def _has_surrogate(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _small_int(text: str) -> int:
+    if len(text.lstrip("-")) > 40:
+        raise ValueError("a number has more than 40 digits")
+    return int(text)
 
 
 def parse_filter(raw: str | dict | None, *, query: str | None = None) -> Filter:

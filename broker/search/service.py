@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 import re
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -179,6 +179,8 @@ class SearchService:
         self.live = live
         self.latest_harvests = latest_harvests
         self._endpoints: _Endpoints | None = None
+        # lookups by pid fan out here; each call ends by the live deadline, so the pool drains quickly
+        self._lookups = ThreadPoolExecutor(max_workers=32, thread_name_prefix="lookup")
 
     def sources(self, facilities: tuple[str, ...] = ()) -> list[LiveSource]:
         """The facilities' PaNOSC Search API endpoints that live search can ask."""
@@ -265,11 +267,20 @@ class SearchService:
         if found is not None:
             return found
         sources = self.sources()
-        if sources:
-            with ThreadPoolExecutor(max_workers=len(sources)) as pool:
-                for dataset in pool.map(lambda s: self._live_get(s, pid_or_doi), sources):
-                    if dataset is not None:
-                        return dataset
+        if sources:  # every facility at once, under the live deadline: the first to know it answers
+            deadline = time.monotonic() + self.live.deadline
+            pending = {self._lookups.submit(self._live_get, source, pid_or_doi) for source in sources}
+            while pending:
+                done, pending = wait(pending, timeout=max(0.0, deadline - time.monotonic()),
+                                     return_when=FIRST_COMPLETED)
+                if not done:
+                    break
+                found = next((f.result() for f in done if f.result() is not None), None)
+                if found is not None:
+                    return found
+            if pending:
+                raise NotFound(f"no dataset {pid_or_doi!r} among the facilities that answered within "
+                               f"{self.live.deadline:g} s (not asked in time: {len(pending)})")
         raise NotFound(f"no dataset {pid_or_doi!r} at any registered facility")
 
     def _live_get(self, source: LiveSource, pid: str) -> Dataset | None:

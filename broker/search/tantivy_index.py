@@ -7,6 +7,7 @@ commit lands, also across processes.
 from __future__ import annotations
 
 import json
+import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -145,7 +146,7 @@ class TantivyIndex(DatasetIndex):
     def _query(self, request: SearchRequest) -> tantivy.Query:
         clauses: list[tuple[tantivy.Occur, tantivy.Query]] = []
         if request.q.strip():
-            text, _errors = self._index.parse_query_lenient(request.q, ["all"],
+            text, _errors = self._index.parse_query_lenient(supported_syntax(request.q), ["all"],
                                                             conjunction_by_default=not request.any_term)
             clauses.append((tantivy.Occur.Must, text))
         filters = []
@@ -263,3 +264,16 @@ class TantivyIndex(DatasetIndex):
 
 def _bound(value: float | None, kind: type, default: float) -> Any:
     return kind(value) if value is not None else kind(default)
+
+
+_UNSUPPORTED = re.compile(r"[:*?^~\\/\[\]{}()<>=!'`]")  # fields, wildcards, ranges, boosts, fuzziness, regexes
+_LONE_OPERATOR = re.compile(r"(?<!\S)[+-]+(?!\S)|\b(?:IN|TO)\b")
+
+
+def supported_syntax(q: str) -> str:
+    """The text query with only what the search promises (words, "phrases", +must and -exclude, AND/OR/
+    NOT): any other query syntax (``title:*``, ``x~2``, ``[a TO b]``) is read as the words it holds."""
+    text = _LONE_OPERATOR.sub(" ", _UNSUPPORTED.sub(" ", q))
+    if text.count('"') % 2:
+        text = text.replace('"', " ")
+    return text

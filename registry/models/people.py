@@ -88,6 +88,7 @@ class LoginTransaction(Base):
     code_verifier: Mapped[str] = mapped_column(String(128), nullable=False)
     next_url: Mapped[str] = mapped_column(String(2048), nullable=False, default="/")
     link_person_id: Mapped[str | None] = mapped_column(String(36))  # set when linking a second identity
+    browser_hash: Mapped[str | None] = mapped_column(String(64))  # sha256 of the starting browser's login cookie
     created_at: Mapped[datetime] = mapped_column(default=utcnow, nullable=False)
 
 
