@@ -68,7 +68,8 @@ def test_the_filter_language_filters_by_technique_parameter_and_text(sqlite_clie
 
 @pytest.mark.parametrize("filter_text, fragment", [
     ("{bad json", "not valid JSON"),
-    ('{"where": {"size": {"gt": 5}}}', "not supported"),
+    ('{"where": {"colour": {"gt": 5}}}', "not supported"),
+    ('{"order": "colour DESC"}', "not supported"),
     ('{"where": {"title": {"regexp": "x"}}}', "unknown operator"),
     ('{"limit": 100000}', "limit"),
     ('{"skip": 9990, "limit": 100}', "exceed"),
@@ -123,7 +124,8 @@ def test_documents_are_found_through_their_datasets_as_the_portal_asks(sqlite_cl
     response = get(sqlite_client, "/Documents", filter=portal_filter)
     assert response.status_code == 200, response.text
     documents = response.json()
-    assert documents and all(d["type"] == "proposal" and d["datasets"] and d["members"] == [] for d in documents)
+    assert documents and all(d["type"] == "proposal" and d["datasets"] and isinstance(d["members"], list)
+               for d in documents)
     for document in documents:
         for dataset in document["datasets"]:
             assert "small angle" in dataset["techniques"][0]["name"]
@@ -133,5 +135,63 @@ def test_documents_are_found_through_their_datasets_as_the_portal_asks(sqlite_cl
     assert [d["pid"] for d in by_doi] == [one["pid"]]
     assert get(sqlite_client, "/Documents/count", where={"doi": one["doi"]}).json() == {"count": 1}
     assert get(sqlite_client, "/Documents/" + one["doi"]).json()["pid"] == one["pid"]
-    bad = get(sqlite_client, "/Documents", filter={"where": {"releaseDate": {"gt": "2020"}}})
+    bad = get(sqlite_client, "/Documents", filter={"where": {"colour": {"gt": "2020"}}})
     assert bad.status_code == 400 and "not supported" in bad.json()["error"]["message"]
+
+
+def test_filters_the_broker_checks_itself_are_refused_beyond_the_scan_ceiling(sqlite_client, harvested,  # noqa: ANN001
+                                                                              monkeypatch):
+    from broker.search import panosc_compat
+
+    everything = {"where": {"or": [{"isPublic": True}, {"isPublic": False}]}, "limit": 10}
+    assert len(get(sqlite_client, "/Datasets", filter=everything).json()) == 10
+    assert get(sqlite_client, "/Datasets/count", where=everything["where"]).json() == {"count": 120}
+    monkeypatch.setattr(panosc_compat, "SCAN_CEILING", 100)
+    for response in (get(sqlite_client, "/Datasets", filter=everything),
+                     get(sqlite_client, "/Datasets/count", where=everything["where"]),
+                     get(sqlite_client, "/Documents/count"), get(sqlite_client, "/Documents"),
+                     get(sqlite_client, "/Documents", filter={"limit": 5, "order": "title ASC"})):
+        assert response.status_code == 400
+        assert "120" in response.json()["error"]["message"] and "narrow" in response.json()["error"]["message"]
+    # a page of documents reads datasets only up to its last document, and each one's datasets in full
+    page = get(sqlite_client, "/Documents", filter={"limit": 5, "include": ["datasets"]})
+    assert page.status_code == 200 and len(page.json()) == 5
+    for document in page.json():
+        assert {d["pid"] for d in document["datasets"]} == {
+            d["pid"] for d in get(sqlite_client, "/Documents/" + document["pid"], filter={
+                "include": ["datasets"]}).json()["datasets"]}
+    narrowed = {"where": {"and": [{"pid": {"inq": [r["pid"] for r in get(sqlite_client, "/Datasets", filter={
+        "limit": 3}).json()]}}, {"or": [{"isPublic": True}, {"isPublic": False}]}]}}
+    assert len(get(sqlite_client, "/Datasets", filter=narrowed).json()) == 3
+
+
+@pytest.mark.parametrize("raw", ["%FF%FE", "null", "[1]",
+                                 '{"fields": 5}', '{"fields": {"pid": "yes"}}', '{"order": ["title SIDEWAYS"]}',
+                                 '{"include": [{"relation": "techniques", "scope": {"where": {"colour": "red"}}}]}',
+                                 '{"include": [{"relation": "datasets"}]}',
+                                 '{"include": [{"relation": "parameters", "scope": {"where": {"and": [{"name": "x"}, '
+                                 '{"or": [{"value": 1}, {"value": 2}]}]}}}]}'])
+def test_garbage_filters_are_400s_never_500s(sqlite_client, raw):  # noqa: ANN001
+    response = sqlite_client.get("/panosc/api/Datasets?filter=" + raw)
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["statusCode"] == 400
+
+
+@pytest.mark.parametrize("raw", ["%7B%22where%22%3A%7B%22title%22%3A%22%FF%22%7D%7D",
+                                 '{"where": {"title": {"like": "\\ud800%"}}}', '{"where": {"text": "\\u0000"}}'])
+def test_odd_bytes_in_a_filter_are_answered_not_crashed(sqlite_client, raw):  # noqa: ANN001
+    response = sqlite_client.get("/panosc/api/Datasets?filter=" + raw)
+    assert response.status_code in (200, 400), response.text
+    assert response.json() == [] or response.json()["error"]["statusCode"] == 400
+
+
+def test_the_panosc_api_is_read_only_and_unknown_paths_are_loopback_404s(sqlite_client):  # noqa: ANN001
+    for method in ("post", "put", "patch", "delete"):
+        response = getattr(sqlite_client, method)("/panosc/api/Datasets")
+        assert response.status_code == 404
+        assert response.json()["error"]["message"] == f"There is no method to handle {method.upper()} /Datasets"
+    response = sqlite_client.get("/panosc/api/Datasets/x/y/z")
+    assert response.status_code == 404 and response.json()["error"]["code"] == "MODEL_NOT_FOUND"
+    response = sqlite_client.get("/panosc/api/Spaceships")
+    assert response.json() == {"error": {"statusCode": 404, "name": "Error",
+                                         "message": "There is no method to handle GET /Spaceships"}}

@@ -108,7 +108,8 @@ def test_documents_and_instruments(sqlite_client, federation):  # noqa: ANN001
     assert body["title"] == proposal["title"] and record["pid"] in {d["pid"] for d in body["datasets"]}
     assert body["facilities"] == ["sim-ill"] and body["dataset_count"] == len(body["datasets"])
     assert sqlite_client.get("/api/v1/documents/10.9999/none").status_code == 404
-    panosc = sqlite_client.get("/panosc/api/Documents/" + proposal["doi"]).json()
+    panosc = sqlite_client.get("/panosc/api/Documents/" + proposal["doi"],
+                               params={"filter": '{"include": ["datasets"]}'}).json()
     assert panosc["type"] == "proposal" and panosc["datasets"]
     instruments = sqlite_client.get("/api/v1/instruments?facility=sim-esrf").json()["items"]
     assert {i["name"] for i in instruments} <= {"BM29", "ID02", "ID23-1", "ID31", "ID21", "ID19"}

@@ -13,6 +13,8 @@ by each facility's own rank. Duplicates (same pid or DOI) are merged.
 """
 from __future__ import annotations
 
+import json
+import threading
 import time
 from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor, wait
@@ -34,6 +36,7 @@ from connectors import connector_for
 from connectors.errors import CircuitOpen, UpstreamError, UpstreamTimeout
 from connectors.http import HttpClient
 
+COUNT_TTL_SECONDS = 10.0  # a facility's total may lag this much behind it
 MIN_PAGE = 100  # records asked per call while a facility's answer still needs checking
 MAX_PAGE = 1000  # LoopBack implementations' own ceiling
 #: relations a live answer shows and checks (files can be long and are left to the dataset's page)
@@ -81,6 +84,8 @@ class LiveSearch:
         self.http = http
         self.deadline = deadline
         self._pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="fan-out")
+        self._counts: dict[tuple[str, str], tuple[float, Future]] = {}
+        self._counts_lock = threading.Lock()
 
     def search(self, request: SearchRequest, sources: list[LiveSource]) -> SearchResult:
         started = time.monotonic()
@@ -89,8 +94,7 @@ class LiveSearch:
         checked = needs_checking(request)
         answers_f = {s.facility: self._pool.submit(self._gather, s, request, where, window, started) for s in sources}
         # a facility's own count is the total only when it applies every condition itself
-        counts_f = {} if checked else {
-            s.facility: self._pool.submit(self._count, s, where, started) for s in sources}
+        counts_f = {} if checked else {s.facility: self._count_future(s, where, started) for s in sources}
         done, _ = wait([*answers_f.values(), *counts_f.values()], timeout=self.deadline)
         answers: dict[str, _Answer] = {}
         statuses: list[SourceStatus] = []
@@ -128,6 +132,23 @@ class LiveSearch:
 
     def _remaining(self, started: float) -> float:
         return self.deadline - (time.monotonic() - started)
+
+    def _count_future(self, source: LiveSource, where: dict[str, Any], started: float) -> Future:
+        """The facility's count for ``where``: one call shared by the searches that ask at once, and reused
+        for COUNT_TTL_SECONDS (paging through a search, or a burst of the same search, costs one count)."""
+        key = (source.base_url, json.dumps(where, sort_keys=True))
+        now = time.monotonic()
+        with self._counts_lock:
+            known = self._counts.get(key)
+            if known and (not known[1].done() or now - known[0] < COUNT_TTL_SECONDS) and not (
+                    known[1].done() and known[1].result() is None):
+                return known[1]
+            future = self._pool.submit(self._count, source, where, started)
+            self._counts[key] = (now, future)
+            if len(self._counts) > 10_000:  # forget the oldest half; counts are cheap to ask again
+                for old in sorted(self._counts, key=lambda k: self._counts[k][0])[:5_000]:
+                    del self._counts[old]
+            return future
 
     def _count(self, source: LiveSource, where: dict[str, Any], started: float) -> int | None:
         try:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 from broker.search.units import UnknownUnit, to_si
@@ -40,6 +40,7 @@ class Filter:
     skip: int = 0
     query: str | None = None
     order: tuple[tuple[str, bool], ...] = ()  # (property, descending)
+    fields: tuple[tuple[str, bool], ...] = ()  # LoopBack ``fields``: (property, shown); empty shows every one
 
 
 def parse_json(raw: str | None, name: str = "filter") -> dict[str, Any]:
@@ -104,7 +105,32 @@ def parse_filter(raw: str | dict | None, *, query: str | None = None) -> Filter:
     text = data.get("query", query)
     if text is not None and not isinstance(text, str):
         raise FilterError("query must be a string")
-    return Filter(where, _includes(data.get("include")), limit or None, skip, text or None, _order(data.get("order")))
+    return Filter(where, _includes(data.get("include")), limit or None, skip, text or None, _order(data.get("order")),
+                  _fields(data.get("fields")))
+
+
+def _fields(raw: Any) -> tuple[tuple[str, bool], ...]:
+    """LoopBack's ``fields``: a list of properties to show, or an object of property -> true/false."""
+    if raw is None:
+        return ()
+    if isinstance(raw, str):
+        raw = [raw]
+    if isinstance(raw, list) and all(isinstance(name, str) for name in raw):
+        return tuple((name, True) for name in raw)
+    if isinstance(raw, dict) and all(isinstance(v, bool) or v in (0, 1) for v in raw.values()):
+        return tuple((name, bool(shown)) for name, shown in raw.items())
+    raise FilterError('fields takes a list of property names or an object like {"pid": true, "title": true}')
+
+
+def project(record: dict[str, Any], fields: tuple[tuple[str, bool], ...], keep: tuple[str, ...] = ()) -> dict[str, Any]:
+    """``record`` with only the properties ``fields`` shows (as LoopBack does: when any is true only those,
+    else all but the false ones); ``keep`` (included relations, the score) stays either way."""
+    if not fields:
+        return record
+    shown = {name for name, on in fields if on}
+    hidden = {name for name, on in fields if not on}
+    return {key: value for key, value in record.items()
+            if key in keep or (key in shown if shown else key not in hidden)}
 
 
 def _order(raw: Any) -> tuple[tuple[str, bool], ...]:
@@ -180,7 +206,8 @@ def check_where(where: Any) -> None:
 # -- in-memory evaluation ------------------------------------------------------------------------
 
 TEXT_FIELDS = {"datasets": ("title",), "documents": ("title", "summary"), "instrument": ("name", "facility"),
-               "techniques": ("name",), "files": ("name",), "samples": ("name", "description")}
+               "techniques": ("name",), "files": ("name",), "samples": ("name", "description"),
+               "members": ("role",), "person": ("fullName",), "affiliation": ("name",)}
 
 
 def matches(where: dict[str, Any], record: dict[str, Any], model: str = "datasets") -> bool:
@@ -228,8 +255,8 @@ def _cmp(a: Any, b: Any) -> int:
             b = float(b)
         except (TypeError, ValueError):
             return 1
-    elif isinstance(a, str) and isinstance(b, str) and _looks_like_date(a) and _looks_like_date(b):
-        a, b = _date(a), _date(b)
+    elif isinstance(a, str) and isinstance(b, str) and (dates := _dates(a, b)) is not None:
+        a, b = dates
     elif a is None or b is None:
         return 0 if a is b else 1
     else:
@@ -242,7 +269,18 @@ def _looks_like_date(text: str) -> bool:
 
 
 def _date(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00")) if "T" in text else datetime.fromisoformat(text)
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)  # a date without zone is UTC's
+
+
+def _dates(a: str, b: str) -> tuple[datetime, datetime] | None:
+    """Both as instants when both are ISO dates (compared as text otherwise, as a non-date would be)."""
+    if not (_looks_like_date(a) and _looks_like_date(b)):
+        return None
+    try:
+        return _date(a), _date(b)
+    except ValueError:
+        return None
 
 
 def parameter_matches(where: dict[str, Any], parameter: dict[str, Any]) -> bool:
