@@ -265,7 +265,6 @@ class EoscService:
     def push(self, actor: Principal, service_id: str, *, dry_run: bool = False) -> dict[str, Any]:
         """Validate at the catalogue the body that will be sent, then create it (the PID is stored at once)
         or update it (read, merge, write back with its version). A dry run stops after the verdict."""
-        client = self._client()
         with self.store.session() as session:
             service = session.get(ComputeService, service_id)
             if service is None:
@@ -276,6 +275,7 @@ class EoscService:
         profile = self.profile(service_id)
         if not profile.valid and not dry_run:
             raise Conflict("the profile is not complete: " + "; ".join(profile.missing + profile.invalid))
+        client = self._client()
         token = self.provider_token(facility_id)
         if token is None:
             if dry_run:
