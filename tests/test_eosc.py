@@ -487,3 +487,21 @@ def test_sync_api_and_cli_against_the_simulated_catalogue(world, monkeypatch):  
     assert dry.exit_code == 0 and json.loads(dry.output)["catalogue"]["valid"] is True
     exported = CliRunner().invoke(main, ["eosc", "export", "--facility", "ill"], catch_exceptions=False)
     assert json.loads(exported.output)[0]["service_id"] == "ill-desk"
+
+
+def test_the_operator_console_shows_each_services_completeness_to_its_operators_only(world):  # noqa: ANN001
+    from tests.test_portal_pages import signed_in
+
+    broker, _, _, _ = world
+    broker.registry.create(ACTOR, KINDS.facility, {"id": "esrf", "name": "ESRF", "country": "FR",
+                                                   "accepted_issuers": ["idp"]})
+    _patch(broker, KINDS.facility, "ill", {"accepted_issuers": ["idp"]})
+    _patch(broker, KINDS.eosc_entry, "ill-hub", {"logo": None})
+    client = create_app(broker=broker).test_client()
+    signed_in(broker, client, "olga", operator_of="ill")
+    page = client.get("/operator/ill/eosc-completeness")
+    assert page.status_code == 200 and "2 of 3" in page.text
+    hub = page.text[page.text.index("<code>ill-hub</code>"):]
+    assert "incomplete" in hub[:80] and "<code>logo</code>" in hub and "eosc_entry.logo" in hub
+    assert 'href="/operator/ill/eosc-completeness"' in client.get("/operator/ill").text
+    assert client.get("/operator/esrf/eosc-completeness").status_code == 403
