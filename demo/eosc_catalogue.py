@@ -89,6 +89,7 @@ class SimulatedCatalogue:
         self.refresh_tokens: dict[str, str] = {}  # refresh token -> user
         self.clients: dict[tuple[str, str], str] = {}  # (client id, secret) -> user
         self.requests: list[tuple[str, str, str | None]] = []  # (method, path, user) as received
+        self.demo_refresh_tokens: dict[str, str] = {}  # provider -> its administrator's, for the demo registry
         self.down = False
         self.garbage = False
         self.slow = 0.0
