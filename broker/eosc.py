@@ -164,10 +164,11 @@ class EoscService:
             if not entry.resource_id:
                 raise Conflict(f"the EOSC entry of {service_id!r} has no resource_id to look up")
             resource_id, facility_id = entry.resource_id, entry.service.facility_id
+            provider_id = entry.service.facility.eosc_provider_id
         self.catalogue_version  # noqa: B018 - settles the API shape (auto) before the read
         try:
             token = self.provider_token(facility_id)
-            found = client.bundle(resource_id, token) if token else client.service(resource_id)
+            found = client.bundle(resource_id, token, provider_id) if token else client.service(resource_id)
         except NotInCatalogue as exc:
             return self._record_failure(service_id, "not-found", exc.detail)
         except (UpstreamError, NotConfigured) as exc:

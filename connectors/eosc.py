@@ -1,9 +1,12 @@
 """The EOSC Resource Catalogue API (madgeek-arc resource-catalogue; v4 ids, v5 and v6 PIDs).
 
-Bare reads (``/service/{prefix}/{suffix}``) carry no status; the onboarding state is on the bundle, which only
-the provider's administrators may read: v4 ``/serviceBundle/{id}``, v5 ``/service/byProvider/{prefix}/{suffix}``,
-v6 ``/service/bundle/{prefix}/{suffix}``. Writes: ``POST /service/validate``, ``POST /service`` (the catalogue
-makes the PID), ``PUT /service`` (replaces the whole record). Tokens come from EOSC AAI (``TokenSource``).
+Bare reads (``/service/{prefix}/{suffix}``) carry no status, and the catalogue refuses them (403) for a service
+that is not active unless the reader administers its provider. The onboarding state is on the bundle, which
+only the provider's administrators may read: v5 lists them per provider (``/service/byProvider/{provider
+prefix}/{provider suffix}``, a page of bundles), v6 serves one (``/service/bundle/{prefix}/{suffix}``), v4 ids
+are read at ``/serviceBundle/{id}``. Writes: ``POST /service/validate`` (200 or the validator's message),
+``POST /service`` (the catalogue makes the PID), ``PUT /service`` (replaces the whole record). Tokens come from
+EOSC AAI (``TokenSource``).
 """
 from __future__ import annotations
 
@@ -100,13 +103,19 @@ def resource_path(resource_id: str, kind: str = "service") -> str:
     raise ValueError(f"{resource_id!r} is neither a v5 PID (prefix/suffix) nor a v4 id")
 
 
-def bundle_path(resource_id: str, api: str) -> str:
-    """Where the service *bundle* (with its status) is read, for the catalogue's API version."""
+def bundle_path(resource_id: str, api: str, provider_id: str | None = None) -> str:
+    """Where the service *bundle* (with its status) is read, for the catalogue's API version: v6 one bundle,
+    v5 the page of its provider's bundles (``provider_id`` needed), v4 one bundle by id."""
     if not V5_PID.match(resource_id):
         return f"/serviceBundle/{quote(resource_id, safe='')}" if V4_ID.match(resource_id) else resource_path(
             resource_id)
-    prefix, suffix = (quote(p, safe="") for p in resource_id.split("/", 1))
-    return f"/service/bundle/{prefix}/{suffix}" if api == "v6" else f"/service/byProvider/{prefix}/{suffix}"
+    if api == "v6":
+        prefix, suffix = (quote(p, safe="") for p in resource_id.split("/", 1))
+        return f"/service/bundle/{prefix}/{suffix}"
+    if not provider_id or not V5_PID.match(provider_id):
+        raise ValueError("a v5 catalogue lists bundles per provider: the provider's PID is needed")
+    prefix, suffix = (quote(p, safe="") for p in provider_id.split("/", 1))
+    return f"/service/byProvider/{prefix}/{suffix}"
 
 
 @dataclass(frozen=True)
@@ -215,12 +224,12 @@ class EoscCatalogueClient:
                 return "v6" if int(version.split(".")[0]) >= 6 else "v5"
         return self.api
 
-    def _get(self, path: str, token: TokenSource | None, what: str) -> Any:
+    def _get(self, path: str, token: TokenSource | None, what: str, params: dict[str, Any] | None = None) -> Any:
         headers = {"Accept": "application/json"}
         for attempt in (0, 1):
             if token is not None:
                 headers["Authorization"] = f"Bearer {token.token(renew=attempt == 1)}"
-            response = self.http.get(self.base_url + path, params={"catalogue_id": self.catalogue_id},
+            response = self.http.get(self.base_url + path, params={"catalogue_id": self.catalogue_id, **(params or {})},
                                      timeout=self.timeout, headers=headers)
             if response.status_code == 401 and token is not None and attempt == 0:
                 continue
@@ -238,9 +247,30 @@ class EoscCatalogueClient:
         """The bare service (no status)."""
         return to_catalogue_service(self._get(resource_path(resource_id), token, resource_id))
 
-    def bundle(self, resource_id: str, token: TokenSource) -> CatalogueService:
-        """The service with its onboarding status, read with the provider administrator's token."""
-        return to_catalogue_service(self._get(bundle_path(resource_id, self.api), token, resource_id))
+    def bundle(self, resource_id: str, token: TokenSource, provider_id: str | None = None,
+               page_size: int = 100) -> CatalogueService:
+        """The service with its onboarding status, read with the provider administrator's token (on a v5
+        catalogue, from the pages of its provider's bundles)."""
+        try:
+            path = bundle_path(resource_id, self.api, provider_id)
+        except ValueError as exc:
+            raise CatalogueDenied(f"{resource_id}: {exc}") from exc
+        if not path.startswith("/service/byProvider/"):
+            return to_catalogue_service(self._get(path, token, resource_id))
+        start = 0
+        while True:
+            page = self._get(path, token, f"the services of provider {provider_id}",
+                             {"from": start, "quantity": page_size})
+            results = page.get("results") if isinstance(page, dict) else None
+            if not isinstance(results, list):
+                raise UpstreamBadResponse(f"the catalogue's services of provider {provider_id} are not a page")
+            for item in results:
+                if isinstance(item, dict) and (item.get("id") == resource_id or (
+                        isinstance(item.get("service"), dict) and item["service"].get("id") == resource_id)):
+                    return to_catalogue_service(item)
+            start += len(results)
+            if not results or start >= int(page.get("total") or 0):
+                raise NotInCatalogue(f"{resource_id} is not among the services of provider {provider_id}")
 
     def provider(self, provider_id: str, token: TokenSource | None = None) -> CatalogueProvider:
         """A provider by v5 PID or v4 abbreviation; with its status when the token may read its bundle."""
@@ -277,7 +307,7 @@ class EoscCatalogueClient:
             if response.status_code != 401 or attempt == 1:
                 break
         if response.status_code < 400:
-            return json_body(response)
+            return json_body(response) if response.content else None
         message = _error_message(response)
         if response.status_code in (401, 403):
             raise CatalogueDenied(f"the catalogue refused the {what} (HTTP {response.status_code}): {message}")

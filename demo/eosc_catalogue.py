@@ -4,9 +4,10 @@ Built from the behaviour of madgeek-arc/resource-catalogue (v5.4.0 and the v6 "E
 vocabularies (``registry/vocabularies/eosc``, read here as plain data), not from the broker's own code:
 
 * reads: ``GET /service/{prefix}/{suffix}`` (v4: ``/service/{id}``) answers the *bare* Service, without any
-  status; the status lives on the bundle: v4 ``/serviceBundle/{id}``, v5 ``/service/byProvider/{prefix}/{suffix}``,
-  v6 ``/service/bundle/{prefix}/{suffix}``, for the provider's administrators (and the portal's) only. A service
-  that is not active is hidden (403) from anyone else; ``/service/all`` lists active, approved ones.
+  status; the status lives on the bundle, for the provider's administrators (and the portal's) only: v5 lists a
+  provider's bundles as a page (``/service/byProvider/{provider prefix}/{provider suffix}``), v6 serves one
+  (``/service/bundle/{prefix}/{suffix}``), v4 ids at ``/serviceBundle/{id}``. A service that is not active is
+  hidden (403) from anyone else; ``/service/all`` lists active, approved ones.
 * the field validator: mandatory fields ("Field 'x' is mandatory."), vocabulary ids of the right type, e-mail
   syntax, duplicates, the provider named in ``resourceOrganisation`` (v6 ``resourceOwner``) must exist, and
   every URL field must answer 2xx to HEAD (GET when HEAD is not allowed) within 5 s. ``POST /service/validate``
@@ -182,14 +183,15 @@ class SimulatedCatalogue:
             return self._all(request)
         if method == "GET" and path.startswith("/provider/"):
             return self._provider(path.removeprefix("/provider/"), user, request)
-        for bundle_prefix in self._bundle_prefixes():
-            if method == "GET" and path.startswith(bundle_prefix):
-                return self._bundle(path.removeprefix(bundle_prefix), user, request)
-        if method == "POST" and path == "/service/validate":
-            if user is None:
-                return _error("Full authentication is required to access this resource", 401, request)
+        if method == "GET" and path.startswith("/serviceBundle/"):
+            return self._bundle(path.removeprefix("/serviceBundle/"), user, request)
+        if method == "GET" and self.major >= 6 and path.startswith("/service/bundle/"):
+            return self._bundle(path.removeprefix("/service/bundle/"), user, request)
+        if method == "GET" and self.major < 6 and path.startswith("/service/byProvider/"):
+            return self._by_provider(path.removeprefix("/service/byProvider/"), user, request)
+        if method == "POST" and path == "/service/validate":  # open to anyone, as upstream
             self._validate(_body(request))
-            return _json(True)
+            return Response(status=200)
         if method == "POST" and path == "/service":
             return self._create(_body(request), user, request)
         if method == "PUT" and path == "/service":
@@ -197,10 +199,6 @@ class SimulatedCatalogue:
         if method == "GET" and path.startswith("/service/"):
             return self._bare(path.removeprefix("/service/"), user, request)
         return _error("Not found", 404, request)
-
-    def _bundle_prefixes(self) -> tuple[str, ...]:
-        # v4 ids are read through /serviceBundle/{id} on every version that still serves them
-        return ("/serviceBundle/", "/service/bundle/" if self.major >= 6 else "/service/byProvider/")
 
     def _token(self, request: Request) -> Response:
         form = request.form
@@ -264,6 +262,17 @@ class SimulatedCatalogue:
         if not self._can_admin(user, self._owner(bundle["service"])):
             return _error("Access is denied", 403, request)
         return _json(bundle)
+
+    def _by_provider(self, provider_id: str, user: str | None, request: Request) -> Response:
+        if user is None:
+            return _error("Full authentication is required to access this resource", 401, request)
+        if not self._can_admin(user, provider_id):
+            return _error("Access is denied", 403, request)
+        start, quantity = int(request.args.get("from", 0)), int(request.args.get("quantity", 10))
+        items = [b for b in sorted(self.bundles.values(), key=lambda b: b["id"])
+                 if self._owner(b["service"]) == provider_id]
+        page = items[start:start + quantity]
+        return _json({"total": len(items), "from": start, "to": start + len(page), "results": page, "facets": []})
 
     def _create(self, service: dict[str, Any], user: str | None, request: Request) -> Response:
         if user is None:

@@ -50,8 +50,10 @@ def test_resource_ids_of_every_api_version_map_to_their_bare_and_bundle_paths():
     assert resource_path("ill", "provider") == "/provider/ill"
     assert resource_path("21.T15999/ill", "provider") == "/provider/21.T15999/ill"
     assert bundle_path("ill.visa", "v5") == "/serviceBundle/ill.visa"
-    assert bundle_path("21.T15999/x", "v5") == "/service/byProvider/21.T15999/x"
+    assert bundle_path("21.T15999/x", "v5", "21.T15999/ILL001") == "/service/byProvider/21.T15999/ILL001"
     assert bundle_path("21.T15999/x", "v6") == "/service/bundle/21.T15999/x"
+    with pytest.raises(ValueError):
+        bundle_path("21.T15999/x", "v5")  # v5 lists bundles per provider
     with pytest.raises(ValueError):
         resource_path("not an id")
 
@@ -71,10 +73,13 @@ def test_the_client_reads_a_provider_and_reports_a_missing_one():
 @responses.activate
 def test_bare_reads_carry_no_status_and_bundle_reads_renew_an_expired_token_once():
     responses.get(f"{CATALOGUE}/service/21.T15999/x", json={"id": "21.T15999/x", "name": "X"})
-    responses.get(f"{CATALOGUE}/service/byProvider/21.T15999/x", status=401, json={"error": "expired"})
-    responses.get(f"{CATALOGUE}/service/byProvider/21.T15999/x", json={
-        "service": {"id": "21.T15999/x", "name": "X", "version": "2"}, "status": "pending resource",
-        "active": False, "suspended": False, "draft": False, "auditState": "Not audited"})
+    responses.get(f"{CATALOGUE}/service/byProvider/21.T15999/P", status=401, json={"error": "expired"})
+    responses.get(f"{CATALOGUE}/service/byProvider/21.T15999/P", json={"total": 2, "from": 0, "to": 1, "results": [
+        {"id": "21.T15999/y", "service": {"id": "21.T15999/y", "name": "Y"}, "status": "approved resource"}]})
+    responses.get(f"{CATALOGUE}/service/byProvider/21.T15999/P", json={"total": 2, "from": 1, "to": 2, "results": [
+        {"id": "21.T15999/x", "service": {"id": "21.T15999/x", "name": "X", "version": "2"},
+         "status": "pending resource", "active": False, "suspended": False, "draft": False,
+         "auditState": "Not audited"}]})
     responses.post("https://aai.example/token", json={"access_token": "a1", "expires_in": 3600, "refresh_token": "r2"})
     responses.post("https://aai.example/token", json={"access_token": "a2", "expires_in": 3600, "refresh_token": "r3"})
     rotated = []
@@ -83,11 +88,12 @@ def test_bare_reads_carry_no_status_and_bundle_reads_renew_an_expired_token_once
     client = EoscCatalogueClient(_http(), CATALOGUE)
     bare = client.service("21.T15999/x")
     assert (bare.name, bare.has_status, bare.onboarding_status) == ("X", False, None)
-    bundle = client.bundle("21.T15999/x", tokens)
+    bundle = client.bundle("21.T15999/x", tokens, "21.T15999/P", page_size=1)
     assert (bundle.onboarding_status, bundle.active, bundle.audit_state, bundle.version) == (
         "pending resource", False, "Not audited", "2")
-    auth = [c.request.headers.get("Authorization") for c in responses.calls if "byProvider" in c.request.url]
-    assert auth == ["Bearer a1", "Bearer a2"] and rotated == ["r2", "r3"]
+    listed = [c.request for c in responses.calls if "byProvider" in c.request.url]
+    assert [r.headers.get("Authorization") for r in listed] == ["Bearer a1", "Bearer a2", "Bearer a2"]
+    assert "from=1" in listed[2].url and rotated == ["r2", "r3"]
     assert "refresh_token=r1" in responses.calls[1].request.body
 
 
@@ -149,15 +155,17 @@ def test_the_simulated_catalogue_hides_inactive_services_and_bundles_from_non_ad
     base = fed.url("eosc")
     stranger = catalogue.issue_token("eve@esrf")
     assert requests.get(f"{base}/service/21.T15999/pend01", timeout=5).status_code == 403
-    assert requests.get(f"{base}/service/byProvider/21.T15999/pend01", timeout=5).status_code == 401
-    assert requests.get(f"{base}/service/byProvider/21.T15999/pend01", timeout=5,
+    assert requests.get(f"{base}/service/byProvider/{PROVIDER}", timeout=5).status_code == 401
+    assert requests.get(f"{base}/service/byProvider/{PROVIDER}", timeout=5,
                         headers={"Authorization": f"Bearer {stranger}"}).status_code == 403
     admin = catalogue.issue_token("ada@ill")
-    bundle = requests.get(f"{base}/service/byProvider/21.T15999/pend01", timeout=5,
-                          headers={"Authorization": f"Bearer {admin}"}).json()
-    assert bundle["status"] == "pending resource" and bundle["service"]["name"] == "P"
-    refused = requests.post(f"{base}/service/validate", json={"name": "P"}, timeout=5,
-                            headers={"Authorization": f"Bearer {admin}"})
+    assert requests.get(f"{base}/service/21.T15999/pend01", timeout=5,
+                        headers={"Authorization": f"Bearer {admin}"}).json() == {
+        "id": "21.T15999/pend01", "name": "P", "resourceOrganisation": PROVIDER}  # bare: no status in it
+    page = requests.get(f"{base}/service/byProvider/{PROVIDER}", timeout=5,
+                        headers={"Authorization": f"Bearer {admin}"}).json()
+    assert page["results"][0]["status"] == "pending resource" and page["results"][0]["service"]["name"] == "P"
+    refused = requests.post(f"{base}/service/validate", json={"name": "P"}, timeout=5)
     assert refused.status_code == 400 and refused.json()["error"] == "Field 'id' is mandatory."
 
 
@@ -181,7 +189,7 @@ def test_sync_maps_every_bundle_state_read_with_the_provider_token(world, bundle
     assert event["outcome"] == "ok" and entry["status"] == expected
     assert entry["catalogue"]["onboarding_status"] == bundle["status"]
     assert entry["catalogue"]["active"] == bundle["active"] and entry["catalogue"]["audit_state"] == "Not audited"
-    assert ("GET", "/service/byProvider/21.T15999/VIS001", "ada@ill") in catalogue.requests
+    assert ("GET", f"/service/byProvider/{PROVIDER}", "ada@ill") in catalogue.requests
 
 
 def test_sync_reports_drift_audits_changes_and_keeps_history(world):  # noqa: ANN001
