@@ -20,8 +20,8 @@ from broker.eosc_profile import (  # noqa: F401 - re-exported for the catalogue 
 from broker.errors import Conflict, NotConfigured, NotFound
 from broker.registry_kinds import KINDS, iso
 from broker.registry_service import Precondition, RegistryService
-from connectors.eosc import (CatalogueRefused, CatalogueService, EoscCatalogueClient, NotInCatalogue,
-                             OnboardingPending, TokenSource)
+from connectors.eosc import (CatalogueDenied, CatalogueRefused, CatalogueService, EoscCatalogueClient,
+                             NotInCatalogue, OnboardingPending, TokenSource)
 from connectors.errors import UpstreamError
 from registry.models import ComputeService, EoscEntry, EoscStatus, EoscSyncEvent, Facility, Lifecycle, utcnow
 from registry.store import Store
@@ -318,9 +318,14 @@ class EoscService:
     def _create(self, actor: Principal, service_id: str, body: dict[str, Any], token: TokenSource) -> dict[str, Any]:
         try:
             created = self._client().create(body, token)
-        except OnboardingPending as exc:
-            self._after_write(actor, service_id, {"status": EoscStatus.QUEUED.value, "last_push_error": exc.detail})
-            return {"outcome": "queued", "id": None, "reason": exc.detail}
+        except (OnboardingPending, CatalogueDenied) as exc:
+            template = self._pending_template(service_id)
+            if not isinstance(exc, OnboardingPending) and template is None:
+                raise  # refused for another reason than the onboarding wait
+            reason = (f"waiting for the EOSC onboarding team to review the provider's first service "
+                      f"({template or 'its template'}); the catalogue answered: {exc.detail}")
+            self._after_write(actor, service_id, {"status": EoscStatus.QUEUED.value, "last_push_error": reason})
+            return {"outcome": "queued", "id": None, "reason": reason}
         # the PID first, in its own write, so that a later failure cannot lead to a second create
         self._after_write(actor, service_id, {"resource_id": created.id, "status": EoscStatus.IN_PROGRESS.value,
                                               "last_push_error": None})
@@ -328,6 +333,14 @@ class EoscService:
         with self.store.session() as session:
             status = session.get(EoscEntry, service_id).status
         return {"outcome": "created", "id": created.id, "status": status, "sync": event}
+
+    def _pending_template(self, service_id: str) -> str | None:
+        """Another service of the same facility created and still in review (the provider's template), if any."""
+        with self.store.session() as session:
+            facility_id = session.get(ComputeService, service_id).facility_id
+            return session.scalars(select(EoscEntry.service_id).join(ComputeService).where(
+                ComputeService.facility_id == facility_id, EoscEntry.service_id != service_id,
+                EoscEntry.resource_id.is_not(None), EoscEntry.status == EoscStatus.IN_PROGRESS.value)).first()
 
     def push_queued(self) -> list[dict[str, Any]]:
         """Retry the services queued behind their provider's first one, now that it may have been reviewed."""

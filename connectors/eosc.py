@@ -311,8 +311,8 @@ class EoscCatalogueClient:
         message = _error_message(response)
         if response.status_code in (401, 403):
             raise CatalogueDenied(f"the catalogue refused the {what} (HTTP {response.status_code}): {message}")
-        if response.status_code == 409 and "approv" in message.lower() and "review" in message.lower():
-            raise OnboardingPending(message)
+        if response.status_code == 409 and ("template" in message.lower() or "onboarding" in message.lower()):
+            raise OnboardingPending(message)  # v5: "You have already created a Service Template."
         if response.status_code in (400, 409, 422):
             raise CatalogueRefused(f"the catalogue refused the {what} (HTTP {response.status_code}): {message}")
         raise UpstreamBadResponse(f"the catalogue answered HTTP {response.status_code} to the {what}")

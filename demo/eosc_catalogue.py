@@ -12,9 +12,13 @@ vocabularies (``registry/vocabularies/eosc``, read here as plain data), not from
   syntax, duplicates, the provider named in ``resourceOrganisation`` (v6 ``resourceOwner``) must exist, and
   every URL field must answer 2xx to HEAD (GET when HEAD is not allowed) within 5 s. ``POST /service/validate``
   runs it on the body as sent, so ``id`` (and from v5.1 ``catalogueId``) must be there; only create fills them.
-* create makes the PID (``{prefix}/{random suffix}``) itself; a provider's first service waits for the
-  onboarding team (``pending resource``, inactive) and any further create gets 409 until it is reviewed;
-  once one service is approved, new ones are approved and active at once. The provider must be approved.
+* create makes the PID (``{prefix}/{random suffix}``) itself. Onboarding (v5): a provider that is not yet an
+  active ``approved provider`` may submit one service, its *template* (``pending resource``, inactive; the
+  provider's template status becomes ``pending template``); while it waits, a create with services already
+  there is refused — 409 "You have already created a Service Template." when the provider has no template
+  status, 403 otherwise. When the onboarding team approves the template the provider becomes an active
+  ``approved provider`` and its new services are approved and active at once. v6 statuses are ``approved``,
+  ``pending``, ``rejected``, and its organisation must be approved before any create.
 * ``PUT /service`` replaces the whole record; a record that carries a ``version`` must be sent back with the
   same ``version`` (409 otherwise).
 * bearer tokens are issued by a simulated EOSC AAI (``POST /token``, refresh_token or client_credentials
@@ -100,12 +104,18 @@ class SimulatedCatalogue:
 
     # -- set-up and the onboarding team's actions ---------------------------------------------------
 
-    def add_provider(self, provider_id: str, name: str, abbreviation: str, status: str = "approved provider",
+    def _state(self, word: str, kind: str = "resource") -> str:
+        """A status as this version spells it: v5 ``approved resource``, v6 ``approved``."""
+        return word if self.major >= 6 else f"{word} {kind}"
+
+    def add_provider(self, provider_id: str, name: str, abbreviation: str, *, onboarded: bool = True,
                      admins: tuple[str, ...] = (), website: str | None = None) -> None:
+        """A provider; ``onboarded=False``: registered, its first service (the template) not yet submitted."""
         self.providers[provider_id] = {"id": provider_id, "provider": {
             "id": provider_id, "name": name, "abbreviation": abbreviation, "website": website,
-            "catalogueId": self.catalogue_id}, "status": status, "active": status == "approved provider",
-            "admins": set(admins)}
+            "catalogueId": self.catalogue_id},
+            "status": self._state("approved" if onboarded else "pending", "provider"), "active": onboarded,
+            "templateStatus": "approved template" if onboarded else "no template status", "admins": set(admins)}
 
     def add_user(self, user: str, *, admin: bool = False) -> str:
         """A user who may sign in at the AAI; returns a refresh token for them."""
@@ -123,19 +133,29 @@ class SimulatedCatalogue:
         self.access_tokens[token] = (user, time.monotonic() + self.token_lifetime)
         return token
 
-    def add(self, resource_id: str, service: dict[str, Any], status: str = "approved resource",
+    def add(self, resource_id: str, service: dict[str, Any], status: str | None = None,
             active: bool = True, **bundle: Any) -> None:
         """A service already in the catalogue (as if created and reviewed long ago)."""
         self.bundles[resource_id] = {"id": resource_id, "service": {"id": resource_id, **service},
-                                     "status": status, "active": active, "suspended": False, "draft": False,
-                                     "auditState": "Not audited", "metadata": {"registeredBy": "simulated"},
-                                     **bundle}
+                                     "status": status or self._state("approved"), "active": active,
+                                     "suspended": False, "draft": False, "auditState": "Not audited",
+                                     "metadata": {"registeredBy": "simulated"}, **bundle}
 
     def approve(self, resource_id: str) -> None:
-        self.bundles[resource_id].update(status="approved resource", active=True)
+        """The onboarding team approves a service; approving a template onboards its provider."""
+        bundle = self.bundles[resource_id]
+        bundle.update(status=self._state("approved"), active=True)
+        provider = self.providers.get(self._owner(bundle["service"]) or "")
+        if provider and provider["templateStatus"] == "pending template":
+            provider.update(templateStatus="approved template", status=self._state("approved", "provider"),
+                            active=True)
 
     def reject(self, resource_id: str) -> None:
-        self.bundles[resource_id].update(status="rejected resource", active=False)
+        bundle = self.bundles[resource_id]
+        bundle.update(status=self._state("rejected"), active=False)
+        provider = self.providers.get(self._owner(bundle["service"]) or "")
+        if provider and provider["templateStatus"] == "pending template":
+            provider["templateStatus"] = "rejected template"
 
     def suspend(self, resource_id: str) -> None:
         self.bundles[resource_id].update(suspended=True, active=False)
@@ -227,7 +247,7 @@ class SimulatedCatalogue:
     def _all(self, request: Request) -> Response:
         start, quantity = int(request.args.get("from", 0)), int(request.args.get("quantity", 10))
         items = [b["service"] for b in sorted(self.bundles.values(), key=lambda b: b["id"])
-                 if b["active"] and b["status"] == "approved resource"]
+                 if b["active"] and b["status"] == self._state("approved")]
         page = items[start:start + quantity]
         return _json({"total": len(items), "from": start, "to": start + len(page), "results": page, "facets": []})
 
@@ -278,22 +298,26 @@ class SimulatedCatalogue:
         if user is None:
             return _error("Full authentication is required to access this resource", 401, request)
         owner = self._owner(service)
-        if owner in self.providers and not self._can_admin(user, owner):
+        provider = self.providers.get(owner or "")
+        if provider is None:
+            raise Invalid(f"Provider with id '{owner}' does not exist.")
+        if not self._can_admin(user, owner):
             return _error("Access is denied", 403, request)
+        siblings = [b for b in self.bundles.values() if self._owner(b["service"]) == owner]
+        onboarded = provider["active"] and provider["status"] == self._state("approved", "provider")
+        if not onboarded:
+            if self.major >= 6 or provider["templateStatus"] not in ("no template status", "rejected template"):
+                return _error("Access is denied", 403, request)
+            if siblings and provider["templateStatus"] == "no template status":
+                return _error("You have already created a Service Template.", 409, request)
         service = {**service, "id": f"{self.pid_prefix}/{_suffix()}", "catalogueId": self.catalogue_id}
         self._validate(service)
-        provider = self.providers[owner]
-        if provider["status"] != "approved provider":
-            return _error(f"Provider '{owner}' is not yet approved; its resources cannot be added.", 409, request)
-        siblings = [b for b in self.bundles.values() if self._owner(b["service"]) == owner]
-        if any(b["status"] == "pending resource" for b in siblings):
-            return _error(f"Provider '{owner}' already has a resource waiting for approval by the onboarding "
-                          "team; you cannot add another one until it is reviewed.", 409, request)
-        approved = any(b["status"] == "approved resource" for b in siblings)
+        if not onboarded:
+            provider["templateStatus"] = "pending template"
         now = datetime.now(timezone.utc).isoformat()
         self.bundles[service["id"]] = {
-            "id": service["id"], "service": service, "status": "approved resource" if approved else "pending resource",
-            "active": approved, "suspended": False, "draft": False, "auditState": "Not audited",
+            "id": service["id"], "service": service, "status": self._state("approved" if onboarded else "pending"),
+            "active": onboarded, "suspended": False, "draft": False, "auditState": "Not audited",
             "metadata": {"registeredBy": user, "registeredAt": now, "modifiedBy": user, "modifiedAt": now}}
         return _json(service, 201)
 

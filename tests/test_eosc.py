@@ -126,7 +126,8 @@ def world(tmp_path):  # noqa: ANN001, ANN201
         fed.add("eosc", catalogue)
         fed.add("web", website({"/visa": 200, "/logo.png": 200, "/terms": 200, "/privacy": 200, "/app": 401}))
         fed.start()
-        catalogue.add_provider(PROVIDER, "Institut Laue-Langevin", "ILL", admins=("ada@ill",))
+        # ILL has registered as a provider and not yet submitted its first service (the onboarding template)
+        catalogue.add_provider(PROVIDER, "Institut Laue-Langevin", "ILL", onboarded=False, admins=("ada@ill",))
         catalogue.add_provider("21.T15999/ESRF01", "ESRF", "ESRF", admins=("eve@esrf",))
         refresh = catalogue.add_user("ada@ill")
         broker = build_broker(make_settings(tmp_path, eosc_catalogue_url=fed.url("eosc"),
@@ -294,13 +295,24 @@ def test_the_first_service_waits_for_onboarding_and_the_rest_queue_until_it_is_a
     broker, catalogue, _, _ = world
     first = broker.eosc.push(ACTOR, "ill-visa")
     second = broker.eosc.push(ACTOR, "ill-hub")
-    assert second["outcome"] == "queued" and "onboarding" in second["reason"]
+    assert second["outcome"] == "queued" and "onboarding" in second["reason"] and "ill-visa" in second["reason"]
     assert broker.registry.get(KINDS.eosc_entry, "ill-hub")["status"] == "queued" and len(catalogue.bundles) == 1
-    catalogue.approve(first["id"])
+    assert catalogue.providers[PROVIDER]["templateStatus"] == "pending template"
+    catalogue.approve(first["id"])  # the onboarding team approves the template: ILL is an approved provider
     broker.eosc.sync_all()  # the worker's round: statuses, then the queue
     visa, hub = (broker.registry.get(KINDS.eosc_entry, s) for s in ("ill-visa", "ill-hub"))
     assert visa["status"] == "registered" and hub["status"] == "registered" and PID.match(hub["resource_id"])
     assert len(catalogue.bundles) == 2
+
+
+def test_a_second_service_template_is_a_409_the_broker_queues_behind(world):  # noqa: ANN001
+    broker, catalogue, _, _ = world
+    # a service of the provider's, entered by the portal's staff, while the provider has no template status
+    catalogue.add("21.T15999/OLD001", {"name": "Old", "resourceOrganisation": PROVIDER},
+                  status="pending resource", active=False)
+    queued = broker.eosc.push(ACTOR, "ill-visa")
+    assert queued["outcome"] == "queued" and "You have already created a Service Template." in queued["reason"]
+    assert list(catalogue.bundles) == ["21.T15999/OLD001"]
 
 
 def test_the_catalogue_refuses_an_app_address_behind_a_login_and_nothing_is_created(world):  # noqa: ANN001
