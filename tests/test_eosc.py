@@ -267,6 +267,30 @@ def test_the_providers_refresh_token_rotates_and_the_new_one_is_kept_encrypted(w
     assert broker.eosc.sync("ill-visa")["outcome"] == "ok"
 
 
+def test_a_revoked_provider_credential_is_a_sync_error_that_keeps_the_state_and_never_shows_the_secret(world):  # noqa: ANN001
+    broker, catalogue, _, refresh = world
+    catalogue.add("21.T15999/VIS001", {"name": "ILL VISA", "resourceOrganisation": PROVIDER})
+    _patch(broker, KINDS.eosc_entry, "ill-visa", {"resource_id": "21.T15999/VIS001", "status": "registered"})
+    catalogue.refresh_tokens.clear()  # revoked at EOSC AAI
+    event = broker.eosc.sync("ill-visa")
+    assert event["outcome"] == "error" and "EOSC AAI refused" in event["error"] and refresh not in event["error"]
+    assert broker.registry.get(KINDS.eosc_entry, "ill-visa")["status"] == "registered"
+    audit = json.dumps(broker.registry.audit_log(object_id="ill").items)
+    assert refresh not in audit and refresh not in json.dumps(broker.registry.list(KINDS.facility).items)
+
+
+def test_a_facility_with_its_own_aai_client_gets_tokens_by_client_credentials(world):  # noqa: ANN001
+    broker, catalogue, _, _ = world
+    catalogue.add_client("ill-broker", "s3cret", "ada@ill")
+    catalogue.refresh_tokens.clear()
+    _patch(broker, KINDS.facility, "ill", {"eosc_client_id": "ill-broker", "eosc_credential": "s3cret"})
+    catalogue.add("21.T15999/VIS001", {"name": "ILL VISA", "resourceOrganisation": PROVIDER},
+                  status="pending resource", active=False)
+    _patch(broker, KINDS.eosc_entry, "ill-visa", {"resource_id": "21.T15999/VIS001"})
+    assert broker.eosc.sync("ill-visa")["onboarding_status"] == "pending resource"
+    assert broker.registry.get(KINDS.eosc_entry, "ill-visa")["status"] == "in-progress"
+
+
 # -- push --------------------------------------------------------------------------------------
 
 def test_a_completed_profile_validates_is_created_its_pid_stored_and_an_update_keeps_portal_edits(world):  # noqa: ANN001
