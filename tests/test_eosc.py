@@ -419,6 +419,12 @@ def test_the_seeds_profiles_are_reported_with_their_exact_missing_fields(sqlite_
         "privacyPolicy"]
     assert by_id["esrf-guacamole"]["missing"][:3] == ["resourceOrganisation", "description", "tagline"]
     assert "webpage" in by_id["egi-visa"]["missing"]  # no URL yet
+    lacking = {name: sum(name in i["missing"] for i in report["items"]) for name in (
+        "logo", "mainContact.firstName", "mainContact.lastName", "helpdeskEmail", "securityContactEmail",
+        "termsOfUse", "privacyPolicy", "description", "resourceOrganisation")}
+    assert lacking == {"logo": 17, "mainContact.firstName": 17, "mainContact.lastName": 17, "helpdeskEmail": 17,
+                       "securityContactEmail": 17, "termsOfUse": 17, "privacyPolicy": 17, "description": 6,
+                       "resourceOrganisation": 17}  # the seed has no contact, provider or policy: none invented
     assert all(i["invalid"] == [] for i in report["items"])  # the defaults are real vocabulary ids
     finding = next(f for f in by_id["ill-visa"]["findings"] if f["field"] == "logo")
     assert finding["rule"].startswith("mandatory in the catalogue's v5 Service") and finding["fill"] == "eosc_entry.logo"
