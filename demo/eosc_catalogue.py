@@ -431,10 +431,12 @@ class SimulatedCatalogue:
                           f"{response.status_code}")
 
 
-def website(pages: dict[str, int]) -> Callable[[Request], Response]:
-    """A facility's public website on loopback: ``path -> status`` (a login-protected app answers 401)."""
+def website(pages: dict[str, int], slow: dict[str, float] | None = None) -> Callable[[Request], Response]:
+    """A facility's public website on loopback: ``path -> status`` (a login-protected app answers 401), and
+    ``path -> seconds`` it takes to answer."""
 
     def handle(request: Request) -> Response:
+        time.sleep((slow or {}).get(request.path, 0.0))
         status = pages.get(request.path, 404)
         body = b"" if request.method == "HEAD" else b"<html>simulated page</html>"
         return Response(body, status=status, content_type="text/html")

@@ -124,7 +124,8 @@ def world(tmp_path):  # noqa: ANN001, ANN201
     catalogue = SimulatedCatalogue()
     with sim.Federation() as fed:
         fed.add("eosc", catalogue)
-        fed.add("web", website({"/visa": 200, "/logo.png": 200, "/terms": 200, "/privacy": 200, "/app": 401}))
+        fed.add("web", website({"/visa": 200, "/logo.png": 200, "/terms": 200, "/privacy": 200, "/app": 401,
+                                "/slow-terms": 200}, slow={"/slow-terms": 1.0}))
         fed.start()
         # ILL has registered as a provider and not yet submitted its first service (the onboarding template)
         catalogue.add_provider(PROVIDER, "Institut Laue-Langevin", "ILL", onboarded=False, admins=("ada@ill",))
@@ -350,6 +351,25 @@ def test_the_catalogue_refuses_an_app_address_behind_a_login_and_nothing_is_crea
     refused = client.post("/api/v1/services/ill-desk/eosc-profile/push", headers=ADMIN)
     assert refused.status_code == 409 and "401" in refused.json()["detail"] and not catalogue.bundles
     assert broker.registry.get(KINDS.eosc_entry, "ill-desk")["catalogue"]["last_push_error"]
+
+
+def test_the_catalogues_validator_refuses_what_the_form_rules_would_and_a_slow_url(world):  # noqa: ANN001
+    broker, catalogue, fed, _ = world
+    bogus = [{"category": "category-processing_and_analysis-data_analysis",
+              "subcategory": "subcategory-processing_and_analysis-data_analysis-data_exploitation"}]
+    _patch(broker, KINDS.eosc_entry, "ill-visa", {"profile": {"categories": bogus}})  # past the form, as before
+    assert any(i.startswith("categories:") for i in broker.eosc.profile("ill-visa").invalid)
+    dry = broker.eosc.push(ACTOR, "ill-visa", dry_run=True)
+    assert dry["catalogue"]["message"].endswith(
+        ": Field 'subcategory' should contain the ID of a type 'Subcategory' Vocabulary")
+    _patch(broker, KINDS.eosc_entry, "ill-visa", {"profile": {"resourceOrganisation": "21.T15999/NOSUCH"}})
+    dry = broker.eosc.push(ACTOR, "ill-visa", dry_run=True)
+    assert "should contain the ID of an existing Provider" in dry["catalogue"]["message"]
+    catalogue.url_timeout = 0.3
+    _patch(broker, KINDS.eosc_entry, "ill-visa", {"profile": {}, "terms_of_use": fed.url("web") + "/slow-terms"})
+    dry = broker.eosc.push(ACTOR, "ill-visa", dry_run=True)
+    assert dry["catalogue"]["message"].endswith(f": Failed to validate URL: {fed.url('web')}/slow-terms")
+    assert not catalogue.bundles
 
 
 def test_push_refuses_an_incomplete_profile_locally_and_needs_a_credential(world):  # noqa: ANN001
