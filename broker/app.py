@@ -18,10 +18,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from broker import logs
 from broker.api import problems
 from broker.api.validation import VALIDATORS, BrokerScope
-from broker.errors import BrokerError
+from broker.errors import BrokerError, ConfigurationError
 from broker.auth import AuthService, load_issuers
 from broker.catalogue import CatalogueService
-from broker.eosc import EoscService
+from broker.eosc import CATALOGUE_VERSIONS, EoscService
 from broker.harvest import HarvestService
 from broker.launch.service import LaunchService
 from broker.people import PeopleService
@@ -80,9 +80,15 @@ def build_broker(settings: Settings, *, run_migrations: bool = True) -> Broker:
     index = make_index(settings)
     harvest = HarvestService(store, http, index, timeout=settings.harvest_timeout_seconds)
     search = SearchService(store, index, LiveSearch(http, deadline=settings.search_deadline_seconds), harvest.latest)
-    client = (EoscCatalogueClient(http, settings.eosc_catalogue_url, settings.eosc_catalogue_id)
+    if settings.eosc_catalogue_version not in (*CATALOGUE_VERSIONS, "auto"):
+        raise ConfigurationError("PANBROKER_EOSC_CATALOGUE_VERSION: use v5, v6 or auto")
+    client = (EoscCatalogueClient(http, settings.eosc_catalogue_url, settings.eosc_catalogue_id,
+                                  api="v5" if settings.eosc_catalogue_version == "auto" else
+                                  settings.eosc_catalogue_version)
               if settings.eosc_catalogue_url else None)
-    eosc = EoscService(store, registry, client, settings.eosc_token or None)
+    eosc = EoscService(store, registry, client, settings.eosc_token or None,
+                       catalogue_version=settings.eosc_catalogue_version,
+                       token_url=settings.eosc_token_url or None, aai_client_id=settings.eosc_aai_client_id or None)
     people = PeopleService(store)
     auth = AuthService(store, http, people, box, issuers, settings.effective_public_url)
     launches = LaunchService(store, http, search, box,

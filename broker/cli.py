@@ -312,6 +312,28 @@ def eosc_export(service: str | None, facility: str | None) -> None:
                             "profile": p.profile} for sid, p in pairs], indent=2))
 
 
+@eosc_group.command("completeness")
+@click.option("--facility", help="Only this facility's services.")
+@_fail_cleanly
+def eosc_completeness(facility: str | None) -> None:
+    """Which services' profiles the catalogue would accept, and what each still lacks (with the rule)."""
+    report = _broker().eosc.completeness(facility)
+    click.echo(f"catalogue version {report['catalogue_version']}: {report['complete']} of {report['total']} "
+               "profiles complete")
+    _table([{**i, "complete": "yes" if i["complete"] else "no", "missing": ", ".join(i["missing"]),
+             "invalid": "; ".join(i["invalid"])} for i in report["items"]],
+           ["service_id", "complete", "missing", "invalid"])
+
+
+@eosc_group.command("push")
+@click.argument("service")
+@click.option("--dry-run", is_flag=True, help="Show the body and the catalogue validator's verdict; create nothing.")
+@_fail_cleanly
+def eosc_push(service: str, dry_run: bool) -> None:
+    """Validate SERVICE's profile at the catalogue, then create or update it there."""
+    click.echo(json.dumps(_broker().eosc.push(_actor(), service, dry_run=dry_run), indent=2, default=str))
+
+
 @main.group()
 def person() -> None:
     """People, their identities and roles."""

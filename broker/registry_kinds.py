@@ -155,6 +155,18 @@ class Facilities(Kind):
     def facility_id(self, session: Session, values: dict[str, Any]) -> str | None:
         return values.get("id")
 
+    def show(self, obj: Facility) -> dict[str, Any]:
+        return {**super().show(obj), "has_eosc_credential": obj.eosc_credential_encrypted is not None}
+
+    def apply(self, obj, values, box):  # noqa: ANN001, ANN201 - see Kind.apply
+        values = dict(values)
+        changed = []
+        if "eosc_credential" in values:  # the EOSC AAI credential: encrypted at rest, never shown
+            secret = values.pop("eosc_credential")
+            obj.eosc_credential_encrypted = box.encrypt(secret) if secret is not None else None
+            changed.append("eosc_credential")
+        return super().apply(obj, values, box) + changed
+
 
 class ComputeServices(Kind):
     name = "service"
@@ -248,7 +260,10 @@ class EoscEntries(Kind):
     def show(self, obj: EoscEntry) -> dict[str, Any]:
         return {**super().show(obj), "catalogue": {
             "onboarding_status": obj.onboarding_status, "name": obj.catalogue_name, "url": obj.catalogue_url,
-            "lifecycle": obj.catalogue_lifecycle, "drift": obj.drift, "last_sync_error": obj.last_sync_error}}
+            "lifecycle": obj.catalogue_lifecycle, "drift": obj.drift, "last_sync_error": obj.last_sync_error,
+            "active": obj.catalogue_active, "suspended": obj.catalogue_suspended, "draft": obj.catalogue_draft,
+            "audit_state": obj.audit_state, "version": obj.catalogue_version,
+            "last_push_error": obj.last_push_error}}
 
 
 @dataclass(frozen=True)

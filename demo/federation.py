@@ -252,14 +252,21 @@ def demo_federation() -> Federation:
 
 
 def demo_catalogue() -> SimulatedCatalogue:
-    """The simulated EOSC catalogue, holding some of the demo's services (one with drifted metadata)."""
+    """The simulated EOSC catalogue: ILL and ESRF as approved providers, each with an administrator whose
+    refresh token the demo registry holds, and some of the demo's services (one with drifted metadata)."""
     catalogue = SimulatedCatalogue()
-    catalogue.add("21.T15999/sim-ill-visa", {"name": "ILL VISA (simulated)", "webpage": "http://127.0.0.1/visa",
+    for provider, name, admin in (("21.T15999/SIMILL", "ILL (simulated)", "admin@sim-ill"),
+                                  ("21.T15999/SIMESRF", "ESRF (simulated)", "admin@sim-esrf")):
+        catalogue.add_provider(provider, name, name.split()[0], admins=(admin,))
+        catalogue.demo_refresh_tokens[provider] = catalogue.add_user(admin)
+    ill, esrf = {"resourceOrganisation": "21.T15999/SIMILL"}, {"resourceOrganisation": "21.T15999/SIMESRF"}
+    catalogue.add("21.T15999/sim-ill-visa", {**ill, "name": "ILL VISA (simulated)",
+                                             "webpage": "http://127.0.0.1/visa",
                                              "lifeCycleStatus": "life_cycle_status-production"})
-    catalogue.add("21.T15999/sim-ill-jupyterhub", {"name": "ILL JupyterHub (simulated)",
+    catalogue.add("21.T15999/sim-ill-jupyterhub", {**ill, "name": "ILL JupyterHub (simulated)",
                                                    "lifeCycleStatus": "life_cycle_status-beta"},
                   status="pending resource", active=False)
-    catalogue.add("21.T15999/sim-esrf-jupyterhub", {"name": "ESRF Jupyter notebooks",
+    catalogue.add("21.T15999/sim-esrf-jupyterhub", {**esrf, "name": "ESRF Jupyter notebooks",
                                                     "lifeCycleStatus": "life_cycle_status-production"})
     return catalogue
 
@@ -267,8 +274,10 @@ def demo_catalogue() -> SimulatedCatalogue:
 def demo_registry(federation: Federation) -> dict[str, Any]:
     """The demo's registry, in the seed-file format, pointing at the running simulators."""
     u = federation.url
+    eosc = federation.systems["sim-eosc"].handler.demo_refresh_tokens if "sim-eosc" in federation.systems else {}
     return {"facilities": [
         {"id": "sim-ill", "name": "ILL (simulated)", "country": "FR", "accepted_issuers": ["demo-idp", "umbrellaid"],
+         **({"eosc_provider_id": "21.T15999/SIMILL", "eosc_credential": eosc["21.T15999/SIMILL"]} if eosc else {}),
          "services": [
              {"id": "sim-ill-visa", "kind": "visa", "title": "ILL VISA (simulated)", "base_url": u("sim-ill-visa"),
               "launch_mode": "deeplink", "capabilities": {"max_cpus": 16, "max_memory_gb": 128,
@@ -281,6 +290,7 @@ def demo_registry(federation: Federation) -> dict[str, Any]:
          "search_endpoints": [{"id": "sim-ill-search", "kind": "panosc-search-api", "base_url": u("sim-ill-search"),
                                "harvest_schedule": "0 * * * *"}]},
         {"id": "sim-esrf", "name": "ESRF (simulated)", "country": "FR", "accepted_issuers": ["demo-idp"],
+         **({"eosc_provider_id": "21.T15999/SIMESRF", "eosc_credential": eosc["21.T15999/SIMESRF"]} if eosc else {}),
          "services": [
              {"id": "sim-esrf-jupyterhub", "kind": "jupyterhub", "title": "ESRF JupyterHub (simulated)",
               "base_url": u("sim-esrf-jupyterhub"), "launch_mode": "api", "credential": "sim-hub-token",

@@ -64,6 +64,7 @@ def run_demo(port: int, data_dir: Path) -> None:
         data_dir=data_dir, admin_token=token_file.read_text().strip(), allowed_networks=loopback_networks(),
         health_interval_seconds=30, health_timeout_seconds=3.0, port=port,
         eosc_catalogue_url=federation.url("sim-eosc"), eosc_sync_interval_seconds=300,
+        eosc_token_url=federation.url("sim-eosc") + "/token",
         public_url=base, oidc_issuers=json.dumps(issuers))
     broker = build_broker(settings)
     report = import_registry(broker.registry, Principal("demo", admin=True), demo_registry(federation))

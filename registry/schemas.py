@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 from apscheduler.triggers.cron import CronTrigger
 from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validate, validates, validates_schema
 
+from registry import vocabularies
 from registry.models import EoscStatus, LaunchMode, Lifecycle
 
 SLUG = validate.Regexp(
@@ -61,6 +62,14 @@ class FacilitySchema(StrictSchema):
     contact_email = fields.Email(allow_none=True, validate=validate.Length(max=320))
     accepted_issuers = fields.List(fields.String(validate=ISSUER_NAME), validate=validate.Length(max=50),
                                    load_default=list)
+    eosc_provider_id = fields.String(allow_none=True, validate=validate.Regexp(
+        r"^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)?$", error="use the provider's PID (21.xxxxx/AbC123) or v4 id"))
+    eosc_main_contact = fields.Nested(lambda: EoscContactSchema(), load_default=dict)
+    eosc_public_contacts = fields.List(fields.Email(), load_default=list, validate=validate.Length(max=10))
+    eosc_helpdesk_email = fields.Email(allow_none=True)
+    eosc_security_email = fields.Email(allow_none=True)
+    eosc_client_id = fields.String(allow_none=True, validate=validate.Length(min=1, max=200))
+    eosc_credential = fields.String(allow_none=True, load_only=True, validate=validate.Length(min=1, max=8192))
 
     @validates("ror_id")
     def _ror(self, value: str | None, **_: Any) -> None:
@@ -133,19 +142,51 @@ class SearchEndpointSchema(StrictSchema):
             raise ValidationError(f"not a crontab expression (minute hour day month weekday): {exc}") from exc
 
 
-class ScientificDomainSchema(StrictSchema):
-    scientificDomain = fields.String(required=True, validate=validate.Regexp(
-        r"^scientific_domain-[a-z_]+$", error="use an EOSC vocabulary id such as scientific_domain-natural_sciences"))
-    scientificSubdomain = fields.String(required=True, validate=validate.Regexp(
-        r"^scientific_subdomain-[a-z_]+-[a-z_]+$",
-        error="use an EOSC vocabulary id such as scientific_subdomain-natural_sciences-physical_sciences"))
+def _vocabulary_id(name: str, example: str):  # noqa: ANN202 - a marshmallow validator
+    """Membership of the EOSC vocabulary ``name``, as the catalogue ships it (not a pattern)."""
+
+    def check(value: str) -> None:
+        if value not in vocabularies.eosc(name):
+            raise ValidationError(f"not an id of the EOSC {name} vocabulary (e.g. {example})")
+
+    return check
 
 
-class CategorySchema(StrictSchema):
-    category = fields.String(required=True, validate=validate.Regexp(
-        r"^category-[a-z_]+-[a-z_]+$", error="use an EOSC vocabulary id such as category-processing_and_analysis-data_analysis"))
-    subcategory = fields.String(required=True, validate=validate.Regexp(
-        r"^subcategory-[a-z_]+-[a-z_]+-[a-z_]+$", error="use an EOSC vocabulary id of a subcategory"))
+class _PairSchema(StrictSchema):
+    """A vocabulary pair whose child must belong to its parent (the catalogue checks both)."""
+
+    parent_field: str
+    child_field: str
+    child_vocabulary: str
+
+    @validates_schema
+    def _child_of_parent(self, data: dict, **_: Any) -> None:
+        parent, child = data.get(self.parent_field), data.get(self.child_field)
+        entry = vocabularies.eosc(self.child_vocabulary).get(child or "")
+        if parent and entry and entry["parentId"] != parent:
+            raise ValidationError(f"{child!r} belongs to {entry['parentId']!r}, not to {parent!r}", self.child_field)
+
+
+class ScientificDomainSchema(_PairSchema):
+    parent_field, child_field, child_vocabulary = "scientificDomain", "scientificSubdomain", "SCIENTIFIC_SUBDOMAIN"
+    scientificDomain = fields.String(required=True, validate=_vocabulary_id(
+        "SCIENTIFIC_DOMAIN", "scientific_domain-natural_sciences"))
+    scientificSubdomain = fields.String(required=True, validate=_vocabulary_id(
+        "SCIENTIFIC_SUBDOMAIN", "scientific_subdomain-natural_sciences-physical_sciences"))
+
+
+class CategorySchema(_PairSchema):
+    parent_field, child_field, child_vocabulary = "category", "subcategory", "SUBCATEGORY"
+    category = fields.String(required=True, validate=_vocabulary_id(
+        "CATEGORY", "category-processing_and_analysis-data_analysis"))
+    subcategory = fields.String(required=True, validate=_vocabulary_id(
+        "SUBCATEGORY", "subcategory-processing_and_analysis-data_analysis-image_data_analysis"))
+
+
+class EoscContactSchema(StrictSchema):
+    firstName = fields.String(validate=validate.Length(min=1, max=100))
+    lastName = fields.String(validate=validate.Length(min=1, max=100))
+    email = fields.Email()
 
 
 class EoscEntrySchema(StrictSchema):
@@ -158,9 +199,29 @@ class EoscEntrySchema(StrictSchema):
     scientific_domains = fields.List(fields.Nested(ScientificDomainSchema), load_default=list,
                                      validate=validate.Length(max=20))
     categories = fields.List(fields.Nested(CategorySchema), load_default=list, validate=validate.Length(max=20))
-    trl = fields.String(allow_none=True, validate=validate.Regexp(r"^trl-[1-9]$", error="use trl-1 ... trl-9"))
+    trl = fields.String(allow_none=True, validate=_vocabulary_id("TRL", "trl-9"))
     profile = fields.Dict(keys=fields.String(validate=validate.Regexp(r"^[a-zA-Z]+$")), load_default=dict,
                           metadata={"description": "EOSC service profile fields to set or override on export"})
+    logo = HttpUrl(allow_none=True)
+    tagline = fields.String(allow_none=True, validate=validate.Length(min=1, max=200))
+    webpage = HttpUrl(allow_none=True)
+    main_contact = fields.Nested(lambda: EoscContactSchema(), load_default=dict)
+    public_contacts = fields.List(fields.Email(), load_default=list, validate=validate.Length(max=10))
+    helpdesk_email = fields.Email(allow_none=True)
+    security_email = fields.Email(allow_none=True)
+    terms_of_use = HttpUrl(allow_none=True)
+    privacy_policy = HttpUrl(allow_none=True)
+    access_policy = HttpUrl(allow_none=True)
+    access_types = fields.List(fields.String(validate=_vocabulary_id("ACCESS_TYPE", "access_type-remote")),
+                               load_default=list, validate=validate.Length(max=5))
+    access_modes = fields.List(fields.String(validate=_vocabulary_id("ACCESS_MODE", "access_mode-peer_reviewed")),
+                               load_default=list, validate=validate.Length(max=5))
+    order_type = fields.String(allow_none=True, validate=_vocabulary_id("ORDER_TYPE", "order_type-open_access"))
+    order_url = HttpUrl(allow_none=True)
+    node_pid = fields.String(allow_none=True, validate=validate.Length(min=1, max=200))
+    jurisdiction = fields.String(allow_none=True, validate=validate.Length(min=1, max=100))
+    publishing_date = fields.String(allow_none=True, validate=validate.Regexp(
+        r"^\d{4}-\d{2}-\d{2}$", error="use a date such as 2026-01-31"))
 
 
 def literal_ip_refused(url: str | None, is_allowed) -> bool:  # noqa: ANN001 - AddressPolicy.is_allowed

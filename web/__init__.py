@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import render_template
 
 from broker.registry_kinds import KINDS
-from web import account_pages, catalogue_pages, launch_pages, operator_pages, search_pages  # noqa: F401 - routes
+from web import account_pages, catalogue_pages, eosc_pages, launch_pages, operator_pages, search_pages  # noqa: F401 - routes
 from web.common import blueprint, broker
 
 

@@ -32,8 +32,14 @@ def profiles(facility_id: str) -> tuple:
 
 
 def _show(p) -> dict:  # noqa: ANN001 - broker.eosc.Profile
-    return {"valid": p.valid, "missing": p.missing, "invalid": p.invalid, "profile": p.profile}
+    return {"valid": p.valid, "missing": p.missing, "invalid": p.invalid, "warnings": p.warnings,
+            "catalogue_version": p.catalogue_version, "findings": [f.show() for f in p.findings],
+            "profile": p.profile}
 
 
-def push(service_id: str, token_info: dict | None = None) -> tuple:
-    return broker().eosc.push(principal(token_info), service_id), 200, JSON
+def push(service_id: str, dry_run: bool = False, token_info: dict | None = None) -> tuple:
+    return broker().eosc.push(principal(token_info), service_id, dry_run=dry_run), 200, JSON
+
+
+def completeness(facility: str | None = None) -> tuple:
+    return broker().eosc.completeness(facility), 200, JSON

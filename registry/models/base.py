@@ -48,8 +48,12 @@ class Lifecycle(enum.StrEnum):
 
 class EoscStatus(enum.StrEnum):
     NOT_REGISTERED = "not-registered"
-    IN_PROGRESS = "in-progress"
-    REGISTERED = "registered"
+    IN_PROGRESS = "in-progress"  # created, waiting for the onboarding team (or a draft)
+    REGISTERED = "registered"  # approved and active
+    QUEUED = "queued"  # not created yet: the provider's first service is still waiting for review
+    INACTIVE = "inactive"  # approved, but deactivated in the catalogue
+    SUSPENDED = "suspended"
+    REJECTED = "rejected"
 
 
 class HealthStatus(enum.StrEnum):

@@ -20,6 +20,17 @@ class Facility(Versioned, Base):
     homepage: Mapped[str | None] = mapped_column(String(2048))
     contact_email: Mapped[str | None] = mapped_column(String(320))
     accepted_issuers: Mapped[list[Any]] = mapped_column(nullable=False, default=list)
+    # EOSC provider: its id (v4) or PID (v5/v6) in the catalogue, the contacts its services default to,
+    # and the credential (EOSC AAI refresh token or client secret) of one of its administrators
+    eosc_provider_id: Mapped[str | None] = mapped_column(String(200))
+    eosc_main_contact: Mapped[dict[str, Any]] = mapped_column(nullable=False, default=dict,
+                                                              server_default=text("'{}'"))
+    eosc_public_contacts: Mapped[list[Any]] = mapped_column(nullable=False, default=list,
+                                                            server_default=text("'[]'"))
+    eosc_helpdesk_email: Mapped[str | None] = mapped_column(String(320))
+    eosc_security_email: Mapped[str | None] = mapped_column(String(320))
+    eosc_client_id: Mapped[str | None] = mapped_column(String(200))
+    eosc_credential_encrypted: Mapped[str | None] = mapped_column(Text)
 
     services: Mapped[list["ComputeService"]] = relationship(back_populates="facility")
     search_endpoints: Mapped[list["SearchEndpoint"]] = relationship(back_populates="facility")
@@ -72,6 +83,25 @@ class EoscEntry(Versioned, Base):
     categories: Mapped[list[Any]] = mapped_column(nullable=False, default=list, server_default=text("'[]'"))
     trl: Mapped[str | None] = mapped_column(String(16))
     profile: Mapped[dict[str, Any]] = mapped_column(nullable=False, default=dict, server_default=text("'{}'"))
+    # the service profile fields the broker cannot infer (empty: the facility's EOSC defaults, then missing)
+    logo: Mapped[str | None] = mapped_column(String(2048))
+    tagline: Mapped[str | None] = mapped_column(String(200))
+    webpage: Mapped[str | None] = mapped_column(String(2048))
+    main_contact: Mapped[dict[str, Any]] = mapped_column(nullable=False, default=dict, server_default=text("'{}'"))
+    public_contacts: Mapped[list[Any]] = mapped_column(nullable=False, default=list, server_default=text("'[]'"))
+    helpdesk_email: Mapped[str | None] = mapped_column(String(320))
+    security_email: Mapped[str | None] = mapped_column(String(320))
+    terms_of_use: Mapped[str | None] = mapped_column(String(2048))
+    privacy_policy: Mapped[str | None] = mapped_column(String(2048))
+    access_policy: Mapped[str | None] = mapped_column(String(2048))
+    access_types: Mapped[list[Any]] = mapped_column(nullable=False, default=list, server_default=text("'[]'"))
+    access_modes: Mapped[list[Any]] = mapped_column(nullable=False, default=list, server_default=text("'[]'"))
+    order_type: Mapped[str | None] = mapped_column(String(64))
+    order_url: Mapped[str | None] = mapped_column(String(2048))
+    # the v6 (EOSC EU Node) service model's own fields
+    node_pid: Mapped[str | None] = mapped_column(String(200))
+    jurisdiction: Mapped[str | None] = mapped_column(String(100))
+    publishing_date: Mapped[str | None] = mapped_column(String(10))
     # what the last sync read from the catalogue (written by the sync job, not by operators)
     onboarding_status: Mapped[str | None] = mapped_column(String(64))
     catalogue_name: Mapped[str | None] = mapped_column(String(500))
@@ -79,6 +109,12 @@ class EoscEntry(Versioned, Base):
     catalogue_lifecycle: Mapped[str | None] = mapped_column(String(100))
     drift: Mapped[list[Any]] = mapped_column(nullable=False, default=list, server_default=text("'[]'"))
     last_sync_error: Mapped[str | None] = mapped_column(Text)
+    catalogue_active: Mapped[bool | None] = mapped_column()
+    catalogue_suspended: Mapped[bool | None] = mapped_column()
+    catalogue_draft: Mapped[bool | None] = mapped_column()
+    audit_state: Mapped[str | None] = mapped_column(String(64))
+    catalogue_version: Mapped[str | None] = mapped_column(String(100))  # the record's `version` there
+    last_push_error: Mapped[str | None] = mapped_column(Text)
 
     service: Mapped[ComputeService] = relationship(back_populates="eosc_entry")
 
