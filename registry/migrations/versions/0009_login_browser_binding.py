@@ -1,6 +1,6 @@
 """a login transaction is bound to the browser that started it (a hash of its login cookie)
 
-Revision ID: 0012
+Revision ID: 0009
 Revises: 0008
 """
 from alembic import op

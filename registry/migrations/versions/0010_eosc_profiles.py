@@ -1,7 +1,7 @@
 """EOSC: facility provider ids, contacts and credential; per-service profile fields; bundle state
 
 Revision ID: 0010
-Revises: 0008
+Revises: 0009
 """
 from alembic import op
 import sqlalchemy as sa
