@@ -141,7 +141,7 @@ def test_documents_are_found_through_their_datasets_as_the_portal_asks(sqlite_cl
 
 def test_filters_the_broker_checks_itself_are_refused_beyond_the_scan_ceiling(sqlite_client, harvested,  # noqa: ANN001
                                                                               monkeypatch):
-    from broker.search import panosc_compat
+    from broker.search.panosc import compat as panosc_compat
 
     everything = {"where": {"or": [{"isPublic": True}, {"isPublic": False}]}, "limit": 10}
     assert len(get(sqlite_client, "/Datasets", filter=everything).json()) == 10
