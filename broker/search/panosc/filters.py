@@ -126,19 +126,29 @@ def _includes(raw: Any) -> tuple[Include, ...]:
         return ()
     items = raw if isinstance(raw, list) else [raw]
     out = []
+    pairs: list[tuple[Any, Any]] = []
     for item in items:
         if isinstance(item, str):
-            relation, scope = item, None
+            pairs.append((item, None))
         elif isinstance(item, dict) and isinstance(item.get("relation"), str):
-            relation, scope = item["relation"], item.get("scope")
+            pairs.append((item["relation"], item.get("scope")))
+        elif isinstance(item, dict) and item and "relation" not in item:
+            # LoopBack's object form: {"members": ["person", "affiliation"]} includes members and theirs
+            pairs.extend((name, {"include": nested}) for name, nested in item.items())
         else:
-            raise FilterError("include entries must be relation names or {\"relation\": ..., \"scope\": ...}")
+            raise FilterError("include entries must be relation names, {\"relation\": ..., \"scope\": ...} or "
+                              "{\"relation\": [its relations]}")
+    for relation, scope in pairs:
         if relation not in RELATIONS:
             raise FilterError(f"unknown relation {relation!r}; use one of {', '.join(sorted(RELATIONS))}")
         where, nested = None, ()
         if scope is not None:
             if not isinstance(scope, dict):
                 raise FilterError(f"the scope of {relation} must be an object")
+            unserved = sorted(set(scope) - {"where", "include"})
+            if unserved:
+                raise FilterError(f"{', '.join(unserved)} inside the scope of {relation} is not supported; "
+                                  "filter with where, and page or order the top level instead")
             where = scope.get("where")
             if where is not None:
                 check_where(where)
