@@ -446,7 +446,7 @@ def test_query_ranks_with_scores_inside_0_and_1(reference, client) -> None:  # n
 
 
 def test_a_filter_without_limit_is_never_cut_silently(reference, client, monkeypatch) -> None:  # noqa: ANN001
-    from broker.search import panosc_compat
+    from broker.search.panosc import compat as panosc_compat
 
     monkeypatch.setattr(panosc_compat, "NO_LIMIT_CEILING", 4)
     answer = client.get("/panosc/api/Datasets")

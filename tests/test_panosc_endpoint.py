@@ -76,12 +76,21 @@ def test_the_filter_language_filters_by_technique_parameter_and_text(sqlite_clie
     ('{"include": [{"relation": "parameters", "scope": {"where": {"name": "sample_colour"}}}]}', "value condition"),
     ('{"include": [{"relation": "spaceships"}]}', "unknown relation"),
     ('{"color": 1}', "unknown filter key"),
+    ('{"include": [{"relation": "files", "scope": {"limit": 1}}]}', "limit inside the scope of files"),
 ])
 def test_bad_filters_get_loopback_errors(sqlite_client, filter_text, fragment):  # noqa: ANN001
     response = sqlite_client.get("/panosc/api/Datasets", params={"filter": filter_text})
     assert response.status_code == 400
     error = response.json()["error"]
     assert error["statusCode"] == 400 and fragment in error["message"]
+
+
+def test_loopbacks_object_form_of_include_is_read(sqlite_client, harvested):  # noqa: ANN001
+    plain = get(sqlite_client, "/Documents", filter={"include": [{"relation": "members", "scope": {
+        "include": [{"relation": "person"}]}}], "limit": 5})
+    objects = get(sqlite_client, "/Documents", filter={"include": [{"members": ["person"]}], "limit": 5})
+    assert objects.status_code == plain.status_code == 200 and objects.json() == plain.json()
+    assert len(objects.json()) == 5 and all("members" in d for d in objects.json())
 
 
 def test_an_unknown_dataset_is_a_loopback_404(sqlite_client):  # noqa: ANN001
@@ -141,7 +150,7 @@ def test_documents_are_found_through_their_datasets_as_the_portal_asks(sqlite_cl
 
 def test_filters_the_broker_checks_itself_are_refused_beyond_the_scan_ceiling(sqlite_client, harvested,  # noqa: ANN001
                                                                               monkeypatch):
-    from broker.search import panosc_compat
+    from broker.search.panosc import compat as panosc_compat
 
     everything = {"where": {"or": [{"isPublic": True}, {"isPublic": False}]}, "limit": 10}
     assert len(get(sqlite_client, "/Datasets", filter=everything).json()) == 10

@@ -10,16 +10,14 @@ the answer came from (``index`` or ``live``) in ``X-PaN-Mode``.
 """
 from __future__ import annotations
 
-import json
-import re
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from broker.errors import BrokerError
-from broker.search.loopback import FilterError
 from broker.search.model import SearchResult
-from broker.search.panosc_compat import PanoscCompat
+from broker.search.panosc.compat import PanoscCompat
+from broker.search.panosc.filters import FilterError, filter_text
 from broker.search.service import Mode
 
 blueprint = Blueprint("panosc", __name__, url_prefix="/panosc")
@@ -111,50 +109,8 @@ def _broker_error(exc: BrokerError) -> tuple[Response, int]:
     return _error(400 if exc.status == 422 else exc.status, exc.detail)
 
 
-BRACKET = re.compile(r"\[([^\]]*)\]")
-MAX_BRACKET_KEYS = 200
-
-
 def _arg(name: str) -> str | None:
-    """A filter (or where) as JSON text: given as JSON, or in LoopBack's bracket form, as
-    ``filter[where][size][gt]=1500&filter[limit]=2`` (true/false become booleans, as LoopBack's typed
-    properties would read them; numbers are read as numbers where one is compared)."""
-    raw = request.args.get(name)
-    if raw is not None:
-        return raw
-    keys = [key for key in request.args if key.startswith(name + "[")]
-    if not keys:
-        return None
-    if len(keys) > MAX_BRACKET_KEYS:
-        raise FilterError(f"{name} has more than {MAX_BRACKET_KEYS} bracketed parts; send it as JSON")
-    nested: dict[str, Any] = {}
-    for key in keys:
-        path = BRACKET.findall(key[len(name):])
-        if not path or "".join(f"[{p}]" for p in path) != key[len(name):]:
-            raise FilterError(f"{key!r}: write {name}[property][operator]=value, or {name} as JSON")
-        for value in request.args.getlist(key):
-            _put(nested, path, {"true": True, "false": False}.get(value, value))
-    return json.dumps(_as_lists(nested))
-
-
-def _put(node: dict[str, Any], path: list[str], value: Any) -> None:
-    for part in path[:-1]:
-        part = part or str(len(node))
-        child = node.setdefault(part, {})
-        if not isinstance(child, dict):
-            raise FilterError(f"{'/'.join(path)}: a value and an object under one name")
-        node = child
-    node[path[-1] or str(len(node))] = value
-
-
-def _as_lists(node: Any) -> Any:
-    """Objects whose keys are 0, 1, 2 ... are the lists LoopBack's bracket form writes (inq, and, include)."""
-    if not isinstance(node, dict):
-        return node
-    items = {key: _as_lists(value) for key, value in node.items()}
-    if items and all(key.isdigit() for key in items) and sorted(map(int, items)) == list(range(len(items))):
-        return [items[str(i)] for i in range(len(items))]
-    return items
+    return filter_text(request.args, name)
 
 
 def _tail() -> str:

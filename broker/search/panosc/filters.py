@@ -161,19 +161,29 @@ def _includes(raw: Any) -> tuple[Include, ...]:
         return ()
     items = raw if isinstance(raw, list) else [raw]
     out = []
+    pairs: list[tuple[Any, Any]] = []
     for item in items:
         if isinstance(item, str):
-            relation, scope = item, None
+            pairs.append((item, None))
         elif isinstance(item, dict) and isinstance(item.get("relation"), str):
-            relation, scope = item["relation"], item.get("scope")
+            pairs.append((item["relation"], item.get("scope")))
+        elif isinstance(item, dict) and item and "relation" not in item:
+            # LoopBack's object form: {"members": ["person", "affiliation"]} includes members and theirs
+            pairs.extend((name, {"include": nested}) for name, nested in item.items())
         else:
-            raise FilterError("include entries must be relation names or {\"relation\": ..., \"scope\": ...}")
+            raise FilterError("include entries must be relation names, {\"relation\": ..., \"scope\": ...} or "
+                              "{\"relation\": [its relations]}")
+    for relation, scope in pairs:
         if relation not in RELATIONS:
             raise FilterError(f"unknown relation {relation!r}; use one of {', '.join(sorted(RELATIONS))}")
         where, nested = None, ()
         if scope is not None:
             if not isinstance(scope, dict):
                 raise FilterError(f"the scope of {relation} must be an object")
+            unserved = sorted(set(scope) - {"where", "include"})
+            if unserved:
+                raise FilterError(f"{', '.join(unserved)} inside the scope of {relation} is not supported; "
+                                  "filter with where, and page or order the top level instead")
             where = scope.get("where")
             if where is not None:
                 check_where(where)
@@ -201,6 +211,54 @@ def check_where(where: Any) -> None:
                 raise FilterError(f"between on {key!r} takes a list of two values")
             if op in ("inq", "nin") and not isinstance(operand, list):
                 raise FilterError(f"{op} on {key!r} takes a list")
+
+
+# -- LoopBack's bracket form of a filter ---------------------------------------------------------
+
+BRACKET = re.compile(r"\[([^\]]*)\]")
+MAX_BRACKET_KEYS = 200
+
+
+def filter_text(args: Any, name: str) -> str | None:
+    """A filter (or where) of the query arguments ``args`` (a multi-dict) as JSON text: given as JSON, or in LoopBack's bracket form, as
+    ``filter[where][size][gt]=1500&filter[limit]=2`` (true/false become booleans, as LoopBack's typed
+    properties would read them; numbers are read as numbers where one is compared)."""
+    raw = args.get(name)
+    if raw is not None:
+        return raw
+    keys = [key for key in args if key.startswith(name + "[")]
+    if not keys:
+        return None
+    if len(keys) > MAX_BRACKET_KEYS:
+        raise FilterError(f"{name} has more than {MAX_BRACKET_KEYS} bracketed parts; send it as JSON")
+    nested: dict[str, Any] = {}
+    for key in keys:
+        path = BRACKET.findall(key[len(name):])
+        if not path or "".join(f"[{p}]" for p in path) != key[len(name):]:
+            raise FilterError(f"{key!r}: write {name}[property][operator]=value, or {name} as JSON")
+        for value in args.getlist(key):
+            _put(nested, path, {"true": True, "false": False}.get(value, value))
+    return json.dumps(_as_lists(nested))
+
+
+def _put(node: dict[str, Any], path: list[str], value: Any) -> None:
+    for part in path[:-1]:
+        part = part or str(len(node))
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise FilterError(f"{'/'.join(path)}: a value and an object under one name")
+        node = child
+    node[path[-1] or str(len(node))] = value
+
+
+def _as_lists(node: Any) -> Any:
+    """Objects whose keys are 0, 1, 2 ... are the lists LoopBack's bracket form writes (inq, and, include)."""
+    if not isinstance(node, dict):
+        return node
+    items = {key: _as_lists(value) for key, value in node.items()}
+    if items and all(key.isdigit() for key in items) and sorted(map(int, items)) == list(range(len(items))):
+        return [items[str(i)] for i in range(len(items))]
+    return items
 
 
 # -- in-memory evaluation ------------------------------------------------------------------------
