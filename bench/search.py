@@ -369,7 +369,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", type=int, default=1_000_000)
     parser.add_argument("--live-repeat", type=int, default=40)
-    parser.add_argument("--reference-datasets", type=int, default=1000,
+    parser.add_argument("--reference-datasets", type=int, default=2000,
                         help="datasets per PaNOSC reference provider (the reference benchmarks)")
     parser.add_argument("--only-reference", action="store_true", help="run only the PaNOSC reference benchmarks")
     parser.add_argument("--interleaved", action="store_true",
