@@ -11,7 +11,6 @@ import argparse
 import os
 import random
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -20,6 +19,7 @@ from pathlib import Path
 
 # run as a script, this file's folder comes first on sys.path and its name would hide the registry package
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+sys.path.append(str(Path(__file__).resolve().parent.parent))  # for tests.loopback
 
 import requests  # noqa: E402
 
@@ -27,7 +27,7 @@ from broker.app import build_broker  # noqa: E402
 from broker.authz import Principal  # noqa: E402
 from broker.registry_kinds import KINDS  # noqa: E402
 from broker.settings import Settings  # noqa: E402
-from demo.federation import free_port  # noqa: E402
+from tests.loopback import panbroker_serving  # noqa: E402
 
 KINDS_CYCLE = ["jupyterhub", "visa", "binderhub", "remote-desktop"]
 
@@ -85,19 +85,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = Path(tmp)
         populate(data_dir, args.services, 20)
-        port = free_port()
-        env = {**os.environ, "PANBROKER_DATA_DIR": str(data_dir), "PANBROKER_LOG_LEVEL": "WARNING",
-               "PANBROKER_EMBEDDED_WORKER": "false"}
-        server = subprocess.Popen([str(Path(sys.executable).with_name("panbroker")), "serve", "--port", str(port)],
-                                  env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        base = f"http://127.0.0.1:{port}"
-        try:
-            for _ in range(100):
-                try:
-                    requests.get(base + "/healthz", timeout=1)
-                    break
-                except requests.ConnectionError:
-                    time.sleep(0.1)
+        with panbroker_serving(data_dir) as base:
             ids = [f"svc-{s:04d}" for s in range(args.services)]
             scenarios = {
                 "get one service": [f"/api/v1/services/{i}" for i in ids],
@@ -114,9 +102,6 @@ def main() -> None:
                 rate, latencies = drive(paths, base, args.seconds, args.clients)
                 q = statistics.quantiles(latencies, n=100)
                 print(f"{name:36} {rate:8.0f} {q[49]:8.1f} {q[94]:8.1f} {q[98]:8.1f}")
-        finally:
-            server.terminate()
-            server.wait(timeout=10)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ import os
 import random
 import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -39,7 +38,7 @@ from connectors import connector_for  # noqa: E402
 from connectors.panosc_search import parameter, to_dataset  # noqa: E402
 from demo import federation as sim  # noqa: E402
 from demo.catalogue import FACILITIES, SAMPLES, STUDIES, generate  # noqa: E402
-from demo.federation import free_port  # noqa: E402
+from tests.loopback import panbroker_serving  # noqa: E402
 
 ACTOR = Principal("bench", admin=True)
 
@@ -200,27 +199,13 @@ def bench_index(data_dir: Path, n: int, interleaved: bool) -> None:
 
 
 def bench_http(data_dir: Path) -> None:
-    port = free_port()
-    env = {**os.environ, "PANBROKER_DATA_DIR": str(data_dir), "PANBROKER_LOG_LEVEL": "WARNING",
-           "PANBROKER_EMBEDDED_WORKER": "false"}
-    server = subprocess.Popen([str(Path(sys.executable).with_name("panbroker")), "serve", "--port", str(port)],
-                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}/api/v1/datasets"
-    try:
-        for _ in range(200):
-            try:
-                requests.get(base, timeout=2)
-                break
-            except requests.ConnectionError:
-                time.sleep(0.1)
+    with panbroker_serving(data_dir) as served:
+        base = f"{served}/api/v1/datasets"
         session = requests.Session()
         print("\nsame queries end to end over HTTP (uvicorn, 1 process)   p50 ms   p95 ms")
         for name, params in QUERIES.items():
             samples = timed(lambda: session.get(base, params=params, timeout=10).raise_for_status(), 200)
             print(f"  {name:20}                        {percentiles(samples)[0]:7.2f}  {percentiles(samples)[1]:7.2f}")
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
 
 
 def blackhole() -> tuple[socket.socket, str]:
@@ -364,19 +349,8 @@ def bench_reference(tmp: Path, per_provider: int, repeat: int) -> None:
 
 
 def bench_panosc_http(data_dir: Path, provider_api: str, repeat: int) -> None:
-    port = free_port()
-    env = {**os.environ, "PANBROKER_DATA_DIR": str(data_dir), "PANBROKER_LOG_LEVEL": "WARNING",
-           "PANBROKER_EMBEDDED_WORKER": "false"}
-    server = subprocess.Popen([str(Path(sys.executable).with_name("panbroker")), "serve", "--port", str(port)],
-                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    broker_api = f"http://127.0.0.1:{port}/panosc/api"
-    try:
-        for _ in range(200):
-            try:
-                requests.get(f"{broker_api}/Datasets/count", timeout=2)
-                break
-            except requests.ConnectionError:
-                time.sleep(0.1)
+    with panbroker_serving(data_dir) as served:
+        broker_api = f"{served}/panosc/api"
         session = requests.Session()
         print("  /panosc/api from the index (3 providers' datasets) vs one provider answering the same filter:")
         for name, flt in PANOSC_QUERIES.items():
@@ -389,16 +363,13 @@ def bench_panosc_http(data_dir: Path, provider_api: str, repeat: int) -> None:
             ratio = statistics.median(ours) / statistics.median(theirs)
             print(f"    {name:16} broker p50 {statistics.median(ours):6.2f} ms, provider p50 "
                   f"{statistics.median(theirs):7.2f} ms: ratio {ratio:.2f} (target <= 0.3)")
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", type=int, default=1_000_000)
     parser.add_argument("--live-repeat", type=int, default=40)
-    parser.add_argument("--reference-datasets", type=int, default=1000,
+    parser.add_argument("--reference-datasets", type=int, default=2000,
                         help="datasets per PaNOSC reference provider (the reference benchmarks)")
     parser.add_argument("--only-reference", action="store_true", help="run only the PaNOSC reference benchmarks")
     parser.add_argument("--interleaved", action="store_true",

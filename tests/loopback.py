@@ -81,3 +81,34 @@ def dribble(chunks: int, pause: float) -> Callable[[Request], Response]:
             yield b" "
 
     return lambda request: Response(generate(), content_type="application/json")
+
+
+@contextmanager
+def panbroker_serving(data_dir, probe: str = "/healthz") -> Iterator[str]:  # noqa: ANN001 - a Path
+    """``panbroker serve`` (no worker) on a free loopback port over ``data_dir``; yields its base URL once
+    ``probe`` answers, and stops it after (for the benchmarks, which measure a real server)."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**os.environ, "PANBROKER_DATA_DIR": str(data_dir), "PANBROKER_LOG_LEVEL": "WARNING",
+           "PANBROKER_EMBEDDED_WORKER": "false"}
+    server = subprocess.Popen([str(Path(sys.executable).with_name("panbroker")), "serve", "--port", str(port)],
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            try:
+                requests.get(base + probe, timeout=2)
+                break
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        yield base
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
