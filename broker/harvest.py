@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 from broker.authz import Principal
 from broker.errors import FieldError, InvalidInput, NotFound
 from broker.registry_kinds import iso
+from broker.registry_service import deleted_search_endpoints
 from broker.search.index import DatasetIndex
 from broker.search.model import Dataset
 from connectors import connector_for
@@ -157,10 +158,10 @@ class HarvestService:
         return [d for d in datasets if d.pid not in held] if held else datasets
 
     def purge_orphans(self) -> set[str]:
-        """Remove from the index the datasets of search endpoints that no longer exist; returns their ids."""
+        """Remove from the index the datasets of search endpoints the registry deleted; returns their ids."""
         with self.store.session() as session:
-            registered = set(session.scalars(select(SearchEndpoint.id)))
-        orphans = self.index.sources() - registered
+            deleted = deleted_search_endpoints(session)
+        orphans = self.index.sources() & deleted if deleted else set()
         for source in orphans:
             self.index.delete_source(source)
         if orphans:

@@ -243,3 +243,10 @@ def _jsonable(data: dict | None) -> dict | None:
 
 
 __all__ = ["RegistryService", "Page", "Precondition", "Facility"]
+
+
+def deleted_search_endpoints(session: Session) -> set[str]:
+    """Ids of search endpoints the registry deleted (and that are not registered again)."""
+    deleted = set(session.scalars(select(AuditEvent.object_id).where(
+        AuditEvent.object_type == KINDS.search_endpoint.name, AuditEvent.action == "delete")))
+    return deleted - set(session.scalars(select(SearchEndpoint.id))) if deleted else set()

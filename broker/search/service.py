@@ -19,8 +19,8 @@ from broker.search.techniques import panet
 from broker.search.units import COMMON, canonical_name, dimension_of, to_si
 from connectors import connector_for
 from connectors.errors import UpstreamError
-from broker.registry_kinds import KINDS
-from registry.models import AuditEvent, SearchEndpoint, SearchKind
+from broker.registry_service import deleted_search_endpoints
+from registry.models import SearchEndpoint, SearchKind
 from registry.store import Store
 
 MAX_QUERY_CHARS = 500
@@ -212,12 +212,10 @@ class SearchService:
         latest = self.latest_harvests()
         with self.store.session() as session:
             endpoints = session.execute(select(SearchEndpoint.id, SearchEndpoint.facility_id)).all()
-            deleted = set(session.scalars(select(AuditEvent.object_id).where(
-                AuditEvent.object_type == KINDS.search_endpoint.name, AuditEvent.action == "delete")))
+            deleted = deleted_search_endpoints(session)
         rows = [(facility, latest.get(endpoint_id))
                 for endpoint_id, facility in sorted(endpoints, key=lambda e: (e[1], e[0]))]
-        held = self.index.sources() & deleted if deleted else set()
-        orphans = tuple(sorted(held - {endpoint_id for endpoint_id, _ in endpoints}))
+        orphans = tuple(sorted(self.index.sources() & deleted)) if deleted else ()
         self._endpoints = _Endpoints(generation, now, rows, orphans)
         return rows
 
