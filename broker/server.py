@@ -32,6 +32,7 @@ def check_bind(host: str, port: int) -> None:
 def worker_app():  # noqa: ANN201 - the app of one worker process (uvicorn's factory)
     """A web worker: serves requests, runs no jobs (the parent's scheduler does)."""
     broker = build_broker(Settings.from_env(), run_migrations=False)
+    broker.harvest.runs_here = False  # the parent's worker writes the index: harvests are queued for it
     return create_app(broker=broker)
 
 
@@ -45,6 +46,7 @@ def run(settings: Settings, host: str, port: int, with_worker: bool, broker: Bro
         datalock.hold(settings.data_dir, "panbroker serve")
     check_bind(host, port)
     broker = broker or build_broker(settings)
+    broker.harvest.runs_here = with_worker
     datalock.private_files(settings.data_dir)
     scheduler = make_scheduler(broker, background=True) if with_worker else None
     if scheduler:
