@@ -40,6 +40,7 @@ bench: $(STAMP) $(OIDC)
 	$(BIN)/python bench/registry.py
 	$(BIN)/python bench/search.py
 	$(BIN)/python bench/launch.py
+	$(BIN)/python bench/load.py
 
 # Re-pin every dependency to what resolves today (run after changing setup.py's requirements).
 constraints:
