@@ -176,23 +176,43 @@ def harvest() -> None:
 
 @harvest.command("run")
 @click.argument("endpoints", nargs=-1)
+@click.option("--confirm-deletions", is_flag=True,
+              help="Let the harvest delete more than PANBROKER_HARVEST_MAX_DELETE_SHARE of a source (after `suspect`).")
+@click.option("--wait", "wait_seconds", type=float, default=600, show_default=True,
+              help="Seconds to wait for a running broker's worker to finish the harvests it was asked for.")
 @_fail_cleanly
-def harvest_run(endpoints: tuple[str, ...]) -> None:
-    """Harvest ENDPOINTS (default: every search endpoint) now and print each job."""
+def harvest_run(endpoints: tuple[str, ...], confirm_deletions: bool, wait_seconds: float) -> None:
+    """Harvest ENDPOINTS (default: every search endpoint) now and print each job. Beside a running broker,
+    which owns the index, its worker is asked to run them."""
+    import time
+
     from broker import datalock
 
     settings = Settings.from_env()
+    busy = None
     if not settings.elasticsearch_url:  # the embedded index has one writer: the running broker's, if any
         try:
             datalock.hold(settings.data_dir, "panbroker harvest run")
         except datalock.DataDirBusy:
-            raise ConfigurationError(
-                f"a broker is running on {settings.data_dir.resolve()} ({datalock.holder(settings.data_dir)}) and "
-                "owns the index writer: its worker harvests on schedule; to harvest now, ask it with "
-                "POST /api/v1/harvest/jobs (or stop it and run this again)") from None
+            busy = datalock.holder(settings.data_dir)
     broker = _broker()
-    jobs = [broker.harvest.run(e) for e in endpoints] if endpoints else broker.harvest.run_all()
+    names = list(endpoints) or [e["id"] for e in broker.registry.list(KINDS.search_endpoint, limit=500).items]
+    if busy is None:
+        jobs = [broker.harvest.run(e, confirm_deletions) for e in names]
+    else:
+        click.echo(f"a broker is running on this data folder ({busy}) and owns the index: asking its worker",
+                   err=True)
+        ids = [broker.harvest.queue(e, confirm_deletions)["id"] for e in names]
+        deadline = time.monotonic() + wait_seconds
+        while True:
+            jobs = [broker.harvest.job(i) for i in ids]
+            if all(j["state"] not in ("queued", "running") for j in jobs) or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
     _table(jobs, ["id", "endpoint_id", "state", "gathered", "imported", "deleted", "failed", "error"])
+    if any(j["state"] in ("queued", "running") for j in jobs):
+        raise ConfigurationError(f"the worker has not finished within {wait_seconds:g} s: follow the jobs with "
+                                 "`panbroker harvest jobs` or GET /api/v1/harvest/jobs")
     broker.index.close()
 
 

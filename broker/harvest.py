@@ -2,7 +2,11 @@
 persisted job with per-stage times, counts and per-item errors (CKAN ckanext-harvest's shape).
 
 A source that cannot be read fails its own job only; the index keeps what it had. Datasets that a
-complete harvest no longer sees are deleted from the index.
+complete harvest no longer sees are deleted from the index, unless that is more than ``max_delete_share``
+of the source (or all of it; for deletions an incremental source names, only all of it): then the job stops as ``suspect``, deletes nothing, and waits for an operator
+to confirm (a harvest run with ``confirm_deletions``). Jobs left ``running`` by a process that died are
+failed and run again when the worker starts. Only the worker writes the embedded index: other processes
+queue a job for it.
 """
 from __future__ import annotations
 
@@ -36,11 +40,14 @@ BATCH = 1000
 
 
 class HarvestService:
-    def __init__(self, store: Store, http: HttpClient, index: DatasetIndex, *, timeout: float):
+    def __init__(self, store: Store, http: HttpClient, index: DatasetIndex, *, timeout: float,
+                 max_delete_share: float = 0.2):
         self.store = store
         self.http = http
         self.index = index
         self.timeout = timeout
+        self.max_delete_share = max_delete_share
+        self.runs_here = True  # False in a process that must not write the index: it queues jobs instead
 
     def run_all(self) -> list[dict[str, Any]]:
         """Harvest every search endpoint, one after the other; a failing one does not stop the rest."""
@@ -48,25 +55,65 @@ class HarvestService:
             ids = session.scalars(select(SearchEndpoint.id).order_by(SearchEndpoint.id)).all()
         return [self.run(endpoint_id) for endpoint_id in ids]
 
-    def run_as(self, actor: Principal, endpoint_id: str) -> dict[str, Any]:
-        """``run``, for a caller who must be allowed to write the endpoint's facility."""
+    def run_as(self, actor: Principal, endpoint_id: str, confirm_deletions: bool = False) -> dict[str, Any]:
+        """``run`` (or, where the index is not written, ``queue``), for a caller who must be allowed to
+        write the endpoint's facility."""
         with self.store.session() as session:
             endpoint = session.get(SearchEndpoint, endpoint_id)
             if endpoint is None:
                 raise InvalidInput.from_fields([FieldError("endpoint_id", f"no search endpoint {endpoint_id!r}")])
             actor.require_write(endpoint.facility_id)
-        return self.run(endpoint_id)
+        if not self.runs_here:
+            return self.queue(endpoint_id, confirm_deletions)
+        return self.run(endpoint_id, confirm_deletions)
 
-    def run(self, endpoint_id: str) -> dict[str, Any]:
-        """One complete harvest of one endpoint; returns the finished job."""
+    # -- jobs for the worker, and jobs a dead process left behind ----------------------------
+    def queue(self, endpoint_id: str, confirm_deletions: bool = False) -> dict[str, Any]:
+        """A job for the worker to run (``run_queued``); returns it, ``queued``."""
+        with self.store.session() as session:
+            if session.get(SearchEndpoint, endpoint_id) is None:
+                raise NotFound(f"no search endpoint {endpoint_id!r}")
+            job = HarvestJob(endpoint_id=endpoint_id, state=HarvestState.QUEUED.value,
+                             error=CONFIRM if confirm_deletions else None)
+            session.add(job)
+            session.flush()
+            job_id = job.id
+        return self.job(job_id)
+
+    def run_queued(self) -> list[dict[str, Any]]:
+        """Run every queued job, oldest first (the worker calls this every few seconds)."""
+        with self.store.session() as session:
+            queued = [(j.id, j.endpoint_id, j.error == CONFIRM) for j in session.scalars(
+                select(HarvestJob).where(HarvestJob.state == HarvestState.QUEUED.value).order_by(HarvestJob.id))]
+        return [self.run(endpoint_id, confirm, job_id=job_id) for job_id, endpoint_id, confirm in queued]
+
+    def recover_interrupted(self) -> list[str]:
+        """Fail the jobs left ``running`` by a process that stopped; the endpoints to harvest again. Only
+        the one process that runs jobs calls this, at its start, so no such job is still running."""
+        with self.store.session() as session:
+            stale = session.scalars(select(HarvestJob).where(HarvestJob.state == HarvestState.RUNNING.value)).all()
+            for job in stale:
+                job.state, job.finished_at = HarvestState.FAILED.value, utcnow()
+                job.error = "interrupted: the process running this harvest stopped before it finished"
+            endpoints = sorted({job.endpoint_id for job in stale})
+        if endpoints:
+            log.warning("harvests interrupted by a stop, run again: %s", ", ".join(endpoints))
+        return endpoints
+
+    def run(self, endpoint_id: str, confirm_deletions: bool = False, job_id: int | None = None) -> dict[str, Any]:
+        """One complete harvest of one endpoint (in the queued job ``job_id`` if given); returns the
+        finished job. ``confirm_deletions`` lets it delete more than ``max_delete_share`` of the source."""
         with self.store.session() as session:
             endpoint = session.get(SearchEndpoint, endpoint_id)
             if endpoint is None:
                 raise NotFound(f"no search endpoint {endpoint_id!r}")
             facility, kind, base_url = endpoint.facility_id, endpoint.kind, endpoint.base_url
             config = dict(endpoint.connector_config or {})
-            job = HarvestJob(endpoint_id=endpoint_id, state=HarvestState.RUNNING.value)
-            session.add(job)
+            job = session.get(HarvestJob, job_id) if job_id else None
+            if job is None:
+                job = HarvestJob(endpoint_id=endpoint_id, state=HarvestState.RUNNING.value)
+                session.add(job)
+            job.state, job.error, job.started_at = HarvestState.RUNNING.value, None, utcnow()
             session.flush()
             job_id = job.id
         connector = connector_for(kind)
@@ -95,13 +142,21 @@ class HarvestService:
                 counts["imported"] += self.index.upsert(datasets)
         except UpstreamError as exc:
             failure = f"{HarvestStage.GATHER.value}: {exc.detail}"
+        suspect = None
         if failure is None:
             # an incremental source names its deletions; a complete listing implies them
-            gone = set(removed) if incremental else self.index.pids(endpoint_id) - seen
-            self.index.delete(gone)
-            counts["deleted"] = len(gone)
+            held = self.index.pids(endpoint_id)
+            gone = set(removed) if incremental else held - seen
+            # deletions a source names itself are its word; those inferred from a listing are checked
+            share = 1.0 if incremental else self.max_delete_share
+            suspect = None if confirm_deletions else _suspect(len(gone & held), len(held), share)
+            if suspect is None:
+                self.index.delete(gone)
+                counts["deleted"] = len(gone)
         self.index.commit()
-        state = HarvestState.FAILED if failure else (HarvestState.PARTIAL if errors else HarvestState.SUCCEEDED)
+        state = (HarvestState.FAILED if failure else HarvestState.SUSPECT if suspect else
+                 HarvestState.PARTIAL if errors else HarvestState.SUCCEEDED)
+        failure = failure or suspect
         with self.store.session() as session:
             job = session.get(HarvestJob, job_id)
             job.state, job.error, job.finished_at, job.failed = state.value, failure, utcnow(), len(errors)
@@ -201,6 +256,22 @@ class HarvestService:
                 "fetched_at": iso(job.fetched_at), "finished_at": iso(job.finished_at),
                 "gathered": job.gathered, "imported": job.imported, "deleted": job.deleted, "failed": job.failed,
                 "error": job.error}
+
+
+CONFIRM = "confirm-deletions"  # a queued job's note: its harvest may delete more than the allowed share
+
+
+def _suspect(deleting: int, held: int, max_share: float) -> str | None:
+    """Why deleting ``deleting`` of the ``held`` datasets of a source needs an operator, or None."""
+    if not deleting or not held:
+        return None
+    if deleting == held:
+        return (f"the source no longer lists any of its {held} datasets: nothing was deleted; if it really is "
+                "empty now, harvest it again confirming the deletions")
+    if deleting > max_share * held:
+        return (f"the harvest would delete {deleting} of {held} datasets ({deleting / held:.0%}, over the "
+                f"{max_share:.0%} allowed): nothing was deleted; confirm by harvesting again with the deletions confirmed")
+    return None
 
 
 def _item_id(item: Any) -> str:

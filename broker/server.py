@@ -2,8 +2,10 @@
 them (in this, the parent process) in the embedded mode."""
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
+import signal
 import socket
 
 import uvicorn
@@ -15,7 +17,8 @@ from broker.settings import Settings
 from broker.worker import make_scheduler
 
 log = logging.getLogger(__name__)
-GRACEFUL_SHUTDOWN_SECONDS = 5  # open event streams are ended after this at Ctrl-C / SIGTERM
+GRACEFUL_SHUTDOWN_SECONDS = 5
+PR_SET_PDEATHSIG = 1  # open event streams are ended after this at Ctrl-C / SIGTERM
 
 
 def check_bind(host: str, port: int) -> None:
@@ -29,9 +32,22 @@ def check_bind(host: str, port: int) -> None:
             raise ConfigurationError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
 
 
+def _die_with_parent() -> None:
+    """A web worker must not outlive its parent (killed with -9, it cannot stop them): left alone, the
+    workers would go on answering on its port with nobody running the jobs. Linux delivers SIGKILL."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):  # not Linux: uvicorn's own supervision is all there is
+        return
+    if os.getppid() == 1:  # the parent died before the line above
+        os._exit(1)
+
+
 def worker_app():  # noqa: ANN201 - the app of one worker process (uvicorn's factory)
     """A web worker: serves requests, runs no jobs (the parent's scheduler does)."""
+    _die_with_parent()
     broker = build_broker(Settings.from_env(), run_migrations=False)
+    broker.harvest.runs_here = False  # the parent's worker writes the index: harvests are queued for it
     return create_app(broker=broker)
 
 
@@ -45,6 +61,7 @@ def run(settings: Settings, host: str, port: int, with_worker: bool, broker: Bro
         datalock.hold(settings.data_dir, "panbroker serve")
     check_bind(host, port)
     broker = broker or build_broker(settings)
+    broker.harvest.runs_here = with_worker
     datalock.private_files(settings.data_dir)
     scheduler = make_scheduler(broker, background=True) if with_worker else None
     if scheduler:

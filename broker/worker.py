@@ -30,6 +30,11 @@ def make_scheduler(broker, *, background: bool) -> BaseScheduler:  # noqa: ANN00
                       seconds=broker.settings.launch_poll_seconds, next_run_time=datetime.now(timezone.utc))
     scheduler.add_job(sync_harvest_schedules, "interval", args=[scheduler, broker], id="harvest-schedules",
                       name="harvest schedules", seconds=60, next_run_time=datetime.now(timezone.utc))
+    scheduler.add_job(broker.harvest.run_queued, "interval", id="queued-harvests", name="queued harvests",
+                      seconds=2, next_run_time=datetime.now(timezone.utc))
+    for endpoint_id in broker.harvest.recover_interrupted():  # left running by a process that died
+        scheduler.add_job(_harvest, args=[broker, endpoint_id, ""], id=f"retry:{endpoint_id}",
+                          name=f"harvest {endpoint_id} (interrupted)", next_run_time=datetime.now(timezone.utc))
     return scheduler
 
 

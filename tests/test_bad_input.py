@@ -51,10 +51,10 @@ def test_a_body_that_cannot_be_read_strictly_is_a_400_naming_the_problem_and_sto
     assert site.get("/api/v1/facilities/ill").json()["name"] == "ILL"
 
 
-@pytest.mark.parametrize("token", ["a.W10.c", "a.bnVsbA.c", "a.Ig.c", "a.MQ.c", "..", "a.%%%.c", "x.e30.y"])
-def test_a_malformed_bearer_token_is_a_401(site, token):  # noqa: ANN001
-    response = site.get("/api/v1/me", headers={"Authorization": f"Bearer {token}"})
-    assert response.status_code == 401, response.text
+def test_a_malformed_bearer_token_is_a_401(site):  # noqa: ANN001
+    for token in ["a.W10.c", "a.bnVsbA.c", "a.Ig.c", "a.MQ.c", "..", "a.%%%.c", "x.e30.y"]:
+        response = site.get("/api/v1/me", headers={"Authorization": f"Bearer {token}"})
+        assert response.status_code == 401, (token, response.text)
 
 
 @pytest.fixture
@@ -92,16 +92,19 @@ def test_a_field_prefix_is_a_word_like_any_other(harvested):  # noqa: ANN001
     assert pids("lysozyme -spectroscopy") and not set(phrase) & set(pids("lysozyme -spectroscopy"))
 
 
-@pytest.mark.parametrize("raw, says", [
+PANOSC_FILTERS = [
     ('{"where":' + '{"and":[' * 1000 + "{}" + "]}" * 1000 + "}", "nests deeper"),
     ('{"where":' + '{"and":[' * 40 + "{}" + "]}" * 40 + "}", "nests deeper"),
     ('{"include":' + '[{"relation":"parameters","scope":' * 500 + "{}" + "}]" * 500 + "}", "nests deeper"),
     ('{"limit":' + "9" * 5000 + "}", "digits"),
     ('{"where":{"title":"\\ud800"}}', "surrogate"),
-])
-def test_a_panosc_filter_too_deep_too_big_or_not_unicode_is_a_400(site, raw, says):  # noqa: ANN001
-    response = site.get("/panosc/api/Datasets", params={"filter": raw})
-    assert response.status_code == 400 and says in response.json()["error"]["message"], response.text
+]
+
+
+def test_a_panosc_filter_too_deep_too_big_or_not_unicode_is_a_400(site):  # noqa: ANN001
+    for raw, says in PANOSC_FILTERS:
+        response = site.get("/panosc/api/Datasets", params={"filter": raw})
+        assert response.status_code == 400 and says in response.json()["error"]["message"], response.text
 
 
 @pytest.mark.parametrize("arrives", ["never", "short", "drip"])

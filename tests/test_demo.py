@@ -66,15 +66,16 @@ def test_demo_serves_the_api_with_the_federation_registered_and_checked(tmp_path
         live = requests.get(f"{base}/api/v1/datasets", params={"mode": "live"}, timeout=10).json()
         assert live["total"] == 1200 and {s["status"] for s in live["sources"]} == {"ok"}
 
-        # a second demo (or a command-line harvest) on the same folder is refused and changes nothing
+        # a second demo on the same folder is refused and changes nothing; a command-line harvest asks its worker
         second_port = free_port()
         second = subprocess.run([str(cli), "demo", "--port", str(second_port), "--data-dir", str(tmp_path / "demo")],
                                 env=env, capture_output=True, text=True, timeout=30)
         assert second.returncode == 1 and "in use by another panbroker (panbroker demo" in second.stderr
         assert len(second.stderr.strip().splitlines()) == 1, second.stderr  # one line, no traceback
-        harvest = subprocess.run([str(cli), "harvest", "run"], capture_output=True, text=True, timeout=30,
-                                 env={**env, "PANBROKER_DATA_DIR": str(tmp_path / "demo")})
-        assert harvest.returncode == 1 and "owns the index writer" in harvest.stderr, harvest.stderr
+        harvest = subprocess.run([str(cli), "harvest", "run", "sim-ill-search"], capture_output=True, text=True,
+                                 timeout=60, env={**env, "PANBROKER_DATA_DIR": str(tmp_path / "demo")})
+        assert harvest.returncode == 0 and "asking its worker" in harvest.stderr, harvest.stderr + harvest.stdout
+        assert "succeeded" in harvest.stdout and "sim-ill-search" in harvest.stdout  # run by the demo's worker
         assert requests.get(f"{base}/api/v1/services", timeout=5).json()["items"] == services["items"]
         loose = [p for p in (tmp_path / "demo").rglob("*") if p.stat().st_mode & 0o077]
         assert loose == [], f"readable by others: {loose[:5]}"

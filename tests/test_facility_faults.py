@@ -148,3 +148,26 @@ def test_a_hung_and_a_dripping_facility_cost_only_their_own_answers_in_live_sear
     assert all(status["hung"] is not SourceState.OK and status["drip"] is not SourceState.OK for _, status in outcomes)
     assert max(elapsed for elapsed, _ in outcomes) < 1.0 + 0.5
     broker.index.close()
+
+
+def test_a_health_round_reports_every_faulty_facility_down_within_the_probe_timeout(tmp_path):  # noqa: ANN001
+    from broker.app import build_broker
+    from demo.faults import MODES
+
+    broker = build_broker(make_settings(tmp_path, health_timeout_seconds=1.0))
+    servers = {mode: FaultServer(mode) for mode in MODES if mode != "empty"}
+    try:
+        broker.registry.create(ACTOR, KINDS.facility, {"id": "fac", "name": "Facility", "country": "FR"})
+        for mode, server in servers.items():
+            broker.registry.create(ACTOR, KINDS.search_endpoint, {
+                "id": mode, "facility_id": "fac", "kind": "panosc-search-api", "base_url": server.url})
+        started = time.monotonic()
+        outcomes = {o.id: o for o in broker.health.check_all()}
+        elapsed = time.monotonic() - started
+    finally:
+        for server in servers.values():
+            server.close()
+    assert {mode: o.status for mode, o in outcomes.items()} == {mode: "down" for mode in servers}, outcomes
+    assert all(o.error for o in outcomes.values())
+    assert elapsed < 1.0 + 1.0, f"a round with hung and dripping facilities took {elapsed:.1f} s"
+    broker.index.close()

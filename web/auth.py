@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hmac
 import secrets
+from typing import Callable
 
 from flask import Blueprint, Response, abort, current_app, jsonify, redirect, render_template, request
 
@@ -26,7 +27,7 @@ def _secure() -> bool:
     return _auth().public_url.startswith("https://")
 
 
-def _bound_redirect(start: "callable") -> Response:  # noqa: F821 - (browser secret) -> provider URL
+def _bound_redirect(start: Callable[[str], str]) -> Response:
     """Redirect to the provider URL ``start`` builds for this browser, setting the login cookie."""
     browser = request.cookies.get(LOGIN_COOKIE) or secrets.token_urlsafe(32)
     response = redirect(start(browser), 302)

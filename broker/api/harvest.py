@@ -16,4 +16,5 @@ def get_job(job_id: int) -> tuple:
 
 
 def run_job(body: dict[str, Any], token_info: dict | None = None) -> tuple:
-    return broker().harvest.run_as(principal(token_info), body["endpoint_id"]), 201, JSON
+    job = broker().harvest.run_as(principal(token_info), body["endpoint_id"], bool(body.get("confirm_deletions")))
+    return job, 202 if job["state"] == "queued" else 201, {**JSON, "Location": f"/api/v1/harvest/jobs/{job['id']}"}

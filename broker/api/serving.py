@@ -26,7 +26,7 @@ from registry.models import FINAL_LAUNCH_STATES
 
 EVENTS_PATH = re.compile(r"^/api/v1/launches/(?P<launch_id>[^/]{1,36})/events$")
 SSE_MAX_SECONDS = 600
-SSE_POLL_SECONDS = 0.5
+SSE_POLL_SECONDS = 1.0  # one query per open stream per second
 SSE_KEEPALIVE_SECONDS = 15
 
 
@@ -164,23 +164,21 @@ class ServingLimits:
             (b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache"),
             (b"x-accel-buffering", b"no")]})
         launches, started, seen, quiet_since = self.broker.launches, time.monotonic(), 0, time.monotonic()
+        final = (await to_thread.run_sync(launches.get, caller, launch_id))["state"] in FINAL_LAUNCH_STATES
         try:
             while not gone.is_set():
                 chunks = []
                 for event in pending:
                     seen = event["id"]
+                    final = final or event["state"] in FINAL_LAUNCH_STATES  # every move is an event
                     chunks.append(f"id: {event['id']}\nevent: {event['state']}\ndata: {json.dumps(event)}\n\n")
                 if not chunks and time.monotonic() - quiet_since > SSE_KEEPALIVE_SECONDS:
                     chunks.append(": keep-alive\n\n")  # a client or proxy that went away shows up here
                 if chunks:
                     quiet_since = time.monotonic()
                     await send({"type": "http.response.body", "body": "".join(chunks).encode(), "more_body": True})
-                state = (await to_thread.run_sync(launches.get, caller, launch_id))["state"]
-                if state in FINAL_LAUNCH_STATES or time.monotonic() - started > SSE_MAX_SECONDS:
-                    pending = await to_thread.run_sync(lambda: launches.events(caller, launch_id, after=seen))
-                    if not pending:
-                        break
-                    continue
+                if final or time.monotonic() - started > SSE_MAX_SECONDS:
+                    break
                 try:
                     await asyncio.wait_for(gone.wait(), SSE_POLL_SECONDS)
                 except asyncio.TimeoutError:

@@ -11,10 +11,12 @@ from registry.models.base import Base, utcnow
 
 
 class HarvestState(enum.StrEnum):
+    QUEUED = "queued"  # asked for by a process that does not write the index; the worker runs it
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     PARTIAL = "partial"  # finished, but some items failed (each recorded with its stage)
     FAILED = "failed"  # the source could not be read; the index keeps the previous harvest
+    SUSPECT = "suspect"  # would delete more than the allowed share (or all) of the source: deletions held
 
 
 class HarvestStage(enum.StrEnum):
