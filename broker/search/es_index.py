@@ -13,6 +13,7 @@ from elasticsearch import Elasticsearch, NotFoundError, helpers
 
 from broker.search.index import FACETS, DatasetIndex, check_window, facet_buckets
 from broker.search.model import Dataset, SearchRequest, SearchResult, Sort, document_keys
+from broker.search.synonyms import expand
 from broker.search.techniques import panet
 from broker.search.units import INDEXED_PARAMETERS
 from registry.models import as_utc
@@ -42,7 +43,8 @@ def to_source(dataset: Dataset) -> dict[str, Any]:
         "instrument": dataset.instrument, "instrument_text": dataset.instrument,
         "technique": [t.iri for t in dataset.techniques if t.iri],
         "title": dataset.title, "summary": dataset.summary,
-        "keywords": [*dataset.keywords, *(k for d in dataset.documents for k in d.keywords)],
+        "keywords": [*dataset.keywords, *(k for d in dataset.documents
+                                          for k in (*d.keywords, d.title, d.summary) if k)],
         "techniques_text": [t.name for t in dataset.techniques],
         "doc": dataset.to_dict(),
     }
@@ -61,9 +63,10 @@ def to_query(request: SearchRequest) -> dict[str, Any]:
     must: list[dict[str, Any]] = []
     if request.q.strip():
         # cross_fields: each word may match in any field; "and" makes every word required
-        must.append({"multi_match": {"query": request.q, "type": "cross_fields",
-                                     "operator": "or" if request.any_term else "and",
-                                     "fields": [f"{f}^{b}" for f, b in TEXT_BOOSTS.items()]}})
+        must.append(_with_synonyms({"multi_match": {"query": request.q, "type": "cross_fields",
+                                                     "operator": "or" if request.any_term else "and",
+                                                     "fields": [f"{f}^{b}" for f, b in TEXT_BOOSTS.items()]}},
+                                    request))
     filters: list[dict[str, Any]] = []
     techniques = panet().with_descendants(list(request.techniques)) if request.techniques else []
     for field, values in (("facility", request.facilities), ("technique", techniques),
@@ -80,6 +83,26 @@ def to_query(request: SearchRequest) -> dict[str, Any]:
     if not must and not filters:
         return {"match_all": {}}
     return {"bool": {"must": must, "filter": filters}}
+
+
+def _with_synonyms(text: dict[str, Any], request: SearchRequest) -> dict[str, Any]:
+    """The query as typed, or else its reading with the other names of the techniques and facilities it
+    names (see broker.search.synonyms)."""
+    terms = expand(request.q)
+    if terms is None:
+        return text
+    fields = [f"{f}^{b}" for f, b in TEXT_BOOSTS.items()]
+    groups = []
+    for term in terms:
+        options: list[dict[str, Any]] = [{"multi_match": {"query": phrase, "type": "phrase", "operator": "and",
+                                                          "fields": fields}} for phrase in (term.text, *term.phrases)]
+        if term.techniques:
+            options.append({"terms": {"technique": panet().with_descendants(list(term.techniques))}})
+        if term.facilities:
+            options.append({"terms": {"facility": list(term.facilities)}})
+        groups.append({"bool": {"should": options, "minimum_should_match": 1}})
+    reading = {"bool": {"should": groups, "minimum_should_match": 1}} if request.any_term else {"bool": {"must": groups}}
+    return {"bool": {"should": [text, reading], "minimum_should_match": 1}}
 
 
 def to_sort(request: SearchRequest) -> list[Any]:

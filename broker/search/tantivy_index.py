@@ -16,6 +16,7 @@ import tantivy
 
 from broker.search.index import FACETS, DatasetIndex, check_window, facet_buckets
 from broker.search.model import Dataset, SearchRequest, SearchResult, Sort, document_keys
+from broker.search.synonyms import expand
 from broker.search.techniques import panet
 from broker.search.units import INDEXED_PARAMETERS
 from registry.models import as_utc
@@ -117,7 +118,8 @@ class TantivyIndex(DatasetIndex):
         for iri in panet().with_ancestors(iris) if iris else ():
             doc.add_text("technique_path", iri)
         for text in (*[dataset.title] * TITLE_WEIGHT, dataset.summary or "", *dataset.keywords,
-                     *(k for d in dataset.documents for k in d.keywords), *(t.name for t in dataset.techniques),
+                     *(k for d in dataset.documents for k in (*d.keywords, d.title or "", d.summary or "")),
+                     *(t.name for t in dataset.techniques),
                      dataset.instrument or ""):
             if text:
                 doc.add_text("all", text)
@@ -137,7 +139,7 @@ class TantivyIndex(DatasetIndex):
         if request.q.strip():
             text, _errors = self._index.parse_query_lenient(request.q, ["all"],
                                                             conjunction_by_default=not request.any_term)
-            clauses.append((tantivy.Occur.Must, text))
+            clauses.append((tantivy.Occur.Must, self._with_synonyms(text, request)))
         filters = []
         for field, values in (("facility", request.facilities), ("technique_path", request.techniques),
                               ("instrument", request.instruments), ("ids", tuple(p.lower() for p in request.pids)),
@@ -162,6 +164,24 @@ class TantivyIndex(DatasetIndex):
         if not clauses:
             return tantivy.Query.all_query()
         return tantivy.Query.boolean_query(clauses)
+
+    def _with_synonyms(self, text: tantivy.Query, request: SearchRequest) -> tantivy.Query:
+        """The query as typed, or else its reading with other names of the techniques and facilities it
+        names (SANS: the phrase "small angle neutron scattering", a SANS technique or descendant)."""
+        terms = expand(request.q)
+        if terms is None:
+            return text
+        occur = tantivy.Occur.Should if request.any_term else tantivy.Occur.Must
+        groups = []
+        for term in terms:
+            options = [self._index.parse_query_lenient(f'"{phrase}"', ["all"])[0]
+                       for phrase in (term.text, *term.phrases)]
+            options += [tantivy.Query.term_query(self.schema, "technique_path", iri) for iri in term.techniques]
+            options += [tantivy.Query.term_query(self.schema, "facility", f) for f in term.facilities]
+            groups.append((occur, options[0] if len(options) == 1 else
+                           tantivy.Query.boolean_query([(tantivy.Occur.Should, o) for o in options])))
+        return tantivy.Query.boolean_query([(tantivy.Occur.Should, text),
+                                            (tantivy.Occur.Should, tantivy.Query.boolean_query(groups))])
 
     def _any_of(self, field: str, values: tuple[str, ...]) -> tantivy.Query:
         """Documents with any of ``values`` in ``field``. Up to TERMS_AS_UNION values, a union of the terms'
