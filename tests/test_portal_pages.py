@@ -133,7 +133,8 @@ def test_more_filters_take_ranges_in_the_users_units_and_refuse_what_is_not_a_nu
                          for k in (4, 295, 350)])
     broker.index.commit()
     page = client.get("/search", params={"q": "lysozyme", "sample_temperature.min": "0",
-                                         "sample_temperature.max": "30", "sample_temperature.unit": "°C"})
+                                         "sample_temperature.max": "30", "sample_temperature.unit": "°C"},
+                      follow_redirects=True)  # the form's fields become one parameter in the URL
     assert page.status_code == 200 and "1 dataset" in page.text and "Lysozyme at 295 K" in page.text
     assert "Sample temperature 0–30 °C" in page.text  # listed as an active filter, with a link removing it
     removed = re.search(r'href="([^"]+)">Sample temperature', page.text).group(1).replace("&amp;", "&")
