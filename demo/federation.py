@@ -338,7 +338,8 @@ def demo_registry(federation: Federation) -> dict[str, Any]:
          "accepted_issuers": ["demo-idp", "umbrellaid"],
          "search_endpoints": [{"id": "sim-european-xfel-search", "kind": "panosc-search-api",
                                "base_url": u("sim-european-xfel-search"), "harvest_schedule": "30 * * * *"}]},
-        {"id": "sim-egi", "name": "EGI (simulated)", "country": "NL", "accepted_issuers": ["umbrellaid"],
+        {"id": "sim-egi", "name": "EGI (simulated)", "country": "NL", "accepted_issuers": ["demo-idp", "umbrellaid"],
+         "federation_wide": True,
          "services": [
              {"id": "sim-egi-binder", "kind": "binderhub", "title": "EGI Binder (simulated)",
               "base_url": u("sim-egi-binder"), "launch_mode": "api", "lifecycle": "pilot",

@@ -61,6 +61,7 @@ class FacilitySchema(StrictSchema):
     contact_email = fields.Email(allow_none=True, validate=validate.Length(max=320))
     accepted_issuers = fields.List(fields.String(validate=ISSUER_NAME), validate=validate.Length(max=50),
                                    load_default=list)
+    federation_wide = fields.Boolean(load_default=False)
 
     @validates("ror_id")
     def _ror(self, value: str | None, **_: Any) -> None:

@@ -13,6 +13,7 @@ from werkzeug.wrappers import Response
 
 from broker.errors import InvalidInput
 from broker.search.service import Mode, Query, parse_query
+from web import analyse
 from web.common import blueprint, broker, facility_names, viewer
 
 LISTED = ("facility", "technique", "instrument", "parameter")
@@ -199,7 +200,8 @@ def dataset_page(pid: str) -> str:
     return render_dataset(pid)
 
 
-def render_dataset(pid: str, form: Any = None, errors: dict[str, str] | None = None, summary: str = "") -> str:
+def render_dataset(pid: str, form: Any = None, errors: dict[str, str] | None = None, summary: str = "",
+                   existing: list[dict[str, Any]] | None = None) -> str:
     """The dataset with its "Analyse" panel; after a refused launch, with the user's choices and the
     message beside each field."""
     dataset = broker().search.get(pid)
@@ -207,11 +209,15 @@ def render_dataset(pid: str, form: Any = None, errors: dict[str, str] | None = N
     candidates = broker().launches.preview(person, dataset, {})
     services = {s["id"]: s for s in broker().catalogue.services(
         facility=sorted({c["facility_id"] for c in candidates}))} if candidates else {}
+    names = facility_names()
+    home = names.get(dataset.facility, dataset.facility)
+    fitting = analyse.offers(candidates, services, home)
+    mine = analyse.running(broker().launches.list(person), dataset.pid) if person is not None else []
     return render_template("dataset.html", dataset=dataset, candidates=candidates, services=services,
-                           choices=_choices([services[c["service_id"]] for c in candidates
-                                             if c["fits"] and c["service_id"] in services]),
-                           idempotency_key=str(uuid.uuid4()), signed_in=person is not None,
-                           form=form or {}, errors=errors or {}, summary=summary)
+                           offers=fitting, home=home, choices=_choices([services[o.service_id] for o in fitting]),
+                           idempotency_key=str(uuid.uuid4()), signed_in=person is not None, plain=analyse.plain,
+                           form=form or {}, errors=errors or {}, summary=summary, running=existing or mine,
+                           offered_existing=existing is not None, names=names)
 
 
 def _choices(fitting: list[dict[str, Any]]) -> dict[str, list[str]]:

@@ -20,6 +20,8 @@ class Facility(Versioned, Base):
     homepage: Mapped[str | None] = mapped_column(String(2048))
     contact_email: Mapped[str | None] = mapped_column(String(320))
     accepted_issuers: Mapped[list[Any]] = mapped_column(nullable=False, default=list)
+    # its services may analyse the public data of every facility (a federation-wide Binder, EGI)
+    federation_wide: Mapped[bool] = mapped_column(nullable=False, default=False, server_default=text("false"))
 
     services: Mapped[list["ComputeService"]] = relationship(back_populates="facility")
     search_endpoints: Mapped[list["SearchEndpoint"]] = relationship(back_populates="facility")
