@@ -78,10 +78,23 @@ def analyse_dataset() -> Response | tuple[str, int]:
         return render_dataset(body["dataset"], request.form, errors, analyse.plain(exc.detail)), 422
 
 
+def _described(launches: list[dict[str, Any]]) -> tuple[dict[str, str], dict[str, dict[str, Any]]]:
+    """The titles of the launches' datasets (pid when no longer found) and their services by id."""
+    titles = {}
+    for pid in {launch["dataset"] for launch in launches}:
+        found = broker().search.index.get(pid)
+        titles[pid] = found.title if found else pid
+    wanted = sorted({launch["facility_id"] for launch in launches if launch["facility_id"]})
+    services = {s["id"]: s for s in broker().catalogue.services(facility=wanted)} if wanted else {}
+    return titles, services
+
+
 @blueprint.get("/sessions")
 def sessions_page() -> str:
     person = require_viewer()
-    return render_template("sessions.html", launches=broker().launches.list(person), plain=PLAIN_STATES)
+    launches = broker().launches.list(person)
+    titles, services = _described(launches)
+    return render_template("sessions.html", launches=launches, plain=PLAIN_STATES, titles=titles, services=services)
 
 
 @blueprint.get("/sessions/<launch_id>")
@@ -89,7 +102,11 @@ def session_page(launch_id: str) -> str:
     person = require_viewer()
     launch = broker().launches.get(person, launch_id)
     events = broker().launches.events(person, launch_id)
-    return render_template("session.html", launch=launch, events=events, plain=PLAIN_STATES)
+    titles, services = _described([launch])
+    typical = broker().launches.typical_start_seconds(launch["service_id"]) if launch["service_id"] else None
+    return render_template("session.html", launch=launch, events=events, plain=PLAIN_STATES, titles=titles,
+                           services=services, typical=typical, reason=analyse.plain(launch["error"] or ""),
+                           plain_reason=analyse.plain)
 
 
 @blueprint.post("/sessions/<launch_id>/stop")

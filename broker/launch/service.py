@@ -143,6 +143,17 @@ class LaunchService:
                                                         Launch.idempotency_key == key))
             return self._show(found) if found is not None else None
 
+    def typical_start_seconds(self, service_id: str, last: int = 20) -> float | None:
+        """The median time from request to ready of the service's last ``last`` launches that got
+        ready (anyone's), or None before any did."""
+        with self.store.session() as session:
+            rows = session.execute(
+                select(Launch.created_at, LaunchEvent.at).join(LaunchEvent, LaunchEvent.launch_id == Launch.id)
+                .where(Launch.service_id == service_id, LaunchEvent.state == LaunchState.READY.value)
+                .order_by(LaunchEvent.id.desc()).limit(last)).all()
+        spans = sorted((as_utc(ready) - as_utc(created)).total_seconds() for created, ready in rows)
+        return spans[len(spans) // 2] if spans else None
+
     def events(self, actor: Principal, launch_id: str, after: int = 0) -> list[dict[str, Any]]:
         with self.store.session() as session:
             self._own(session, actor, launch_id)
