@@ -43,6 +43,7 @@ setup(
         "tantivy>=0.25",
         "defusedxml>=0.7",
         "authlib>=1.3",
+        "flask-compress>=1.15",
     ],
     extras_require={
         "test": ["pytest>=8", "responses>=0.25", "httpx>=0.27", "pytest-timeout>=2.3", "schemathesis>=4.0",
