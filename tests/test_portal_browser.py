@@ -385,46 +385,69 @@ def test_an_operator_registers_a_service_and_sees_it_in_the_catalogue(portal):  
     tab = Page(portal["browser"], portal["base"])
     tab.go("/services")
     assert "ILL JupyterHub" in tab.page.inner_text("table") and tab.page.locator("svg.spark").count() >= 1
-    tab.shot("services")
+    assert "Not in the EOSC catalogue" in tab.page.inner_text("table")  # states in words
+    tab.check("services")
+    tab.go("/facilities/ill")
+    tab.check("facility")
+    tab.go("/facilities")
+    tab.check("facilities")
     tab.sign_in("op-ill-olga")
     tab.page.get_by_role("link", name="Operator").click()
     tab.page.wait_for_url(re.compile(r"/operator/ill$"))
-    tab.shot("operator")
+    tab.check("operator")
     tab.page.get_by_role("link", name="Register a service").click()
     assert tab.labelled() == []
+    tab.check("operator-form")
 
     tab.page.fill("#f-id", "Bad Id!")
     tab.page.fill("#f-base_url", "ftp://desktop.ill.example")
     tab.page.select_option("#f-kind", "remote-desktop")
     tab.page.fill("#f-max_cpus", "many")
     tab.page.get_by_role("button", name="Register").click()
+    # one round: the form's own checks and the kind's schema together, each message at its field
     assert tab.page.inner_text("#err-title") == "required"
     assert tab.page.inner_text("#err-max_cpus") == "a whole number"
-    assert tab.page.input_value("#f-id") == "Bad Id!" and tab.page.input_value("#f-max_cpus") == "many"
-    tab.page.fill("#f-title", "ILL remote desktop")
-    tab.page.fill("#f-max_cpus", "4")
-    tab.page.get_by_role("button", name="Register").click()  # now the registry's own rules speak
     assert tab.page.locator("#err-id").is_visible() and tab.page.locator("#err-base_url").is_visible()
-    assert tab.page.input_value("#f-title") == "ILL remote desktop"
-    tab.shot("operator-form-errors")
+    assert tab.page.input_value("#f-id") == "Bad Id!" and tab.page.input_value("#f-max_cpus") == "many"
     tab.errors = [e for e in tab.errors if "status of 422" not in e]
+    tab.check("operator-form-errors")
 
     tab.page.fill("#f-id", "ill-desktop")
+    tab.page.fill("#f-title", "ILL remote desktop")
+    tab.page.fill("#f-max_cpus", "4")
     tab.page.fill("#f-base_url", f"http://127.0.0.1:{free_port()}/guacamole/")
+    tab.page.fill("#f-description", "A Linux desktop at ILL with the instrument software.")
+    tab.page.check("#f-protocols-guacamole")
     tab.page.get_by_role("button", name="Register").click()
     tab.page.wait_for_url(re.compile(r"/operator/ill"))
+    assert tab.page.inner_text("#saved") == "Service ill-desktop registered."
     assert "ILL remote desktop" in tab.page.inner_text("#services")
     assert "create service ill-desktop" in tab.page.inner_text("#audit")
+    assert "Test user op-ill-olga" in tab.page.inner_text("#audit")  # who, by name
+    tab.check("operator-saved")
 
     tab.go("/services?kind=remote-desktop")
     assert "ILL remote desktop" in tab.page.inner_text("table")
+    assert "A Linux desktop at ILL" in tab.page.inner_text("table")  # the description is public
     csv = requests.get(f"{portal['base']}/services?kind=remote-desktop&format=csv", timeout=5).text
     assert "ill-desktop" in csv and "ill-hub" not in csv
+
+    phone = Page(portal["browser"], portal["base"], width=PHONE)
+    phone.go("/")
+    phone.sign_in("op-ill-olga")
+    for path in ("/operator/ill", "/operator/ill/services/new", "/operator/ill/services/ill-desktop/edit",
+                 "/services", "/facilities"):
+        phone.go(path)
+        phone.check()
+    phone.go("/operator/ill")
+    phone.shot("operator-phone")
+    assert phone.errors == [] and phone.blocked == []
+    phone.close()
 
     # a form posted without the page's token (another site, or an expired page) is refused
     cookies = {c["name"]: c["value"] for c in tab.context.cookies()}
     forged = requests.post(f"{portal['base']}/operator/ill/services", data={"id": "x", "title": "x", "kind": "visa"},
                            cookies=cookies, timeout=5, allow_redirects=False)
     assert forged.status_code == 403
-    assert tab.errors == []
+    assert tab.errors == [] and tab.blocked == []
     tab.close()

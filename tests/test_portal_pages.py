@@ -184,7 +184,7 @@ def test_an_operator_registers_a_search_endpoint_and_an_eosc_entry_and_both_are_
     console = client.get("/operator/ill").text
     endpoints = console[console.index('id="search-endpoints"'):console.index('id="eosc-entries"')]
     entries = console[console.index('id="eosc-entries"'):console.index('id="audit"')]
-    assert "ill-search" in endpoints and "0 3 * * *" in endpoints
-    assert "ill-visa" in entries and "not-registered" in entries
+    assert "ill-search" in endpoints and "every day at 03:00 UTC" in endpoints  # the schedule in words
+    assert "ill-visa" in entries and "Not in the EOSC catalogue" in entries
     audit = console[console.index('id="audit"'):]
     assert "create search-endpoint" in audit and "create eosc-entry" in audit
