@@ -88,3 +88,31 @@ def test_a_public_dataset_whose_hub_is_down_is_offered_the_federation_wide_binde
     assert "10.0.0.7" not in page and "consecutive" not in page and "paused" not in page
     launched = client.post("/analyse", data={**form_of(client), "service_id": "egi-binder"}, follow_redirects=False)
     assert launched.status_code == 303
+
+
+def test_a_session_page_names_things_says_a_deep_link_continues_and_shows_failure_as_failure(site):  # noqa: ANN001, F811
+    from registry.models import Launch
+
+    broker, client = site
+    hub(broker)
+    person = signed_in(broker, client, "emil")
+    visa = client.post("/analyse", data={**form_of(client), "service_id": "ill-visa"}, follow_redirects=False)
+    for _ in range(3):  # the worker's steps: a deep link is ready at once
+        broker.launches.advance()
+    page = client.get(visa.headers["location"]).text
+    assert "Analysis of “SANS of lysozyme”" in page and "ILL VISA at" in page  # titles, not ids
+    assert "Continues at the service" in page and "Continue at ILL VISA" in page  # a deep link, not "Ready"
+    assert "Stop this session?" in page  # confirmed before stopping
+    failed = client.post("/analyse", data={**form_of(client), "service_id": "ill-hub", "cpus": "4"},
+                         follow_redirects=False)
+    launch_id = failed.headers["location"].rsplit("/", 1)[1]
+    with broker.store.session() as session:
+        session.execute(update(Launch).where(Launch.id == launch_id).values(
+            state="failed", error="trouble reaching the service: http://10.0.0.7:8000: calls paused for 60 s"))
+    page = client.get(f"/sessions/{launch_id}").text
+    assert re.search(r'<div id="failure" class="notice error" role="alert" >', page)
+    assert "Change options and try again" in page and "4 CPUs" in page
+    assert re.search(r'<progress id="bar"[^>]*hidden', page)  # no full blue bar for a failure
+    assert "10.0.0.7" not in page.split('id="failure"')[1].split("</div>")[0]
+    sessions = client.get("/sessions").text
+    assert "Try again" in sessions and "SANS of lysozyme" in sessions and len(launches_of(broker, person)) == 2

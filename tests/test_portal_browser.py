@@ -36,9 +36,17 @@ from tests.oidc_fixtures import start_provider
 CHROMIUM = Path("/usr/bin/chromium")
 ROOT = Path(__file__).resolve().parent.parent
 SHOTS = ROOT / "test-output" / "screenshots"
-# the README's screenshots, copied from SHOTS when PANBROKER_UPDATE_SCREENSHOTS=1
-README_SHOTS = {"home": "landing-page", "search-sans": "results", "dataset": "analyse-panel",
-                "session-ready": "session"}
+# the README's screenshots (docs/screenshots/<name>.png), copied from SHOTS when PANBROKER_UPDATE_SCREENSHOTS=1
+README_SHOTS = {"home": "home", "search-sans": "search", "dataset": "dataset", "session-ready": "session-ready",
+                "services": "services", "operator-form-errors": "operator-form-errors", "search-phone": "search-phone",
+                "dataset-phone": "dataset-phone"}
+
+
+def publish(*shots: str) -> None:
+    """Copy these screenshots to the README's folder (only when asked: they change on every run)."""
+    if os.environ.get("PANBROKER_UPDATE_SCREENSHOTS") == "1":
+        for shot in shots:
+            shutil.copyfile(SHOTS / f"{shot}.png", ROOT / "docs" / "screenshots" / f"{README_SHOTS[shot]}.png")
 AXE = ROOT / "demo" / "oidc" / "node_modules" / "axe-core" / "axe.min.js"
 PHONE = 390
 ADMIN = Principal("test", admin=True)
@@ -51,6 +59,8 @@ DATASETS = [
             parameters=(Parameter("sample_temperature", 295.0, "K", 295.0),),
             documents=(DocumentRef("9-13-612", "Lysozyme hydration", "proposal", "10.5291/ILL-DATA.9-13-612"),)),
     *[Dataset(pid=f"ill/run-{n}", facility="ill", title=f"Lysozyme crystal series {n}", source="ill-search",
+              doi=f"10.5291/ILL-DATA.8-04-{900 + n}", size=n * 2_100_000_000,
+              parameters=(Parameter("sample_temperature", 280.0 + n, "K", 280.0 + n),),
               creation_date=datetime(2020, 1, 1 + n, tzinfo=timezone.utc), instrument="D11",
               techniques=(TechniqueRef("small angle neutron scattering",
                                        "http://purl.org/pan-science/PaNET/PaNET01189"),)) for n in range(1, 25)],
@@ -238,9 +248,9 @@ def test_a_scientist_searches_opens_a_dataset_analyses_it_and_opens_the_session(
     assert "25 datasets" in tab.page.inner_text("#results-title")
     first = tab.page.locator(".hit").first.inner_text()
     assert "Institut Laue-Langevin" in first and "ill" not in first.split()
+    tab.check("search-sans")
     tab.go("/search?q=SANS+lysozyme+D2O")
     assert "DOI 10.5291/ILL-DATA.9-13-612" in tab.page.inner_text(".hits") and "48.2 GB" in tab.page.inner_text(".hits")
-    tab.check("search-sans")
 
     # a DOI typed in the box opens the dataset itself
     tab.go("/")
@@ -376,9 +386,7 @@ def test_a_scientist_searches_opens_a_dataset_analyses_it_and_opens_the_session(
     assert tab.errors == [] and phone.errors == []
     assert tab.blocked == [] and phone.blocked == []  # no page asked for anything off this machine
     tab.close()
-    if os.environ.get("PANBROKER_UPDATE_SCREENSHOTS") == "1":
-        for shot, name in README_SHOTS.items():
-            shutil.copyfile(SHOTS / f"{shot}.png", ROOT / "docs" / "screenshots" / f"{name}.png")
+    publish("home", "search-sans", "dataset", "session-ready", "search-phone", "dataset-phone")
 
 
 def test_an_operator_registers_a_service_and_sees_it_in_the_catalogue(portal):  # noqa: ANN001
@@ -451,3 +459,4 @@ def test_an_operator_registers_a_service_and_sees_it_in_the_catalogue(portal):  
     assert forged.status_code == 403
     assert tab.errors == [] and tab.blocked == []
     tab.close()
+    publish("services", "operator-form-errors")
