@@ -30,7 +30,8 @@ NUMBER = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
 def _params() -> tuple[dict[str, Any], dict[str, str]]:
     """The search in the URL, and a message per "More filters" field that is not a number. The form's
     range fields (``<parameter>.min``, ``.max``, ``.unit``) become ``parameter=name:low..high:unit``."""
-    params: dict[str, Any] = {k: request.args.getlist(k) for k in LISTED if request.args.getlist(k)}
+    params: dict[str, Any] = {k: [v for v in request.args.getlist(k) if v] for k in LISTED}
+    params = {k: v for k, v in params.items() if v}
     for name in ("q", "page", "size", "sort", "mode", "year_from", "year_to", "public"):
         if request.args.get(name):
             params[name] = request.args[name]
