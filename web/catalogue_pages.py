@@ -3,9 +3,10 @@ health with a latency history drawn as inline SVG, EOSC registration; filters; C
 from __future__ import annotations
 
 import json
-from typing import Any
+import time
+from typing import Any, Callable
 
-from flask import render_template, request
+from flask import current_app, render_template, request
 from markupsafe import Markup
 from werkzeug.wrappers import Response
 
@@ -87,24 +88,38 @@ def services_page() -> Response | str:
 # searches the landing page suggests; only those that find datasets in this index are shown
 EXAMPLES = ("SANS", "lysozyme", "tomography ESRF", "powder diffraction", "SAXS", "perovskite", "battery cathode",
             "magnetite nanoparticles", "XAS")
+LANDING_TTL_SECONDS = 60.0  # the landing page's counts are re-read at most this often (a harvest changes them)
+
+
+def _recent(key: str, read: Callable[[], Any]) -> Any:
+    """``read()``, or its value from the last ``LANDING_TTL_SECONDS``: every visit to the landing page
+    would otherwise run a dozen searches."""
+    kept: dict[str, tuple[float, Any]] = current_app.extensions.setdefault("panbroker-landing", {})
+    now = time.monotonic()
+    cached = kept.get(key)
+    if cached is None or now - cached[0] > LANDING_TTL_SECONDS:
+        cached = kept[key] = (now, read())
+    return cached[1]
 
 
 def example_searches(limit: int = 5) -> list[tuple[str, int]]:
     """Up to ``limit`` of EXAMPLES with how many datasets each finds now (none that finds nothing)."""
-    out = []
-    for words in EXAMPLES:
-        found = broker().search.search(parse_query({"q": words, "size": 1, "facet": "facility"})).total
-        if found:
-            out.append((words, found))
-        if len(out) == limit:
-            break
-    return out
+    def read() -> list[tuple[str, int]]:
+        out = []
+        for words in EXAMPLES:
+            found = broker().search.search(parse_query({"q": words, "size": 1, "facet": "facility"})).total
+            if found:
+                out.append((words, found))
+            if len(out) == limit:
+                break
+        return out
+    return _recent("examples", read)
 
 
 def facility_cards() -> list[dict[str, Any]]:
     """Every facility with its analysis services and how many datasets of it the index holds."""
-    counts = {b.value: b.count for b in broker().search.index.search(
-        SearchRequest(limit=1, facets=("facility",))).facets.get("facility", [])}
+    counts = _recent("counts", lambda: {b.value: b.count for b in broker().search.index.search(
+        SearchRequest(limit=1, facets=("facility",))).facets.get("facility", [])})
     services: dict[str, list[dict[str, Any]]] = {}
     for item in broker().catalogue.services():
         services.setdefault(item["facility"]["id"], []).append(item)
