@@ -39,6 +39,7 @@ test: $(STAMP) $(OIDC) $(CHROMIUM)
 bench: $(STAMP) $(OIDC)
 	$(BIN)/python bench/registry.py
 	$(BIN)/python bench/search.py
+	$(BIN)/python bench/synonyms.py
 	$(BIN)/python bench/launch.py
 
 # Re-pin every dependency to what resolves today (run after changing setup.py's requirements).
