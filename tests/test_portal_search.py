@@ -31,8 +31,9 @@ def test_a_facility_name_or_acronym_narrows_like_a_word_of_the_record(index):  #
     assert pids(index.search(SearchRequest(q="calibration esrf"))) == []
 
 
-def test_other_word_forms_and_the_proposal_title_match(index):  # noqa: ANN001, F811
+def test_other_word_forms_instrument_names_and_the_proposal_title_match(index):  # noqa: ANN001, F811
     assert pids(index.search(SearchRequest(q="batteries"))) == ["esrf/2"]
+    assert pids(index.search(SearchRequest(q="lysozyme BM29"))) == ["esrf/1"]
     assert pids(index.search(SearchRequest(q="operando cathode"))) == ["esrf/2"]
 
 
