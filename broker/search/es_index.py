@@ -43,11 +43,12 @@ def to_source(dataset: Dataset) -> dict[str, Any]:
         "instrument": dataset.instrument, "instrument_text": dataset.instrument,
         "technique": [t.iri for t in dataset.techniques if t.iri],
         "title": dataset.title, "summary": dataset.summary,
-        "keywords": [*dataset.keywords, *(k for d in dataset.documents
-                                          for k in (*d.keywords, d.title, d.summary) if k)],
+        "keywords": [*dataset.keywords, *(k for d in dataset.documents for k in d.keywords)],
         "techniques_text": [t.name for t in dataset.techniques],
         "doc": dataset.to_dict(),
     }
+    # a proposal's title or summary is what people remember of it
+    source["keywords"] += [t for d in dataset.documents for t in (d.title, d.summary) if t]
     if dataset.creation_date:
         moment = as_utc(dataset.creation_date)
         source["date"] = moment.isoformat()

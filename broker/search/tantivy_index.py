@@ -107,6 +107,8 @@ class TantivyIndex(DatasetIndex):
             doc.add_text("ids", key)
         for key in document_keys(dataset):
             doc.add_text("documents", key)
+        for text in (t for d in dataset.documents for t in (d.title, d.summary) if t):
+            doc.add_text("all", text)  # a proposal's title or summary is what people remember of it
         doc.add_text("facility", dataset.facility)
         doc.add_text("source", dataset.source or "")
         doc.add_text("access", "public" if dataset.is_public else "embargoed")
@@ -118,8 +120,7 @@ class TantivyIndex(DatasetIndex):
         for iri in panet().with_ancestors(iris) if iris else ():
             doc.add_text("technique_path", iri)
         for text in (*[dataset.title] * TITLE_WEIGHT, dataset.summary or "", *dataset.keywords,
-                     *(k for d in dataset.documents for k in (*d.keywords, d.title or "", d.summary or "")),
-                     *(t.name for t in dataset.techniques),
+                     *(k for d in dataset.documents for k in d.keywords), *(t.name for t in dataset.techniques),
                      dataset.instrument or ""):
             if text:
                 doc.add_text("all", text)
