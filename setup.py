@@ -29,6 +29,7 @@ setup(
     },
     install_requires=[
         "flask>=3.0",
+        "flask-compress>=1.15",
         "connexion[flask,swagger-ui,uvicorn]>=3.1",
         "requests>=2.32",
         "urllib3>=2.2",
@@ -43,7 +44,6 @@ setup(
         "tantivy>=0.25",
         "defusedxml>=0.7",
         "authlib>=1.3",
-        "flask-compress>=1.15",
     ],
     extras_require={
         "test": ["pytest>=8", "responses>=0.25", "httpx>=0.27", "pytest-timeout>=2.3", "schemathesis>=4.0",

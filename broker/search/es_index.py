@@ -11,9 +11,9 @@ from typing import Any, Iterable
 
 from elasticsearch import Elasticsearch, NotFoundError, helpers
 
+from broker.search import synonyms
 from broker.search.index import FACETS, DatasetIndex, check_window, facet_buckets
 from broker.search.model import Dataset, SearchRequest, SearchResult, Sort, document_keys
-from broker.search.synonyms import expand
 from broker.search.techniques import panet
 from broker.search.units import INDEXED_PARAMETERS
 from registry.models import as_utc
@@ -89,7 +89,7 @@ def to_query(request: SearchRequest) -> dict[str, Any]:
 def _with_synonyms(text: dict[str, Any], request: SearchRequest) -> dict[str, Any]:
     """The query as typed, or else its reading with the other names of the techniques and facilities it
     names (see broker.search.synonyms)."""
-    terms = expand(request.q)
+    terms = synonyms.expand(request.q)
     if terms is None:
         return text
     fields = [f"{f}^{b}" for f, b in TEXT_BOOSTS.items()]

@@ -20,7 +20,7 @@ from broker.search.techniques import panet
 from broker.search.units import INDEXED_PARAMETERS, UnknownUnit, to_si
 from connectors import connector_for
 from connectors.errors import UpstreamError
-from registry.models import Facility, SearchEndpoint, SearchKind
+from registry.models import SearchEndpoint, SearchKind
 from registry.store import Store
 
 MAX_QUERY_CHARS = 500
@@ -189,7 +189,7 @@ class SearchService:
             return
         generation = self.store.generation
         with self.store.session() as session:
-            FACILITIES.know(session.execute(select(Facility.id, Facility.name)).all())
+            FACILITIES.read(session)
         self._names_read = (generation, now)
 
     def _harvested_endpoints(self) -> list[tuple[str, dict[str, Any] | None]]:

@@ -13,7 +13,11 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Iterable
 
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
 from broker.search.techniques import panet
+from registry.models import Facility
 
 MAX_SPAN = 6  # words in the longest name looked for
 MAX_PHRASES = 6  # other names matched per span (a query stays cheap)
@@ -73,6 +77,10 @@ class FacilityNames:
                     by_name.setdefault(key, []).append(facility_id)
         with self._lock:
             self._by_name = {k: tuple(v) for k, v in by_name.items()}
+
+    def read(self, session: Session) -> None:
+        """Know the facilities registered in the store now."""
+        self.know(session.execute(select(Facility.id, Facility.name)).all())
 
     def get(self, key: str) -> tuple[str, ...]:
         return self._by_name.get(key, ())

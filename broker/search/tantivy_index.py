@@ -14,9 +14,9 @@ from typing import Any, Iterable
 
 import tantivy
 
+from broker.search import synonyms
 from broker.search.index import FACETS, DatasetIndex, check_window, facet_buckets
 from broker.search.model import Dataset, SearchRequest, SearchResult, Sort, document_keys
-from broker.search.synonyms import expand
 from broker.search.techniques import panet
 from broker.search.units import INDEXED_PARAMETERS
 from registry.models import as_utc
@@ -169,7 +169,7 @@ class TantivyIndex(DatasetIndex):
     def _with_synonyms(self, text: tantivy.Query, request: SearchRequest) -> tantivy.Query:
         """The query as typed, or else its reading with other names of the techniques and facilities it
         names (SANS: the phrase "small angle neutron scattering", a SANS technique or descendant)."""
-        terms = expand(request.q)
+        terms = synonyms.expand(request.q)
         if terms is None:
             return text
         occur = tantivy.Occur.Should if request.any_term else tantivy.Occur.Must
