@@ -97,6 +97,10 @@ def portal(tmp_path_factory):  # noqa: ANN001, ANN201
     for fid, name in (("ill", "Institut Laue-Langevin"), ("esrf", "European Synchrotron Radiation Facility (ESRF)")):
         registry.create(ADMIN, KINDS.facility, {"id": fid, "name": name, "country": "FR",
                                                 "accepted_issuers": ["test-idp"]})
+    for fid in ("ill", "esrf"):  # the endpoints the datasets below came from (the worker drops orphans)
+        registry.create(ADMIN, KINDS.search_endpoint, {"id": f"{fid}-search", "facility_id": fid,
+                                                       "kind": "panosc-search-api",
+                                                       "base_url": f"http://127.0.0.1:{free_port()}/api"})
     registry.create(ADMIN, KINDS.facility, {"id": "egi-fed", "name": "EGI Federation", "country": "NL",
                                             "accepted_issuers": ["test-idp"], "federation_wide": True})
     registry.create(ADMIN, KINDS.service, {
