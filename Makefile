@@ -57,6 +57,7 @@ test: $(STAMP) $(OIDC) $(CHROMIUM) $(PANOSC)
 bench: $(STAMP) $(OIDC) $(PANOSC)
 	$(BIN)/python bench/registry.py
 	$(BIN)/python bench/search.py
+	$(BIN)/python bench/synonyms.py
 	$(BIN)/python bench/launch.py
 	$(BIN)/python bench/load.py
 

@@ -29,6 +29,7 @@ setup(
     },
     install_requires=[
         "flask>=3.0",
+        "flask-compress>=1.15",
         "connexion[flask,swagger-ui,uvicorn]>=3.1",
         "requests>=2.32",
         "urllib3>=2.2",

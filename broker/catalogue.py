@@ -78,7 +78,7 @@ def _item(service: ComputeService) -> dict[str, Any]:
     gpu = bool(caps.get("gpu")) or any(p.get("gpu") for p in caps.get("partitions", []))
     return {
         "id": service.id, "title": service.title, "kind": service.kind, "lifecycle": service.lifecycle,
-        "url": service.base_url,
+        "url": service.base_url, "description": service.description, "launch_mode": service.launch_mode,
         "facility": {"id": service.facility.id, "name": service.facility.name, "country": service.facility.country},
         "capabilities": {"gpu": gpu, "max_cpus": caps.get("max_cpus"), "max_memory_gb": caps.get("max_memory_gb"),
                          "protocols": caps.get("protocols", []), "interfaces": caps.get("interfaces", []),

@@ -3,7 +3,7 @@ loopback, for the demo and the shared index suite where no Elasticsearch runs.
 
 Covers: index create/delete with mappings and aliases, alias look-up and atomic ``_aliases`` swaps,
 ``_bulk`` (index/delete), ``_refresh`` (writes are invisible until then, as in Elasticsearch),
-``_search`` with bool/must/filter, multi_match (most_fields, boosts), term/terms/range/match_all, sort,
+``_search`` with bool/must/filter/should (minimum_should_match), multi_match (most_fields, boosts), term/terms/range/match_all, sort,
 from/size, terms aggregations and scroll, ``_count`` and ``_delete_by_query``. Scoring is TF-IDF with
 field boosts: close enough to rank like BM25 for the suite, not a reimplementation of Lucene.
 """
@@ -175,9 +175,12 @@ def _matches(query: dict[str, Any] | None, doc: dict[str, Any]) -> bool:
     if not query or "match_all" in query:
         return True
     (kind, spec), = query.items()
-    if kind == "bool":
+    if kind == "bool":  # should: optional beside must/filter unless minimum_should_match says otherwise
+        should = spec.get("should", [])
+        least = spec.get("minimum_should_match", 0 if spec.get("must") or spec.get("filter") else 1)
         return (all(_matches(q, doc) for q in spec.get("must", []) + spec.get("filter", []))
-                and not any(_matches(q, doc) for q in spec.get("must_not", [])))
+                and not any(_matches(q, doc) for q in spec.get("must_not", []))
+                and (not should or sum(_matches(q, doc) for q in should) >= least))
     if kind == "term":
         (field, value), = spec.items()
         return value in _values(doc, field)
@@ -210,7 +213,8 @@ def _score(query: dict[str, Any] | None, doc: dict[str, Any], stats: dict[str, A
         return 1.0
     (kind, spec), = query.items()
     if kind == "bool":
-        return sum(_score(q, doc, stats) for q in spec.get("must", [])) or 0.0
+        return sum(_score(q, doc, stats) for q in spec.get("must", []) + [q for q in spec.get("should", [])
+                                                                          if _matches(q, doc)]) or 0.0
     if kind != "multi_match":
         return 0.0
     terms = analyse(spec["query"])

@@ -86,6 +86,8 @@ def jupyterhub(version: str = "5.2.1", fail_status: int | None = None, token: st
         path = request.path
         if path == "/hub/api/":
             return _json({"version": version})
+        if path.startswith("/user/"):
+            return _lab_page(users, lock, [unquote(p) for p in path.removeprefix("/user/").split("/") if p])
         if request.headers.get("Authorization") != f"token {token}":
             return _json({"status": 403, "message": "Action is not authorized"}, 403)
         parts = [unquote(p) for p in path.removeprefix("/hub/api/").split("/") if p]
@@ -119,6 +121,30 @@ def jupyterhub(version: str = "5.2.1", fail_status: int | None = None, token: st
         return _json({"status": 404, "message": "Not Found"}, 404)
 
     return handle
+
+
+def _lab_page(users: dict[str, dict[str, Any]], lock: threading.Lock, parts: list[str]) -> Response:
+    """What the browser finds at a simulated server's URL: a page standing in for JupyterLab, naming the
+    dataset and options the broker started it with (a real hub would show JupyterLab itself)."""
+    name, server = (parts + ["", ""])[:2]
+    with lock:
+        info = users.get(name, {}).get(server)
+    if info is None or time.monotonic() < info["ready_at"]:
+        body = "<h1>No such server</h1><p>It is not running (or not yet): go back to the broker's session page.</p>"
+        return Response(_lab_html(body), status=404 if info is None else 503, mimetype="text/html")
+    options = "".join(f"<dt>{html.escape(str(k))}</dt><dd><code>{html.escape(json.dumps(v))}</code></dd>"
+                      for k, v in sorted(info["options"].items()))
+    body = (f"<p class='sim'>Simulated JupyterHub (PaN Broker demo) — a real hub would open JupyterLab here.</p>"
+            f"<h1>JupyterLab: {html.escape(name)}/{html.escape(server)}</h1>"
+            f"<p>The server is running with these options from the broker:</p><dl>{options}</dl>")
+    return Response(_lab_html(body), mimetype="text/html")
+
+
+def _lab_html(body: str) -> str:
+    return ("<!doctype html><html lang='en'><head><meta charset='utf-8'><title>JupyterLab (simulated)</title>"
+            "<meta name='viewport' content='width=device-width, initial-scale=1'></head>"
+            "<body style='font-family: system-ui, sans-serif; margin: 2rem; max-width: 48rem'>"
+            f"<main>{body}</main></body></html>")
 
 
 def visa(facility: str) -> Handler:
@@ -311,7 +337,8 @@ def demo_registry(federation: Federation) -> dict[str, Any]:
          "accepted_issuers": ["demo-idp", "umbrellaid"],
          "search_endpoints": [{"id": "sim-european-xfel-search", "kind": "panosc-search-api",
                                "base_url": u("sim-european-xfel-search"), "harvest_schedule": "30 * * * *"}]},
-        {"id": "sim-egi", "name": "EGI (simulated)", "country": "NL", "accepted_issuers": ["umbrellaid"],
+        {"id": "sim-egi", "name": "EGI (simulated)", "country": "NL", "accepted_issuers": ["demo-idp", "umbrellaid"],
+         "federation_wide": True,
          "services": [
              {"id": "sim-egi-binder", "kind": "binderhub", "title": "EGI Binder (simulated)",
               "base_url": u("sim-egi-binder"), "launch_mode": "api", "lifecycle": "pilot",

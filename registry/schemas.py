@@ -70,6 +70,7 @@ class FacilitySchema(StrictSchema):
     eosc_security_email = fields.Email(allow_none=True)
     eosc_client_id = fields.String(allow_none=True, validate=validate.Length(min=1, max=200))
     eosc_credential = fields.String(allow_none=True, load_only=True, validate=validate.Length(min=1, max=8192))
+    federation_wide = fields.Boolean(load_default=False)
 
     @validates("ror_id")
     def _ror(self, value: str | None, **_: Any) -> None:

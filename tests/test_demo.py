@@ -56,8 +56,10 @@ def test_demo_serves_the_api_with_the_federation_registered_and_checked(tmp_path
         assert services["total"] == 6
         assert all(s["base_url"].startswith("http://127.0.0.1:") for s in services["items"])
         assert requests.get(f"{base}/api/v1/ui/", timeout=5).status_code == 200
-        page = requests.get(f"{base}/", timeout=5)
-        assert page.status_code == 200 and "sim-ess-jupyterhub" in page.text
+        page = requests.get(f"{base}/", timeout=5)  # the landing page: facilities by name, examples that find data
+        assert page.status_code == 200 and "ILL (simulated)" in page.text and 'href="/search?q=SANS"' in page.text
+        catalogue = requests.get(f"{base}/services", params={"status": "down"}, timeout=5).text
+        assert "Not answering" in catalogue and "ESS JupyterHub" in catalogue  # health moved to the catalogue
 
         search = requests.get(f"{base}/api/v1/datasets", params={"q": "scattering", "size": 50}, timeout=10).json()
         assert {s["facility"] for s in search["sources"]} == {"sim-ill", "sim-esrf", "sim-ess", "sim-european-xfel"}
@@ -87,7 +89,7 @@ def test_demo_serves_the_api_with_the_federation_registered_and_checked(tmp_path
         # journey 1 in the demo: a real OpenID sign-in, then analyse a dataset in the simulated ILL hub
         web = requests.Session()
         landed = sign_in(web, f"{base}/auth/login/demo-idp?next=/api/v1/me", "alice")
-        assert landed.json()["launch_facilities"] == ["sim-esrf", "sim-ess", "sim-european-xfel", "sim-ill"]
+        assert landed.json()["launch_facilities"] == ["sim-egi", "sim-esrf", "sim-ess", "sim-european-xfel", "sim-ill"]
         dataset = next(d for d in search["items"] if d["facility"] == "sim-ill")
         launch = web.post(f"{base}/api/v1/launches", json={"dataset": dataset["pid"], "kind": "jupyterhub"},
                           headers={"Idempotency-Key": "demo-1"}, timeout=10)
@@ -98,13 +100,15 @@ def test_demo_serves_the_api_with_the_federation_registered_and_checked(tmp_path
                 break
             time.sleep(0.5)
         assert state["state"] == "ready" and state["url"].startswith("http://127.0.0.1:"), state
+        opened = requests.get(state["url"], timeout=5)  # "Open" lands on a page standing in for JupyterLab
+        assert opened.status_code == 200 and "JupyterLab" in opened.text and dataset["pid"] in opened.text
 
         # the portal over the demo: search from the index, a dataset page, the catalogue, an operator
         page = web.get(f"{base}/search", params={"q": "scattering"}, timeout=10)
         assert page.status_code == 200 and "sim-ill" in page.text and "Refine" in page.text
         page = web.get(f"{base}/datasets/{dataset['pid']}", timeout=10)
         assert page.status_code == 200 and "Analyse" in page.text
-        assert "sim-egi-binder" in web.get(f"{base}/services", timeout=10).text
+        assert "EGI Binder (simulated)" in web.get(f"{base}/services", timeout=10).text
         operator = requests.Session()
         landed = sign_in(operator, f"{base}/auth/login/demo-idp?next=/api/v1/me", "op-sim-ill-olga")
         assert landed.json()["operator_of"] == ["sim-ill"]

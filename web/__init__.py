@@ -4,15 +4,23 @@ from __future__ import annotations
 
 from flask import render_template
 
-from broker.registry_kinds import KINDS
-from web import account_pages, catalogue_pages, eosc_pages, launch_pages, operator_pages, search_pages  # noqa: F401 - routes
-from web.common import blueprint, broker
+from web import (  # noqa: F401 - routes
+    account_pages,
+    catalogue_pages,
+    eosc_pages,
+    launch_pages,
+    operator_pages,
+    search_pages,
+    words,
+)
+from web.catalogue_pages import example_searches, facility_cards
+from web.common import blueprint
 
 
 @blueprint.get("/")
 def index() -> str:
-    return render_template("index.html", summary=broker().health.summary(),
-                           facilities=broker().registry.list(KINDS.facility, limit=500).items)
+    """The landing page: the search box, example searches that find datasets, the facilities."""
+    return render_template("index.html", examples=example_searches(), facilities=facility_cards())
 
 
 @blueprint.get("/healthz")

@@ -12,11 +12,13 @@ import hmac
 from typing import Any
 from urllib.parse import urlsplit
 
-from flask import Blueprint, abort, current_app, g, render_template, request
+from flask import Blueprint, Response, abort, current_app, g, render_template, request
+from flask_compress import Compress
 from markupsafe import Markup
 
 from broker.authz import Principal
 from broker.errors import BrokerError
+from broker.registry_kinds import KINDS
 from web.auth import COOKIE
 
 blueprint = Blueprint("web", __name__, template_folder="templates", static_folder="static",
@@ -68,10 +70,51 @@ def check_form_origin_and_token() -> None:
         abort(403, "the form has expired or did not come from this site: reload the page and try again")
 
 
+# no inline script or style, nothing from another origin; no framing (clickjacking)
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+       "font-src 'self'; object-src 'none'; base-uri 'self'; frame-ancestors 'none'")
+STATIC_MAX_AGE = 3600  # seconds a browser keeps the portal's CSS and JS before asking again (ETag)
+
+
+@blueprint.record_once
+def compress_responses(state: Any) -> None:
+    """gzip or brotli, as the browser accepts, for the app's pages, JSON, CSS and JS."""
+    state.app.config.setdefault("COMPRESS_ALGORITHM", ["br", "gzip"])
+    # static files are streamed: let a repeated request with the compressed file's ETag get a 304
+    state.app.config.setdefault("COMPRESS_STREAMING_ENDPOINT_CONDITIONAL", ["static", "web.static"])
+    Compress(state.app)
+
+
+@blueprint.after_request
+def security_headers(response: Response) -> Response:
+    response.headers.setdefault("Content-Security-Policy", CSP)
+    response.headers.setdefault("X-Frame-Options", "DENY")
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "strict-origin-when-cross-origin")
+    if request.endpoint == "web.static" and response.status_code in (200, 304):
+        response.cache_control.public = True
+        response.cache_control.max_age = STATIC_MAX_AGE
+    elif "Cache-Control" not in response.headers:
+        response.cache_control.no_cache = True  # pages show live state: revalidate every time
+    return response
+
+
 @blueprint.app_context_processor
 def page_globals() -> dict[str, Any]:
     person = viewer() if request.blueprint in ("web", None) else None
     return {"viewer": person, "is_operator": bool(person and (person.admin or person.operator_of))}
+
+
+def facility_names() -> dict[str, str]:
+    """Facility id -> name, read once per request."""
+    if "facility_names" not in g:
+        g.facility_names = {f["id"]: f["name"] for f in broker().registry.list(KINDS.facility, limit=500).items}
+    return g.facility_names
+
+
+@blueprint.app_template_filter("facility_name")
+def facility_name(facility_id: str | None) -> str:
+    return facility_names().get(facility_id or "", facility_id or "")
 
 
 def error_page(status: int, title: str, detail: str) -> tuple[str, int]:

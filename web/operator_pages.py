@@ -4,10 +4,14 @@ checks and validation are the API's; a refused form comes back with each message
 with what the operator typed."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlencode
 
+import marshmallow.fields as ma
 from flask import abort, redirect, render_template, request
+from marshmallow import Schema, validate
 from werkzeug.wrappers import Response
 
 from broker.authz import Principal
@@ -15,6 +19,7 @@ from broker.errors import BrokerError
 from broker.registry_kinds import KINDS, Kind
 from broker.registry_service import Precondition
 from registry.models import EoscStatus, LaunchMode, Lifecycle, SearchKind, ServiceKind
+from registry.schemas import CapabilitiesSchema
 from web.common import blueprint, broker, require_viewer
 
 
@@ -22,12 +27,49 @@ from web.common import blueprint, broker, require_viewer
 class Field:
     name: str
     label: str
-    type: str = "text"  # text, url, number, select, password, checkbox, textarea
+    type: str = "text"  # text, url, number, select, password, checkbox, textarea, list, choices, partitions
     choices: tuple[str, ...] = ()
     required: bool = False
     help: str = ""
     create_only: bool = False
     path: tuple[str, ...] = ()  # where the value goes in the payload (default: its name)
+    number: type | None = None  # int or float, for type number
+
+
+CAPABILITY_WORDS = {  # label and help of each capability; the fields themselves come from the schema
+    "max_cpus": ("Most CPUs per session", ""), "max_memory_gb": ("Most memory per session (GB)", ""),
+    "gpu": ("GPUs available", ""),
+    "partitions": ("Partitions", "one per line: id, title, and the word gpu if it has GPUs — e.g. “a100, GPU nodes, gpu”"),
+    "profiles": ("Sizes (profiles)", "comma-separated names, e.g. small, medium, large"),
+    "plans": ("Plans", "comma-separated"), "protocols": ("Desktop protocols", ""),
+    "interfaces": ("Interfaces offered", ""), "software": ("Software", "comma-separated, e.g. Mantid, SasView"),
+}
+
+
+def schema_fields(schema: type[Schema], path: tuple[str, ...], words: dict[str, tuple[str, str]]) -> tuple[Field, ...]:
+    """Form fields for every field of a marshmallow schema: numbers, switches, lists of names, choices
+    from its OneOf validators, lists of nested records as lines."""
+    out = []
+    for name, field_ in schema().fields.items():
+        label, help_ = words.get(name, (name.replace("_", " ").capitalize(), ""))
+        spec: dict[str, Any] = {"path": (*path, name)}
+        if isinstance(field_, ma.Boolean):
+            spec["type"] = "checkbox"
+        elif isinstance(field_, (ma.Integer, ma.Float)):
+            spec.update(type="number", number=int if isinstance(field_, ma.Integer) else float)
+        elif isinstance(field_, ma.List) and isinstance(field_.inner, ma.Nested):
+            spec["type"] = "partitions"
+        elif isinstance(field_, ma.List):
+            one_of = [v for v in field_.inner.validators if isinstance(v, validate.OneOf)]
+            spec.update(type="choices", choices=tuple(one_of[0].choices)) if one_of else spec.update(type="list")
+        elif isinstance(field_, ma.Url):
+            spec["type"] = "url"
+        out.append(Field(name, label, help=help_, **spec))
+    return tuple(out)
+
+
+HEALTH_URL = Field("health_url", "Health check URL", "url", path=("connector_config", "health_url"),
+                   help="probed every few minutes; empty: the address the kind usually answers on")
 
 
 @dataclass(frozen=True)
@@ -47,10 +89,9 @@ FORMS = {form.slug: form for form in (
         Field("launch_mode", "Launch mode", "select", tuple(m.value for m in LaunchMode),
               help="deeplink opens the service's own page; api starts sessions through its API"),
         Field("lifecycle", "Lifecycle", "select", tuple(m.value for m in Lifecycle)),
-        Field("description", "Description", "textarea"),
-        Field("max_cpus", "Most CPUs per session", "number", path=("capabilities", "max_cpus")),
-        Field("max_memory_gb", "Most memory per session (GB)", "number", path=("capabilities", "max_memory_gb")),
-        Field("gpu", "GPUs available", "checkbox", path=("capabilities", "gpu")),
+        Field("description", "Description", "textarea", help="shown to everyone in the services catalogue"),
+        *schema_fields(CapabilitiesSchema, ("capabilities",), CAPABILITY_WORDS),
+        HEALTH_URL,
         Field("credential", "API credential", "password",
               help="stored encrypted and never shown again; leave empty to keep the stored one"),
     )),
@@ -58,7 +99,9 @@ FORMS = {form.slug: form for form in (
         Field("id", "Identifier", required=True, create_only=True, help="lower-case letters, digits and dashes"),
         Field("kind", "Kind", "select", tuple(k.value for k in SearchKind), required=True),
         Field("base_url", "Base URL", "url", required=True),
-        Field("harvest_schedule", "Harvest schedule", help="cron, e.g. 0 3 * * * (empty: no harvest)"),
+        Field("harvest_schedule", "Harvest schedule", help="cron, in UTC, e.g. 0 3 * * * for every day at 03:00 "
+                                                           "(empty: no harvest)"),
+        HEALTH_URL,
     )),
     Form(KINDS.eosc_entry, "eosc-entries", "EOSC entry", (
         Field("service_id", "Service", "select", required=True, create_only=True),
@@ -67,7 +110,12 @@ FORMS = {form.slug: form for form in (
         Field("trl", "Technology readiness", help="trl-1 … trl-9"),
     )),
 )}
-NUMBERS = {"max_cpus": int, "max_memory_gb": float}
+MERGED = ("capabilities", "connector_config")  # stored objects an edit changes some keys of
+MESSAGES = {"missing data for required field": "required", "field may not be null": "required",
+            "not a valid url": "a web address starting with https://", "not a valid integer": "a whole number",
+            "not a valid number": "a number, e.g. 64 or 0.5", "not a valid boolean": "yes or no",
+            "unknown field": "not a setting of this kind"}
+RANGE = re.compile(r"^must be greater than or equal to (\S+) and less than or equal to (\S+)$")
 
 
 def _facilities(person: Principal) -> list[dict[str, Any]]:
@@ -85,10 +133,23 @@ def _facility(person: Principal, facility_id: str) -> dict[str, Any]:
 def _contents(facility_id: str) -> dict[str, Any]:
     registry = broker().registry
     scope = {"facility": facility_id}
+    audit = registry.audit_log(limit=30, facility_id=facility_id).items
     return {"services": registry.list(KINDS.service, scope, limit=500).items,
             "endpoints": registry.list(KINDS.search_endpoint, scope, limit=500).items,
             "entries": registry.list(KINDS.eosc_entry, scope, limit=500).items,
-            "audit": registry.audit_log(limit=30, facility_id=facility_id).items}
+            "audit": audit, "actors": _actor_names({a["actor"] for a in audit})}
+
+
+def _actor_names(actors: set[str]) -> dict[str, str]:
+    """Who made each change, by display name (people); other actors (tokens, the CLI) as recorded."""
+    names = {}
+    for actor in actors:
+        if actor.startswith("person:"):
+            try:
+                names[actor] = broker().people.get(actor.removeprefix("person:"))["display_name"]
+            except BrokerError:
+                names[actor] = "a person no longer registered"
+    return names
 
 
 @blueprint.get("/operator")
@@ -103,7 +164,10 @@ def operator_home() -> Response | str:
 @blueprint.get("/operator/<facility_id>")
 def operator_facility(facility_id: str) -> str:
     facility = _facility(require_viewer(), facility_id)
-    return render_template("operator.html", facility=facility, **_contents(facility_id))
+    done = request.args.get("done") if request.args.get("done") in ("registered", "saved", "deleted") else None
+    form = FORMS.get(request.args.get("what", ""))
+    notice = f"{form.title[:1].upper()}{form.title[1:]} {request.args.get('key', '')} {done}." if done and form else None
+    return render_template("operator.html", facility=facility, notice=notice, **_contents(facility_id))
 
 
 def _service_choices(facility_id: str) -> tuple[str, ...]:
@@ -119,13 +183,43 @@ def _render_form(form: Form, facility: dict[str, Any], values: dict[str, Any], e
 
 
 def _stored_values(form: Form, stored: dict[str, Any]) -> dict[str, Any]:
-    values = {}
+    """The stored object as the form's fields show it (lists as text, partitions as lines)."""
+    values: dict[str, Any] = {}
     for f in form.fields:
         value: Any = stored
         for step in f.path or (f.name,):
             value = value.get(step) if isinstance(value, dict) else None
-        values[f.name] = "" if value is None or f.type == "password" else value
+        if value is None or f.type == "password":
+            value = ""
+        elif f.type == "list":
+            value = ", ".join(value)
+        elif f.type == "partitions":
+            value = "\n".join(", ".join([p["id"], *([p["title"]] if p.get("title") else []),
+                                          *(["gpu"] if p.get("gpu") else [])]) for p in value)
+        values[f.name] = value
     return values
+
+
+def _partitions(text: str) -> list[dict[str, Any]]:
+    out = []
+    for line in text.splitlines():
+        parts = [p.strip() for p in line.split(",") if p.strip()]
+        if parts:
+            gpu = any(p.lower() == "gpu" for p in parts[1:])
+            titles = [p for p in parts[1:] if p.lower() != "gpu"]
+            out.append({"id": parts[0], **({"title": titles[0]} if titles else {}), **({"gpu": True} if gpu else {})})
+    return out
+
+
+def say(message: str) -> str:
+    """A validation message in the console's one style: short, lower-case, no full stop."""
+    text = str(message).strip().rstrip(".")
+    text = text[:1].lower() + text[1:]
+    if text in MESSAGES:
+        return MESSAGES[text]
+    if match := RANGE.match(text):
+        return f"from {match[1]} to {match[2]}"
+    return text
 
 
 @blueprint.get("/operator/<facility_id>/<slug>/new")
@@ -147,15 +241,19 @@ def _payload(form: Form, posted: Any, stored: dict[str, Any] | None) -> tuple[di
     """The form as a registry payload, and a message per field that could not be read."""
     payload: dict[str, Any] = {}
     errors: dict[str, str] = {}
-    if stored is not None and form.kind is KINDS.service:
-        payload["capabilities"] = dict(stored.get("capabilities") or {})
+    if stored is not None:
+        for name in MERGED:
+            if name in stored and any(f.path[:1] == (name,) for f in form.fields):
+                payload[name] = dict(stored.get(name) or {})
     for f in form.fields:
         if stored is not None and f.create_only:
             continue
-        raw = "" if f.type == "checkbox" else (posted.get(f.name) or "").strip()
+        raw = "" if f.type in ("checkbox", "choices") else (posted.get(f.name) or "").strip()
         value: Any = raw
         if f.type == "checkbox":
             value = bool(posted.get(f.name))
+        elif f.type == "choices":
+            value = [v for v in posted.getlist(f.name) if v in f.choices] or None
         elif raw == "":
             if f.required:
                 errors[f.name] = "required"
@@ -164,35 +262,67 @@ def _payload(form: Form, posted: Any, stored: dict[str, Any] | None) -> tuple[di
             if f.type == "password" or stored is None or (schema_field is not None and not schema_field.allow_none):
                 continue  # left out: a default applies, the stored value stays, an empty password keeps the credential
             value = None
-        elif f.name in NUMBERS:
+        elif f.number is not None:
             try:
-                value = NUMBERS[f.name](raw)
+                value = f.number(raw)
             except ValueError:
-                errors[f.name] = "a whole number" if NUMBERS[f.name] is int else "a number, e.g. 64 or 0.5"
+                errors[f.name] = "a whole number" if f.number is int else "a number, e.g. 64 or 0.5"
                 continue
+        elif f.type == "list":
+            value = [v.strip() for v in raw.split(",") if v.strip()]
+        elif f.type == "partitions":
+            value = _partitions(raw)
         target = payload
         *parents, last = f.path or (f.name,)
         for step in parents:
             target = target.setdefault(step, {})
         if value is None and parents:
             target.pop(last, None)
-        else:
+        elif value is not None or not parents:
             target[last] = value
     return payload, errors
 
 
-def _field_errors(form: Form, exc: BrokerError) -> dict[str, str]:
-    """The error list of a refused write by form field (``capabilities.max_cpus`` -> ``max_cpus``);
-    errors of fields the form does not show are gathered under ``""`` for the summary."""
-    known = {f.name for f in form.fields}
+def _flatten(messages: Any, path: str = "") -> list[tuple[str, str]]:
+    """marshmallow's nested error dict as (dotted field, message) pairs."""
+    if isinstance(messages, dict):
+        return [pair for key, inner in messages.items()
+                for pair in _flatten(inner, f"{path}.{key}" if path and not isinstance(key, int) else (path or str(key)))]
+    if isinstance(messages, list):
+        return [pair for inner in messages for pair in _flatten(inner, path)]
+    return [(path, str(messages))]
+
+
+def _schema_errors(form: Form, payload: dict[str, Any], partial: bool, known: dict[str, str]) -> dict[str, str]:
+    """What the kind's schema says of the payload, before anything is written: with the form's own
+    messages, every mistake shows in one round."""
+    found = form.kind.schema().validate(payload, partial=partial)
+    return _by_field(form, [(f, m) for f, m in _flatten(found)], known)
+
+
+def _by_field(form: Form, pairs: list[tuple[str, str]], known: dict[str, str]) -> dict[str, str]:
+    """Messages by form field (``capabilities.max_cpus`` -> ``max_cpus``); those of fields the form does
+    not show gathered under ``""`` for the summary. Fields that already have a message keep it."""
+    names = {f.name for f in form.fields}
+    by_path = {".".join(f.path): f.name for f in form.fields if f.path}
     out: dict[str, str] = {}
-    for error in exc.errors:
-        name = error.field.split(".")[-1]
-        if name in known:
-            out[name] = f"{out[name]} {error.message}" if name in out else error.message
-        else:
-            out[""] = f"{out.get('', '')} {error.field}: {error.message}".strip()
+    for path, message in pairs:
+        name = by_path.get(path) or next((n for p, n in by_path.items() if path.startswith(p + ".")), None) \
+            or (path if path in names else path.split(".")[-1] if path.split(".")[-1] in names else None)
+        if name is None:
+            out[""] = f"{out.get('', '')} {path}: {say(message)}".strip()
+        elif name not in known and name not in out:
+            out[name] = say(message)
     return out
+
+
+def _field_errors(form: Form, exc: BrokerError) -> dict[str, str]:
+    """The error list of a refused write by form field, in the console's style."""
+    return _by_field(form, [(e.field, e.message) for e in exc.errors], {})
+
+
+def _saved(facility_id: str, slug: str, key: str, verb: str) -> Response:
+    return redirect(f"/operator/{facility_id}?{urlencode({'done': verb, 'what': slug, 'key': key})}#{slug}", 303)
 
 
 @blueprint.post("/operator/<facility_id>/<slug>")
@@ -205,10 +335,11 @@ def create_object(facility_id: str, slug: str) -> Response | tuple[str, int]:
         payload["facility_id"] = facility_id
     elif payload.get("service_id") not in _service_choices(facility_id):
         errors["service_id"] = "choose one of this facility's services"
+    errors.update(_schema_errors(form, payload, False, errors))
     if not errors:
         try:
-            broker().registry.create(person, form.kind, payload)
-            return redirect(f"/operator/{facility_id}#{slug}", 303)
+            created = broker().registry.create(person, form.kind, payload)
+            return _saved(facility_id, slug, str(created.get(form.kind.key, "")), "registered")
         except BrokerError as exc:
             return _render_form(form, facility, request.form, _field_errors(form, exc), None, None,
                                 exc.detail, exc.status)
@@ -227,11 +358,12 @@ def update_object(facility_id: str, slug: str, key: str) -> Response | tuple[str
     payload, errors = _payload(form, request.form, stored)
     if not version.isdigit():
         errors[""] = "the form lost its version: reload the page"
+    errors.update(_schema_errors(form, payload, True, errors))
     if not errors:
         try:
             broker().registry.update(person, form.kind, key, payload, Precondition(int(version), from_header=False),
                                      partial=True)
-            return redirect(f"/operator/{facility_id}#{slug}", 303)
+            return _saved(facility_id, slug, key, "saved")
         except BrokerError as exc:
             summary = exc.detail
             if exc.status == 409:
@@ -253,7 +385,7 @@ def delete_object(facility_id: str, slug: str, key: str) -> Response:
     version = request.form.get("version", "")
     broker().registry.delete(person, form.kind, key,
                              Precondition(int(version), from_header=False) if version.isdigit() else None)
-    return redirect(f"/operator/{facility_id}#{slug}", 303)
+    return _saved(facility_id, slug, key, "deleted")
 
 
 def _owner(form: Form, stored: dict[str, Any]) -> str | None:

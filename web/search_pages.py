@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import re
 import uuid
+from dataclasses import replace
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
-from flask import render_template, request
+from flask import redirect, render_template, request
+from werkzeug.wrappers import Response
 
 from broker.errors import InvalidInput
-from broker.search.service import parse_query
-from web.common import blueprint, broker, viewer
+from broker.search.service import Mode, Query, parse_query
+from web import analyse
+from web.common import blueprint, broker, facility_names, viewer
 
 LISTED = ("facility", "technique", "instrument", "parameter")
 FACET_TITLES = {"facility": "Facility", "technique": "Technique", "instrument": "Instrument", "year": "Year",
@@ -27,7 +30,8 @@ NUMBER = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
 def _params() -> tuple[dict[str, Any], dict[str, str]]:
     """The search in the URL, and a message per "More filters" field that is not a number. The form's
     range fields (``<parameter>.min``, ``.max``, ``.unit``) become ``parameter=name:low..high:unit``."""
-    params: dict[str, Any] = {k: request.args.getlist(k) for k in LISTED if request.args.getlist(k)}
+    params: dict[str, Any] = {k: [v for v in request.args.getlist(k) if v] for k in LISTED}
+    params = {k: v for k, v in params.items() if v}
     for name in ("q", "page", "size", "sort", "mode", "year_from", "year_to", "public"):
         if request.args.get(name):
             params[name] = request.args[name]
@@ -43,6 +47,13 @@ def _params() -> tuple[dict[str, Any], dict[str, str]]:
     for name in ("year_from", "year_to"):
         if params.get(name) and not params[name].isdigit():
             errors[name] = "a year, e.g. 2021"
+    if params.get("year_from", "").isdigit() and params.get("year_to", "").isdigit() \
+            and int(params["year_from"]) > int(params["year_to"]):
+        errors["year_to"] = f"a year from {params['year_from']} on (From is the earlier year)"
+    for name in RANGES:
+        low, high = (request.args.get(f"{name}.{end}", "").strip() for end in ("min", "max"))
+        if low and high and NUMBER.match(low) and NUMBER.match(high) and float(low) > float(high):
+            errors[f"{name}.max"] = f"at least {low} (From is the lower end)"
     return params, errors
 
 
@@ -91,21 +102,97 @@ def _chosen(params: dict[str, Any], facet: str, value: str) -> bool:
     return value in params.get(facet, [])
 
 
+IDENTIFIER = re.compile(r"^(?:doi:|https?://(?:dx\.)?doi\.org/)?(?P<id>\S*\d\S*)$", re.IGNORECASE)
+FILTERS = ("facility", "technique", "instrument", "parameter", "year_from", "year_to", "public")
+
+
+def _identifier(params: dict[str, Any]) -> Response | Query | None:
+    """A DOI, pid or proposal number typed alone in the box: the dataset itself, or the datasets of
+    the proposal (None when it is not one)."""
+    match = IDENTIFIER.match((params.get("q") or "").strip())
+    if not match or any(params.get(f) for f in FILTERS) or params.get("mode") == "live":
+        return None
+    index = broker().search.index
+    found = index.get(match["id"])
+    if found is not None:
+        return redirect(f"/datasets/{quote(found.pid, safe='/')}", 303)
+    query = parse_query({**params, "q": ""})
+    request = replace(query.request, documents=(match["id"],))
+    probe = index.search(replace(request, limit=1, facets=()))
+    if probe.total == 1:
+        return redirect(f"/datasets/{quote(probe.items[0].pid, safe='/')}", 303)
+    return Query(request, query.mode, query.page, query.size) if probe.total else None
+
+
+def _facets_beside_choice(query: Query, result: Any) -> dict[str, Any]:
+    """Facet buckets where a value is chosen counted without that facet's own filter, so that a second
+    facility (instrument, technique) can be added to the first."""
+    facets = dict(result.facets)
+    request = query.request
+    for name, field in (("facility", "facilities"), ("instrument", "instruments"), ("technique", "techniques")):
+        if getattr(request, field) and name in request.facets:
+            other = broker().search.index.search(replace(request, **{field: ()}, offset=0, limit=1, facets=(name,)))
+            facets[name] = other.facets.get(name, facets.get(name, []))
+    return facets
+
+
+def _suggestions(params: dict[str, Any], query: Query) -> list[tuple[str, str, int]]:
+    """For a search that found nothing: the nearest searches that find something (a word left out,
+    the filters left out), as (label, url, count)."""
+    index = broker().search.index
+    out: list[tuple[str, str, int]] = []
+    words = (params.get("q") or "").split()
+    tried: list[tuple[str, dict[str, Any]]] = []
+    if len(words) > 1:
+        tried += [(" ".join(words[:i] + words[i + 1:]), {**params, "q": " ".join(words[:i] + words[i + 1:])})
+                  for i in range(min(len(words), 6))]
+    if any(params.get(f) for f in FILTERS):
+        tried.append((f"“{params.get('q')}” without filters" if params.get("q") else "all datasets",
+                      {k: v for k, v in params.items() if k not in FILTERS}))
+    for label, changed in tried:
+        try:
+            request = parse_query({**changed, "page": None}).request
+        except InvalidInput:
+            continue
+        total = index.search(replace(request, limit=1, facets=())).total
+        if total:
+            out.append((label, _url(changed, page=None), total))
+    return sorted(out, key=lambda s: -s[2])[:3]
+
+
+def _tidy(params: dict[str, Any]) -> str | None:
+    """The URL of this search without the empty fields a submitted form carries, when it has any."""
+    clean = _url(params)
+    sent = sorted(request.args.items(multi=True))
+    return clean if sent != sorted(parse_qsl(urlsplit(clean).query)) else None
+
+
 @blueprint.get("/search")
-def search_page() -> tuple[str, int] | str:
+def search_page() -> tuple[str, int] | str | Response:
     params, field_errors = _params()
     shared = {"params": params, "field_errors": field_errors, "ranges": RANGES, "chosen_ranges": ranges_chosen(params),
-              "url": _url, "without_range": _without_range}
+              "url": _url, "without_range": _without_range, "document": None}
+    if not field_errors and (clean := _tidy(params)):
+        return redirect(clean, 303)
     try:
         if field_errors:
-            raise InvalidInput("some filters are not numbers")
+            raise InvalidInput("some filters are not right")
         query = parse_query(params)
+        direct = _identifier(params)
     except InvalidInput as exc:
         return render_template("search.html", result=None, errors=exc.errors, query=None, **shared), 400
+    if isinstance(direct, Response):
+        return direct
+    if direct is not None:
+        query, shared["document"] = direct, direct.request.documents[0]
     result = broker().search.search(query)
+    if query.mode is not Mode.LIVE and result.total:
+        result = replace(result, facets=_facets_beside_choice(query, result))
     pages = max(1, -(-result.total // query.size))
+    suggestions = _suggestions(params, query) if not result.total and query.mode is not Mode.LIVE else []
     return render_template("search.html", result=result, errors=(), query=query, pages=pages, toggle=_toggle,
-                           chosen=_chosen, facet_titles=FACET_TITLES,
+                           chosen=_chosen, facet_titles=FACET_TITLES, suggestions=suggestions,
+                           names=facility_names(),
                            failed=[s for s in result.sources if s.status in ("timeout", "error")], **shared)
 
 
@@ -114,7 +201,8 @@ def dataset_page(pid: str) -> str:
     return render_dataset(pid)
 
 
-def render_dataset(pid: str, form: Any = None, errors: dict[str, str] | None = None, summary: str = "") -> str:
+def render_dataset(pid: str, form: Any = None, errors: dict[str, str] | None = None, summary: str = "",
+                   existing: list[dict[str, Any]] | None = None) -> str:
     """The dataset with its "Analyse" panel; after a refused launch, with the user's choices and the
     message beside each field."""
     dataset = broker().search.get(pid)
@@ -122,11 +210,15 @@ def render_dataset(pid: str, form: Any = None, errors: dict[str, str] | None = N
     candidates = broker().launches.preview(person, dataset, {})
     services = {s["id"]: s for s in broker().catalogue.services(
         facility=sorted({c["facility_id"] for c in candidates}))} if candidates else {}
+    names = facility_names()
+    home = names.get(dataset.facility, dataset.facility)
+    fitting = analyse.offers(candidates, services, home)
+    mine = analyse.running(broker().launches.list(person), dataset.pid) if person is not None else []
     return render_template("dataset.html", dataset=dataset, candidates=candidates, services=services,
-                           choices=_choices([services[c["service_id"]] for c in candidates
-                                             if c["fits"] and c["service_id"] in services]),
-                           idempotency_key=str(uuid.uuid4()), signed_in=person is not None,
-                           form=form or {}, errors=errors or {}, summary=summary)
+                           offers=fitting, home=home, choices=_choices([services[o.service_id] for o in fitting]),
+                           idempotency_key=str(uuid.uuid4()), signed_in=person is not None, plain=analyse.plain,
+                           form=form or {}, errors=errors or {}, summary=summary, running=existing or mine,
+                           offered_existing=existing is not None, names=names)
 
 
 def _choices(fitting: list[dict[str, Any]]) -> dict[str, list[str]]:

@@ -136,6 +136,24 @@ class LaunchService:
             return [self._show(launch) for launch in session.scalars(
                 select(Launch).where(Launch.person_id == person_id).order_by(Launch.created_at.desc()))]
 
+    def by_key(self, actor: Principal, key: str) -> dict[str, Any] | None:
+        """The launch this person already made with this Idempotency-Key, if any (a form sent twice)."""
+        with self.store.session() as session:
+            found = session.scalar(select(Launch).where(Launch.person_id == _person(actor),
+                                                        Launch.idempotency_key == key))
+            return self._show(found) if found is not None else None
+
+    def typical_start_seconds(self, service_id: str, last: int = 20) -> float | None:
+        """The median time from request to ready of the service's last ``last`` launches that got
+        ready (anyone's), or None before any did."""
+        with self.store.session() as session:
+            rows = session.execute(
+                select(Launch.created_at, LaunchEvent.at).join(LaunchEvent, LaunchEvent.launch_id == Launch.id)
+                .where(Launch.service_id == service_id, LaunchEvent.state == LaunchState.READY.value)
+                .order_by(LaunchEvent.id.desc()).limit(last)).all()
+        spans = sorted((as_utc(ready) - as_utc(created)).total_seconds() for created, ready in rows)
+        return spans[len(spans) // 2] if spans else None
+
     def events(self, actor: Principal, launch_id: str, after: int = 0) -> list[dict[str, Any]]:
         with self.store.session() as session:
             self._own(session, actor, launch_id)
@@ -211,12 +229,18 @@ class LaunchService:
         services = list(home.services) if home else []
         found = [judge(s, home, dataset, issuers, wanted, home=True) for s in sorted(services, key=lambda s: s.id)]
         if dataset.is_public and not any(c.fits for c in found):
-            for facility_id in self.federation_wide:
-                facility = session.get(Facility, facility_id)
-                if facility is not None and facility is not home:
+            for facility in self._federation_wide(session):
+                if facility is not home:
                     found += [judge(s, facility, dataset, issuers, wanted, home=False)
                               for s in sorted(facility.services, key=lambda s: s.id)]
         return found
+
+    def _federation_wide(self, session) -> list[Facility]:  # noqa: ANN001
+        """The facilities whose services may analyse any facility's public data: marked so in the registry,
+        or named in the ``federation_wide_facilities`` setting."""
+        marked = session.scalars(select(Facility).where(Facility.federation_wide.is_(True)).order_by(Facility.id))
+        named = [f for f in (session.get(Facility, i) for i in self.federation_wide) if f is not None]
+        return list({f.id: f for f in (*marked, *named)}.values())
 
     # -- the worker's part ---------------------------------------------------------------------
     def advance(self) -> int:

@@ -11,6 +11,7 @@ from typing import Any, Iterable
 
 from elasticsearch import Elasticsearch, NotFoundError, helpers
 
+from broker.search import synonyms
 from broker.search.index import FACETS, DatasetIndex, check_window, facet_buckets
 from broker.search.model import (
     Dataset,
@@ -58,6 +59,8 @@ def to_source(dataset: Dataset) -> dict[str, Any]:
         "techniques_text": [t.name for t in dataset.techniques],
         "doc": dataset.to_dict(),
     }
+    # a proposal's title or summary is what people remember of it
+    source["keywords"] += [t for d in dataset.documents for t in (d.title, d.summary) if t]
     if dataset.creation_date:
         moment = as_utc(dataset.creation_date)
         source["date"] = moment.isoformat()
@@ -75,9 +78,10 @@ def to_query(request: SearchRequest) -> dict[str, Any]:
     must: list[dict[str, Any]] = []
     if request.q.strip():
         # cross_fields: each word may match in any field; "and" makes every word required
-        must.append({"multi_match": {"query": request.q, "type": "cross_fields",
-                                     "operator": "or" if request.any_term else "and",
-                                     "fields": [f"{f}^{b}" for f, b in TEXT_BOOSTS.items()]}})
+        must.append(_with_synonyms({"multi_match": {"query": request.q, "type": "cross_fields",
+                                                     "operator": "or" if request.any_term else "and",
+                                                     "fields": [f"{f}^{b}" for f, b in TEXT_BOOSTS.items()]}},
+                                    request))
     filters: list[dict[str, Any]] = []
     techniques = panet().with_descendants(list(request.techniques)) if request.techniques else []
     for field, values in (("facility", request.facilities), ("technique", techniques),
@@ -98,6 +102,26 @@ def to_query(request: SearchRequest) -> dict[str, Any]:
     if not must and not filters and not excluded:
         return {"match_all": {}}
     return {"bool": {"must": must, "filter": filters, **({"must_not": excluded} if excluded else {})}}
+
+
+def _with_synonyms(text: dict[str, Any], request: SearchRequest) -> dict[str, Any]:
+    """The query as typed, or else its reading with the other names of the techniques and facilities it
+    names (see broker.search.synonyms)."""
+    terms = synonyms.expand(request.q)
+    if terms is None:
+        return text
+    fields = [f"{f}^{b}" for f, b in TEXT_BOOSTS.items()]
+    groups = []
+    for term in terms:
+        options: list[dict[str, Any]] = [{"multi_match": {"query": phrase, "type": "phrase", "operator": "and",
+                                                          "fields": fields}} for phrase in (term.text, *term.phrases)]
+        if term.techniques:
+            options.append({"terms": {"technique": panet().with_descendants(list(term.techniques))}})
+        if term.facilities:
+            options.append({"terms": {"facility": list(term.facilities)}})
+        groups.append({"bool": {"should": options, "minimum_should_match": 1}})
+    reading = {"bool": {"should": groups, "minimum_should_match": 1}} if request.any_term else {"bool": {"must": groups}}
+    return {"bool": {"should": [text, reading], "minimum_should_match": 1}}
 
 
 def to_sort(request: SearchRequest) -> list[Any]:

@@ -15,6 +15,7 @@ from broker.errors import FieldError, InvalidInput, NotFound
 from broker.search.index import FACETS, DatasetIndex
 from broker.search.live import LiveSearch, LiveSource
 from broker.search.model import Dataset, Range, SearchRequest, SearchResult, Sort, SourceState, SourceStatus
+from broker.search.synonyms import FACILITIES
 from broker.search.techniques import panet
 from broker.search.units import COMMON, canonical_name, dimension_of, to_si
 from connectors import connector_for
@@ -161,6 +162,7 @@ def _choice(params: dict, name: str, enum_cls: type, default: Any, errors: list)
 #: how long an index search reuses the search endpoints and their last harvests it read; a write in this
 #: process renews them at once, one in another process (the worker finishing a harvest) within this time
 SOURCES_TTL_SECONDS = 1.0
+NAMES_TTL_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -181,6 +183,7 @@ class SearchService:
         self._endpoints: _Endpoints | None = None
         # lookups by pid fan out here; each call ends by the live deadline, so the pool drains quickly
         self._lookups = ThreadPoolExecutor(max_workers=32, thread_name_prefix="lookup")
+        self._names_read: tuple[int, float] = (-1, 0.0)
 
     def sources(self, facilities: tuple[str, ...] = ()) -> list[LiveSource]:
         """The facilities' PaNOSC Search API endpoints that live search can ask."""
@@ -195,12 +198,25 @@ class SearchService:
         if query.mode is Mode.LIVE:
             return self.live.search(query.request, self.sources(query.request.facilities))
         request = query.request
+        self._know_facility_names()
         wanted = request.facets if "facility" in request.facets else (*request.facets, "facility")
         result = self.index.search(SearchRequest(**{**request.__dict__, "facets": wanted,
                                                     "exclude_sources": self.deleted_sources()}))
         counts = {b.value: b.count for b in result.facets.get("facility", [])}
         facets = {k: v for k, v in result.facets.items() if k in request.facets}
         return SearchResult(result.items, result.total, facets, self._index_sources(request, counts))
+
+    def _know_facility_names(self) -> None:
+        """Tell the synonyms the registered facilities' names: read again after a write in this process,
+        or after ``NAMES_TTL_SECONDS`` (another replica's)."""
+        generation_read, read_at = self._names_read
+        now = time.monotonic()
+        if generation_read == self.store.generation and now - read_at < NAMES_TTL_SECONDS:
+            return
+        generation = self.store.generation
+        with self.store.session() as session:
+            FACILITIES.read(session)
+        self._names_read = (generation, now)
 
     def _harvested_endpoints(self) -> list[tuple[str, dict[str, Any] | None]]:
         """Every search endpoint's facility and newest harvest job, kept until the next write (or for

@@ -15,6 +15,7 @@ from typing import Any, Iterable
 
 import tantivy
 
+from broker.search import synonyms
 from broker.search.index import FACETS, DatasetIndex, check_window, facet_buckets
 from broker.search.model import (
     Dataset,
@@ -115,6 +116,8 @@ class TantivyIndex(DatasetIndex):
             doc.add_text("ids", key)
         for key in document_keys(dataset):
             doc.add_text("documents", key)
+        for text in (t for d in dataset.documents for t in (d.title, d.summary) if t):
+            doc.add_text("all", text)  # a proposal's title or summary is what people remember of it
         doc.add_text("facility", dataset.facility)
         doc.add_text("source", dataset.source or "")
         doc.add_text("access", "public" if dataset.is_public else "embargoed")
@@ -148,7 +151,7 @@ class TantivyIndex(DatasetIndex):
         if request.q.strip():
             text, _errors = self._index.parse_query_lenient(supported_syntax(request.q), ["all"],
                                                             conjunction_by_default=not request.any_term)
-            clauses.append((tantivy.Occur.Must, text))
+            clauses.append((tantivy.Occur.Must, self._with_synonyms(text, request)))
         filters = []
         for field, values in (("facility", request.facilities), ("technique_path", request.techniques),
                               ("instrument", request.instruments), ("ids", tuple(p.lower() for p in request.pids)),
@@ -181,6 +184,24 @@ class TantivyIndex(DatasetIndex):
         if not clauses:
             return tantivy.Query.all_query()
         return tantivy.Query.boolean_query(clauses)
+
+    def _with_synonyms(self, text: tantivy.Query, request: SearchRequest) -> tantivy.Query:
+        """The query as typed, or else its reading with other names of the techniques and facilities it
+        names (SANS: the phrase "small angle neutron scattering", a SANS technique or descendant)."""
+        terms = synonyms.expand(request.q)
+        if terms is None:
+            return text
+        occur = tantivy.Occur.Should if request.any_term else tantivy.Occur.Must
+        groups = []
+        for term in terms:
+            options = [self._index.parse_query_lenient(f'"{phrase}"', ["all"])[0]
+                       for phrase in (term.text, *term.phrases)]
+            options += [tantivy.Query.term_query(self.schema, "technique_path", iri) for iri in term.techniques]
+            options += [tantivy.Query.term_query(self.schema, "facility", f) for f in term.facilities]
+            groups.append((occur, options[0] if len(options) == 1 else
+                           tantivy.Query.boolean_query([(tantivy.Occur.Should, o) for o in options])))
+        return tantivy.Query.boolean_query([(tantivy.Occur.Should, text),
+                                            (tantivy.Occur.Should, tantivy.Query.boolean_query(groups))])
 
     def _any_of(self, field: str, values: tuple[str, ...]) -> tantivy.Query:
         """Documents with any of ``values`` in ``field``. Up to TERMS_AS_UNION values, a union of the terms'

@@ -31,6 +31,8 @@ class Facility(Versioned, Base):
     eosc_security_email: Mapped[str | None] = mapped_column(String(320))
     eosc_client_id: Mapped[str | None] = mapped_column(String(200))
     eosc_credential_encrypted: Mapped[str | None] = mapped_column(Text)
+    # its services may analyse the public data of every facility (a federation-wide Binder, EGI)
+    federation_wide: Mapped[bool] = mapped_column(nullable=False, default=False, server_default=text("false"))
 
     services: Mapped[list["ComputeService"]] = relationship(back_populates="facility")
     search_endpoints: Mapped[list["SearchEndpoint"]] = relationship(back_populates="facility")

@@ -1,0 +1,69 @@
+"""Operator forms built from each kind's schema: every mistake in one round and one style, a saved
+confirmation, every capability editable (partitions, sizes, interfaces) and the health URL."""
+from __future__ import annotations
+
+import re
+
+from broker.registry_kinds import KINDS
+from tests.test_portal_pages import signed_in, site, token_of  # noqa: F401 - the shared fixture
+from web.operator_pages import FORMS, say
+
+
+def errors_of(page: str) -> dict[str, str]:
+    return dict(re.findall(r'<p class="field-error" id="err-([\w.]+)">([^<]*)</p>', page))
+
+
+def test_every_mistake_shows_in_one_round_in_one_style(site):  # noqa: ANN001, F811
+    broker, client = site
+    signed_in(broker, client, "olga", operator_of="ill")
+    token = token_of(client.get("/operator/ill/services/new").text)
+    refused = client.post("/operator/ill/services", data={
+        "csrf_token": token, "id": "Bad Id!", "kind": "visa", "base_url": "ftp://x.example", "max_cpus": "many",
+        "max_memory_gb": "0", "harvest_schedule": ""})
+    assert refused.status_code == 422
+    errors = errors_of(refused.text)
+    assert errors["title"] == "required" and errors["max_cpus"] == "a whole number"
+    assert "id" in errors and "base_url" in errors and "max_memory_gb" in errors  # the schema's, same round
+    assert all(m == m.strip() and not m.endswith(".") and m[:1].islower() for m in errors.values()), errors
+    assert broker.registry.list(KINDS.service, {"facility": "ill"}).total == 1
+
+
+def test_a_saved_service_is_confirmed_and_every_capability_and_the_health_url_round_trip(site):  # noqa: ANN001, F811
+    broker, client = site
+    signed_in(broker, client, "olga", operator_of="ill")
+    token = token_of(client.get("/operator/ill/services/new").text)
+    created = client.post("/operator/ill/services", follow_redirects=False, data={
+        "csrf_token": token, "id": "ill-hub", "title": "ILL JupyterHub", "kind": "jupyterhub",
+        "base_url": "https://hub.ill.example", "description": "Notebooks beside the data.",
+        "max_cpus": "32", "partitions": "x86, CPU nodes\na100, GPU nodes, gpu", "profiles": "small, large",
+        "interfaces": ["jupyterlab", "notebook"], "health_url": "https://hub.ill.example/hub/health"})
+    assert created.status_code == 303
+    console = client.get(created.headers["location"])
+    assert "Service ill-hub registered." in console.text
+    stored = broker.registry.get(KINDS.service, "ill-hub")
+    assert stored["capabilities"]["partitions"] == [{"id": "x86", "title": "CPU nodes"},
+                                                    {"id": "a100", "title": "GPU nodes", "gpu": True}]
+    assert stored["capabilities"]["profiles"] == ["small", "large"]
+    assert stored["capabilities"]["interfaces"] == ["jupyterlab", "notebook"]
+    assert stored["connector_config"]["health_url"] == "https://hub.ill.example/hub/health"
+    form = client.get("/operator/ill/services/ill-hub/edit").text
+    assert "a100, GPU nodes, gpu" in form and 'value="small, large"' in form
+    assert re.search(r'id="f-interfaces-jupyterlab"[^>]*checked', form)
+    version = re.search(r'name="version" value="(\d+)"', form).group(1)
+    saved = client.post("/operator/ill/services/ill-hub", follow_redirects=True, data={
+        "csrf_token": token, "version": version, "title": "ILL JupyterHub", "kind": "jupyterhub",
+        "base_url": "https://hub.ill.example", "partitions": "x86", "interfaces": ["notebook"], "max_cpus": "32",
+        "description": "Notebooks beside the data."})
+    assert "Service ill-hub saved." in saved.text
+    stored = broker.registry.get(KINDS.service, "ill-hub")
+    assert stored["capabilities"]["partitions"] == [{"id": "x86"}] and stored["capabilities"]["interfaces"] == ["notebook"]
+    assert "profiles" not in stored["capabilities"] or not stored["capabilities"]["profiles"]
+    assert stored["connector_config"].get("health_url") is None  # emptied
+    assert "Notebooks beside the data." in client.get("/services").text  # the description is public
+
+
+def test_the_capability_fields_come_from_the_schema_and_messages_read_alike():
+    names = {f.name for f in FORMS["services"].fields}
+    assert {"partitions", "profiles", "plans", "interfaces", "protocols", "software", "health_url"} <= names
+    assert say("Missing data for required field.") == "required"
+    assert say("Must be greater than or equal to 1 and less than or equal to 100000.") == "from 1 to 100000"
