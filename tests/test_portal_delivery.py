@@ -35,3 +35,15 @@ def test_static_files_are_cached_and_pages_revalidated(site):  # noqa: ANN001, F
     again = client.get("/static/web/broker.css", headers={"If-None-Match": css.headers["ETag"]})
     assert again.status_code == 304
     assert "no-cache" in client.get("/").headers["Cache-Control"]
+
+
+def test_a_registry_objects_etag_stays_its_version_for_clients_that_take_brotli(site):  # noqa: ANN001, F811
+    """Compressing a registry read made its ETag "1:br", which If-Match then no longer named."""
+    from tests.conftest import ADMIN
+
+    _broker, client = site
+    read = client.get("/api/v1/facilities/ill", headers={**ADMIN, "Accept-Encoding": "br, gzip"})
+    assert read.status_code == 200 and read.headers["ETag"] == '"1"'
+    patched = client.patch("/api/v1/facilities/ill", json={"name": "Institut Laue-Langevin"},
+                           headers={**ADMIN, "If-Match": read.headers["ETag"], "Accept-Encoding": "br"})
+    assert patched.status_code == 200, patched.text

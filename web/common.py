@@ -78,11 +78,20 @@ STATIC_MAX_AGE = 3600  # seconds a browser keeps the portal's CSS and JS before 
 
 @blueprint.record_once
 def compress_responses(state: Any) -> None:
-    """gzip or brotli, as the browser accepts, for the app's pages, JSON, CSS and JS."""
+    """gzip or brotli, as the browser accepts, for the app's pages, JSON, CSS and JS. A response whose ETag
+    is a registry object's version is left as it is: compressing would make it "<version>:br", which an
+    If-Match of that object then no longer names."""
     state.app.config.setdefault("COMPRESS_ALGORITHM", ["br", "gzip"])
     # static files are streamed: let a repeated request with the compressed file's ETag get a 304
     state.app.config.setdefault("COMPRESS_STREAMING_ENDPOINT_CONDITIONAL", ["static", "web.static"])
-    Compress(state.app)
+    state.app.config["COMPRESS_REGISTER"] = False
+    compress = Compress(state.app)
+
+    @state.app.after_request
+    def _compressed(response: Response) -> Response:
+        if request.path.startswith("/api/") and response.get_etag()[0]:
+            return response
+        return compress.after_request(response)
 
 
 @blueprint.after_request
