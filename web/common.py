@@ -91,6 +91,8 @@ def compress_responses(state: Any) -> None:
     def _compressed(response: Response) -> Response:
         if request.path.startswith("/api/") and response.get_etag()[0]:
             return response
+        if response.status_code in (204, 304):  # no body: nothing to compress, nor to vary on
+            return response
         return compress.after_request(response)
 
 

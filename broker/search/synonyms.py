@@ -22,6 +22,7 @@ from registry.models import Facility
 MAX_SPAN = 6  # words in the longest name looked for
 MAX_PHRASES = 6  # other names matched per span (a query stays cheap)
 WORD = re.compile(r"[^\W_](?:[\w.+/']*[^\W_])?")
+NEGATION = re.compile(r"(?:^|\s)-\w|\bNOT\b")  # "lysozyme -spectroscopy", "lysozyme NOT spectroscopy"
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,8 @@ FACILITIES = FacilityNames()  # filled by the search service from the registry
 def expand(q: str) -> list[Term] | None:
     """The words of ``q`` with the other names of the techniques and facilities they name (longest
     name first), or None when no word of ``q`` has another name."""
+    if NEGATION.search(q):  # another reading would not carry the exclusion: keep the words as typed
+        return None
     words = WORD.findall(q.replace("-", " "))
     if not words or len(words) > 32:
         return None
