@@ -9,6 +9,8 @@ PORT   ?= 8080
 OIDC   := demo/oidc/node_modules/.installed
 # Debian's Chromium for the portal's browser tests (driven by Playwright for Python from the venv)
 CHROMIUM := /usr/bin/chromium
+# Debian's Slurm and MUNGE for the launch tests against jupyterhub-moss (the tests start the daemons)
+SLURM  := /usr/sbin/slurmctld
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: demo test install bench constraints clean
@@ -33,10 +35,14 @@ $(CHROMIUM):
 	$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq \
 		chromium fonts-dejavu-core || echo "chromium could not be installed: the browser tests will SKIP"
 
-test: $(STAMP) $(OIDC) $(CHROMIUM)
+$(SLURM):
+	$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq \
+		slurm-wlm munge || echo "slurm-wlm could not be installed: the moss+Slurm launch tests will SKIP"
+
+test: $(STAMP) $(OIDC) $(CHROMIUM) $(SLURM)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-bench: $(STAMP) $(OIDC)
+bench: $(STAMP) $(OIDC) $(SLURM)
 	$(BIN)/python bench/registry.py
 	$(BIN)/python bench/search.py
 	$(BIN)/python bench/launch.py
