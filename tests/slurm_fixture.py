@@ -53,6 +53,7 @@ SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
 GresTypes=gpu
 ReturnToService=2
+EnforcePartLimits=ALL
 MailProg=/bin/true
 SchedulerParameters=sched_interval=2
 MinJobAge=30

@@ -135,7 +135,7 @@ def misfit(partition: dict[str, Any], wanted: dict[str, Any]) -> str | None:
     if gpus and limit == 0:
         return f"partition {name} has no GPU"
     if gpus and limit is not None and gpus > limit:
-        return f"partition {name} has at most {limit} GPUs"
+        return f"partition {name} has at most {_count(limit, 'GPU')}"
     if wanted.get("cpus") and partition.get("max_cpus") and wanted["cpus"] > partition["max_cpus"]:
         return f"partition {name} has at most {partition['max_cpus']} CPUs"
     if wanted.get("memory_gb") and partition.get("max_memory_gb") and wanted["memory_gb"] > partition["max_memory_gb"]:
@@ -148,12 +148,16 @@ def misfit(partition: dict[str, Any], wanted: dict[str, Any]) -> str | None:
     return None
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
 def offer(partition: dict[str, Any]) -> str:
     """What a partition takes at most, for the message of a refusal."""
     parts = [f"{partition['max_cpus']} CPUs" if partition.get("max_cpus") else None,
              f"{partition['max_memory_gb']:g} GB" if partition.get("max_memory_gb") else None]
     gpus = _gpus(partition)
-    parts.append("no GPU" if gpus == 0 else f"{gpus} GPUs" if gpus else "GPUs")
+    parts.append("no GPU" if gpus == 0 else _count(gpus, "GPU") if gpus else "GPUs")
     if partition.get("max_runtime_hours"):
         parts.append(f"{partition['max_runtime_hours']:g} h")
     return f"{partition['id']} up to " + ", ".join(p for p in parts if p)
