@@ -57,6 +57,9 @@ TROUBLE = "trouble reaching the service, trying again: "
 STOP_FAILED = "the service did not stop the session: "
 FOLLOWERS = 32  # event streams followed at once by one process
 STARTERS = 16  # steps (a start may be held by the service for its slow-spawn timeout) run at once
+# a hub holds a start's POST for its slow-spawn timeout (configurable up to 300 s): the read timeout of
+# starts is above it; the connector bounds each call by the service's own setting
+START_READ_SECONDS = 320.0
 
 
 class LaunchService:
@@ -64,6 +67,8 @@ class LaunchService:
                  federation_wide: tuple[str, ...] = ("egi",), auth: Any = None):
         self.store = store
         self.http = http
+        self.start_http = HttpClient(http.policy, replace(http.limits, read_timeout=START_READ_SECONDS,
+                                                          total_timeout=START_READ_SECONDS + 10))
         self.search = search
         self.box = box
         self.federation_wide = federation_wide
@@ -342,11 +347,11 @@ class LaunchService:
             timeout = int(service.connector_config.get("start_timeout_seconds", DEFAULT_START_TIMEOUT))
             self._move(launch_id, LaunchState.SUBMITTED, f"asking {service.title} to start a session",
                        deadline=utcnow() + timedelta(seconds=timeout))
-            progress = connector.launch(self.http, target)
+            progress = connector.launch(self.start_http, target)
         elif state == LaunchState.SUBMITTED:
             if time.monotonic() < self._retry_at.get(launch_id, 0.0):
                 return
-            progress = connector.launch(self.http, target)  # tolerates "already running": never a second one
+            progress = connector.launch(self.start_http, target)  # tolerates "already running": never a second one
         else:
             progress = connector.poll(self.http, target)
         if progress.overloaded and not progress.retry_after:
