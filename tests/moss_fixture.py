@@ -15,9 +15,11 @@ from tests.jupyterhub_fixture import RunningHub, start_hub
 from tests.slurm_fixture import RunningSlurm
 
 USERNAME_PATTERN = r"^[a-z][a-z0-9_.-]{0,31}$"
+SLOW_SPAWN_SECONDS = 4
 BIN = str(Path(sys.executable).parent)
 
 MOSS_CONFIG = f'''
+SLOW_SPAWN_SECONDS = {SLOW_SPAWN_SECONDS}
 import jupyterhub_moss
 import traitlets
 
@@ -43,6 +45,8 @@ c.MOSlurmSpawner.start_timeout = 120
 c.MOSlurmSpawner.startup_poll_interval = 0.5
 c.Spawner.env_keep = ["PATH", "LANG", "LC_ALL", "SLURM_CONF", "VIRTUAL_ENV"]
 c.Spawner.args = ["--allow-root"]
+# ESRF keeps JupyterHub's 10 s; shorter here so that a start held by the hub costs the tests less time
+c.JupyterHub.tornado_settings = {{"slow_spawn_timeout": SLOW_SPAWN_SECONDS}}
 c.Authenticator.username_pattern = {USERNAME_PATTERN!r}
 c.MOSlurmSpawner.partitions = {{
     "cpu": {{"description": "x86 CPUs", "architecture": "x86_86", "gpu": "", "simple": True, "max_runtime": 14400,

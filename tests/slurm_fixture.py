@@ -57,7 +57,7 @@ EnforcePartLimits=ALL
 MailProg=/bin/true
 SchedulerParameters=sched_interval=2
 MinJobAge=30
-KillWait=2
+KillWait=1
 InactiveLimit=0
 SlurmctldTimeout=10
 SlurmdTimeout=30

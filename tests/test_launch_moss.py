@@ -7,6 +7,7 @@ a session left running holds the node's memory."""
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from broker.registry_kinds import KINDS
 from broker.search.model import Dataset, DocumentRef
 from tests.conftest import make_settings
 from tests.jupyterhub_fixture import stop_hub
-from tests.moss_fixture import BIN, USERNAME_PATTERN, start_moss_hub
+from tests.moss_fixture import BIN, SLOW_SPAWN_SECONDS, USERNAME_PATTERN, start_moss_hub
 from tests.slurm_fixture import start_slurm, stop_slurm
 from tests.test_launch import (  # the plain-hub launch tests, run here against the moss hub too  # noqa: F401
     person,
@@ -77,6 +78,7 @@ def register_esrf(broker, hub, data_root: Path) -> None:  # noqa: ANN001
         "capabilities": {"partitions": PARTITIONS, "profiles": ["default", "lab"], "interfaces": ["jupyterlab", "notebook"]},
         "connector_config": {
             "flavour": "moss", "spawner": "jupyterhub_moss.MOSlurmSpawner", "start_timeout_seconds": 90,
+            "slow_spawn_timeout_seconds": SLOW_SPAWN_SECONDS,
             "environments": {"default": {"path": BIN}, "lab": {"path": BIN}},
             "user_options": {"runtime": "1:00:00", "output": "/dev/null", "default_url": "/lab"},
             "data_path_template": f"{data_root}/visitor/{{proposal}}/{{instrument}}",
@@ -212,7 +214,7 @@ def test_a_gpu_launch_goes_to_the_gpu_partition_with_its_gres(broker, hub, slurm
 
 def test_five_launches_at_once_end_ready_or_waiting_in_slurm_and_a_cancel_removes_the_job(broker, hub, slurm):  # noqa: ANN001
     """3 sessions of 1 GB fit the node's 3900 MB: the 4th and 5th Slurm jobs wait for memory (the hub holds
-    each start for its slow-spawn timeout, 10 s, without stalling the others); the 5th first waits in the
+    each start for its slow-spawn timeout without stalling the others); the 5th first waits in the
     broker's admission queue (4 starts at a time)."""
     eve, _ = esrf_person(broker, "eve", "eve")
     datasets = [Dataset(pid=f"esrf/run-{n}", facility="esrf", title=f"Run {n}", source="esrf-search") for n in range(5)]
@@ -258,8 +260,8 @@ def test_five_launches_at_once_end_ready_or_waiting_in_slurm_and_a_cancel_remove
     broker.launches.wait_for_steps()
     assert broker.launches.get(eve, waiting[0]["id"])["state"] == "cancelled"
     assert [e["state"] for e in broker.launches.events(eve, waiting[0]["id"])].count("ready") == 0
-    for x in launches:
-        broker.launches.cancel(eve, x["id"])
+    with ThreadPoolExecutor(5) as pool:  # stopping a Slurm job takes a second or two: all at once
+        list(pool.map(lambda x: broker.launches.cancel(eve, x["id"]), launches))
     assert slurm_jobs_gone(slurm), slurm.jobs()
 
 
