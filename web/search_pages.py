@@ -125,6 +125,8 @@ def render_dataset(pid: str, form: Any = None, errors: dict[str, str] | None = N
     return render_template("dataset.html", dataset=dataset, candidates=candidates, services=services,
                            choices=_choices([services[c["service_id"]] for c in candidates
                                              if c["fits"] and c["service_id"] in services]),
+                           offers_gpu=any(services[c["service_id"]]["capabilities"]["gpu"] for c in candidates
+                                          if c["fits"] and c["service_id"] in services),
                            idempotency_key=str(uuid.uuid4()), signed_in=person is not None,
                            form=form or {}, errors=errors or {}, summary=summary)
 
