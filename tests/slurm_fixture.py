@@ -96,7 +96,7 @@ def _program(name: str) -> str:
     return shutil.which(name) or str(Path("/usr/sbin", name))
 
 
-def start_slurm(directory: Path) -> RunningSlurm:
+def start_slurm(directory: Path, cpus: int = NODE_CPUS, memory_mb: int = NODE_MEMORY_MB) -> RunningSlurm:
     """munged, slurmctld and slurmd in the foreground; waits until the node takes jobs. Skips the
     calling tests, saying why, when Slurm cannot run on this machine."""
     reason = missing_reason()
@@ -114,8 +114,8 @@ def start_slurm(directory: Path) -> RunningSlurm:
     ctld_port, d_port = _free_ports(2)
     conf = directory / "slurm.conf"
     conf.write_text(SLURM_CONF.format(host=socket.gethostname(), ctld_port=ctld_port, d_port=d_port,
-                                      munge_socket=munge_socket, dir=directory, cpus=NODE_CPUS,
-                                      memory=NODE_MEMORY_MB))
+                                      munge_socket=munge_socket, dir=directory, cpus=cpus,
+                                      memory=memory_mb))
     (directory / "gres.conf").write_text("NodeName=pbnode Name=gpu File=/dev/null\n")
     env = {**os.environ, "SLURM_CONF": str(conf)}
     running = RunningSlurm(directory, env)

@@ -117,3 +117,35 @@ def test_the_connector_validates_what_the_operator_registers(config, field):  # 
 def test_esrfs_registration_is_accepted():
     assert load(JupyterHubConfig, {**MOSS, "username_claim": "preferred_username",
                                    "username_pattern": "^[a-z][a-z0-9_.-]{0,31}$"}, prefix="connector_config")
+
+
+def test_the_registration_docs_show_for_esrf_is_accepted_and_routes_gpu_requests(tmp_path):  # noqa: ANN001
+    import json
+    import re
+    from pathlib import Path
+
+    from broker.app import build_broker
+    from broker.authz import Principal
+    from broker.launch.routing import LinkedIdentity, judge
+    from broker.registry_kinds import KINDS
+    from broker.search.model import Dataset
+    from registry.models import ComputeService, Facility
+    from tests.conftest import make_settings
+
+    docs = (Path(__file__).resolve().parent.parent / "docs" / "operators.md").read_text()
+    example = json.loads(re.search(r"ESRF's hub, as it would be registered.*?```json\n(.*?)```", docs, re.S).group(1))
+    broker = build_broker(make_settings(tmp_path))
+    admin = Principal("test", admin=True)
+    broker.registry.create(admin, KINDS.facility, {"id": "esrf", "name": "ESRF", "country": "FR",
+                                                   "accepted_issuers": ["esrf-idp"]})
+    broker.registry.create(admin, KINDS.service, example)
+    with broker.store.session() as session:
+        service, facility = session.get(ComputeService, example["id"]), session.get(Facility, "esrf")
+        dataset = Dataset(pid="esrf/1", facility="esrf", title="t", source="s")
+        me = (LinkedIdentity("esrf-idp", "Xavier X@esrf.fr", {"preferred_username": "xavier"}),)
+        gpu = judge(service, facility, dataset, {"esrf-idp"}, {"gpu": True, "cpus": 8}, home=True, identities=me)
+        assert gpu.fits and gpu.partition == "jupyter-gpu"
+        too_big = judge(service, facility, dataset, {"esrf-idp"}, {"gpu": True, "cpus": 24}, home=True,
+                        identities=me)
+        assert not too_big.fits and "partition jupyter-gpu has at most 16 CPUs" in too_big.reason
+    broker.index.close()
