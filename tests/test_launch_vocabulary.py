@@ -149,3 +149,14 @@ def test_the_registration_docs_show_for_esrf_is_accepted_and_routes_gpu_requests
                         identities=me)
         assert not too_big.fits and "partition jupyter-gpu has at most 16 CPUs" in too_big.reason
     broker.index.close()
+
+
+def test_a_binder_opens_the_datasets_folder_of_its_repository():
+    from connectors.binderhub import BinderHubConnector
+
+    config = {"default_repository": "gh/panosc-eu/notebooks/HEAD", "data_path_template": "/data/{proposal}"}
+    opened = LaunchTarget("https://binder.egi.example", config, None, None, "", {}, facts={"proposal": "9-13-612"})
+    assert BinderHubConnector().deep_link(opened) == ("https://binder.egi.example/v2/gh/panosc-eu/notebooks/HEAD"
+                                                      "?labpath=data%2F9-13-612")
+    unknown = LaunchTarget("https://binder.egi.example", config, None, None, "", {}, facts={})
+    assert BinderHubConnector().deep_link(unknown).endswith("/v2/gh/panosc-eu/notebooks/HEAD?labpath=data")

@@ -333,8 +333,9 @@ class LaunchService:
             return
         if deadline is not None and utcnow() > deadline:
             last = self._last_trouble(launch_id)
+            queued = "; the batch job was still waiting in the facility's queue" if state == LaunchState.WAITING else ""
             self._move(launch_id, LaunchState.FAILED, f"{service.title} did not start the session in time "
-                       f"(start timeout)" + (f"; last trouble: {last}" if last else ""), overloaded=True)
+                       f"(start timeout){queued}" + (f"; last trouble: {last}" if last else ""), overloaded=True)
             try:  # recorded first: a stream that answers the stop with "ready" must not revive the launch
                 connector.stop(self.http, target)
             except UpstreamError as exc:
