@@ -27,6 +27,7 @@ from tests.test_launch import (  # the plain-hub launch tests, run here against 
     person,
     test_a_retry_returns_the_same_launch_and_never_a_second_session,
     test_after_a_crash_between_start_and_record_the_launch_is_reconciled,
+    test_the_launch_api,
 )
 
 ADMIN = Principal("test", admin=True)

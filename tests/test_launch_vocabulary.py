@@ -160,3 +160,21 @@ def test_a_binder_opens_the_datasets_folder_of_its_repository():
                                                       "?labpath=data%2F9-13-612")
     unknown = LaunchTarget("https://binder.egi.example", config, None, None, "", {}, facts={})
     assert BinderHubConnector().deep_link(unknown).endswith("/v2/gh/panosc-eu/notebooks/HEAD?labpath=data")
+
+
+def test_a_partition_gres_without_a_count_place_is_refused_naming_the_field(tmp_path):  # noqa: ANN001
+    from broker.app import build_broker
+    from broker.authz import Principal
+    from broker.registry_kinds import KINDS
+    from tests.conftest import make_settings
+
+    broker = build_broker(make_settings(tmp_path))
+    admin = Principal("test", admin=True)
+    broker.registry.create(admin, KINDS.facility, {"id": "esrf", "name": "ESRF", "country": "FR"})
+    with pytest.raises(InvalidInput) as refused:
+        broker.registry.create(admin, KINDS.service, {
+            "facility_id": "esrf", "kind": "jupyterhub", "title": "hub", "base_url": "https://hub.esrf.example",
+            "capabilities": {"partitions": [{"id": "gpu", "gres": "gpu:1"}]}})
+    assert [e.message for e in refused.value.errors] == [
+        "a Slurm gres with {} for the GPU count, e.g. gpu:{} or gpu:a100:{}"]
+    broker.index.close()

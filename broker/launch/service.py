@@ -346,8 +346,9 @@ class LaunchService:
             return
         if state == LaunchState.ROUTED:
             timeout = int(service.connector_config.get("start_timeout_seconds", DEFAULT_START_TIMEOUT))
-            self._move(launch_id, LaunchState.SUBMITTED, f"asking {service.title} to start a session",
-                       deadline=utcnow() + timedelta(seconds=timeout))
+            if not self._move(launch_id, LaunchState.SUBMITTED, f"asking {service.title} to start a session",
+                              deadline=utcnow() + timedelta(seconds=timeout)):
+                return  # cancelled meanwhile: nothing is sent
             progress = connector.launch(self.start_http, target)
         elif state == LaunchState.SUBMITTED:
             if time.monotonic() < self._retry_at.get(launch_id, 0.0):
@@ -369,12 +370,14 @@ class LaunchService:
             self._settle(launch_id, progress, target, service)
 
     def _settle(self, launch_id: str, progress: LaunchProgress, target: LaunchTarget, service: ComputeService) -> None:
-        """Record what the service reported; a session that came up after the launch was cancelled is
-        stopped (the cancel wins)."""
+        """Record what the service reported; a session that started or came up after the launch was
+        cancelled is stopped (the cancel wins)."""
         moved = self._move(launch_id, LaunchState(progress.state), progress.message, url=progress.url,
                            secret=progress.secret)
-        if not moved and progress.state == LaunchState.READY.value and self._state(launch_id) == LaunchState.CANCELLED:
-            self._note(launch_id, "the service reported the session ready after the cancel: stopping it")
+        alive = (LaunchState.READY.value, LaunchState.STARTING.value, LaunchState.WAITING.value)
+        if not moved and progress.state in alive and self._state(launch_id) == LaunchState.CANCELLED:
+            # a start that was on its way when the cancel was recorded: stop what it started
+            self._note(launch_id, f"the service reported the session {progress.state} after the cancel: stopping it")
             try:
                 self._stop(launch_id, target, service)
             except Conflict:
