@@ -1,7 +1,9 @@
 """JupyterHub (REST API under ``/hub/api``): health, and launching a named server for a dataset.
 
 The broker is a JupyterHub service whose token has the ``admin:users`` and ``servers`` scopes. A
-start is never posted twice blindly: after an error, the server's state is read and followed.
+start is never posted twice blindly: after an error, the server's state is read and followed. The
+request is sent in the vocabulary of the hub's spawner (``flavour``): the broker's own keys for hubs
+whose profiles read them, or every key jupyterhub-moss reads for Slurm hubs (see docs/operators.md).
 """
 from __future__ import annotations
 
@@ -31,14 +33,10 @@ from connectors.base import (
 from connectors.errors import UpstreamBadResponse, UpstreamError, UpstreamTimeout
 from connectors.http import HttpClient, json_body
 
-
 # jupyterhub-moss 10.1's user_options: on the REST path it reads every one of them (a missing key is a
 # KeyError in the spawn) and turns none into another (ngpus is not made into gres; no prologue is built)
 MOSS_KEYS = ("partition", "runtime", "nprocs", "memory", "reservation", "ngpus", "options", "output", "environment_id",
              "environment_path", "environment_modules", "default_url", "root_dir", "gres", "prologue")
-# set by the broker from the request and the registry, never from a default
-MOSS_FROM_REQUEST = ("partition", "nprocs", "memory", "ngpus", "gres", "environment_path", "environment_modules",
-                     "root_dir")
 SLURM_TIME = re.compile(r"^(\d+-\d{1,2}(:\d{1,2}){0,2}|\d+(:\d{1,2}){0,2})$")  # sbatch --time formats
 ONE_LINE = validate.Regexp(r"^[^\r\n]*$", error="must be a single line")
 
