@@ -9,6 +9,8 @@ PORT   ?= 8080
 OIDC   := demo/oidc/node_modules/.installed
 # Debian's Chromium for the portal's browser tests (driven by Playwright for Python from the venv)
 CHROMIUM := /usr/bin/chromium
+# Debian's Slurm and MUNGE for the launch tests against jupyterhub-moss (the tests start the daemons)
+SLURM  := /usr/sbin/slurmctld
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # the real PaNOSC reference Search API (LoopBack 3), copied from the shared peers folder and installed once per
 # package-lock.json; the tests point its memory connector at their own data file through DB_FILE
@@ -51,10 +53,14 @@ $(CHROMIUM):
 	$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq \
 		chromium fonts-dejavu-core || echo "chromium could not be installed: the browser tests will SKIP"
 
-test: $(STAMP) $(OIDC) $(CHROMIUM) $(PANOSC)
+$(SLURM):
+	$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq \
+		slurm-wlm munge || echo "slurm-wlm could not be installed: the moss+Slurm launch tests will SKIP"
+
+test: $(STAMP) $(OIDC) $(CHROMIUM) $(SLURM) $(PANOSC)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-bench: $(STAMP) $(OIDC) $(PANOSC)
+bench: $(STAMP) $(OIDC) $(SLURM) $(PANOSC)
 	$(BIN)/python bench/registry.py
 	$(BIN)/python bench/search.py
 	$(BIN)/python bench/synonyms.py

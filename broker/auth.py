@@ -278,6 +278,12 @@ class AuthService:
         return dict(decoded.claims)
 
     def _person(self, config: IssuerConfig, subject: str, claims: dict[str, Any], link_person: str | None) -> str:
+        person_id = self._find_or_make_person(config, subject, claims, link_person)
+        self.people.remember_claims(config.name, subject, claims)  # e.g. the hub user name a service maps to
+        return person_id
+
+    def _find_or_make_person(self, config: IssuerConfig, subject: str, claims: dict[str, Any],
+                             link_person: str | None) -> str:
         known = self.people.find(config.name, subject)
         system = Principal("login", admin=True)
         if link_person:

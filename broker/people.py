@@ -24,6 +24,9 @@ from registry.schemas import ISSUER_NAME, SLUG, StrictSchema
 from registry.store import Store
 
 TOKEN_PREFIX = "pbk"
+# claims about the token, not the person: never kept
+PLUMBING_CLAIMS = frozenset({"iss", "aud", "exp", "iat", "nbf", "nonce", "at_hash", "c_hash", "auth_time", "azp",
+                             "sid", "jti", "acr", "amr", "typ", "session_state", "s_hash"})
 MAX_TOKEN_DAYS = 366
 
 
@@ -105,6 +108,16 @@ class PeopleService:
             self._audit(session, actor, "link", person_id, None, {"issuer": values["issuer"]})
             session.flush()
             return self._show(person)
+
+    def remember_claims(self, issuer: str, subject: str, claims: dict[str, Any]) -> None:
+        """Keep the naming claims an issuer sent at sign-in (short strings only: user names, e-mail, a
+        facility's uid), replacing the previous ones; services that map users read them at launch."""
+        kept = {k: v for k, v in claims.items() if isinstance(k, str) and isinstance(v, str) and len(k) <= 100
+                and len(v) <= 300 and k not in PLUMBING_CLAIMS}
+        with self.store.session() as session:
+            identity = session.scalar(select(Identity).where(Identity.issuer == issuer, Identity.subject == subject))
+            if identity is not None:
+                identity.claims = dict(sorted(kept.items())[:50])
 
     def unlink(self, actor: Principal, person_id: str, issuer: str, subject: str) -> dict[str, Any]:
         self._require_self_or_admin(actor, person_id)

@@ -7,16 +7,21 @@ the entry-point group ``panbroker.connectors`` (the built-in ones too) and looke
 """
 from __future__ import annotations
 
+import math
+import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar
 
 import requests
-from marshmallow import EXCLUDE, RAISE, Schema, fields, validate
+from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validate
 
 from connectors.errors import AddressBlocked, UpstreamError
 from connectors.http import HttpClient, json_body
 from registry.models import HealthStatus, TargetType
+
+
+PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 
 
 @dataclass(frozen=True)
@@ -118,6 +123,11 @@ class LaunchTarget:
     dois: tuple[str, ...] = ()
     dataset_pid: str = ""
     user_token: str | None = None  # the user's own access token, for services called on their behalf
+    # the request in the broker's vocabulary, for the connector to translate into the service's
+    resources: dict[str, Any] = field(default_factory=dict)  # cpus, memory_gb, gpus, runtime_hours, profile, ...
+    interface: str | None = None
+    partition: dict[str, Any] | None = None  # the registered capabilities of the partition routing chose
+    facts: dict[str, str] = field(default_factory=dict)  # pid, doi, proposal, instrument, year, landing_url
 
 
 @dataclass(frozen=True)
@@ -127,10 +137,86 @@ class LaunchProgress:
     url: str | None = None
     retry_after: float | None = None
     secret: str | None = None  # a token that opens the session (Binder's), kept encrypted with the launch
+    overloaded: bool = False  # the service showed overload (503, a timeout): fewer starts should be sent
+
+
+class RequestRefused(ValueError):
+    """The service cannot take this request as asked (a value outside its vocabulary or its rules):
+    the launch fails alone, naming what to change; the service is not overloaded."""
+
+
+# -- where a service keeps a dataset's files: a path template over the dataset's metadata -----------
+PATH_PLACEHOLDERS = ("proposal", "instrument", "year", "pid", "facility")
+SAFE_PATH_VALUE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")
+
+
+def check_path_template(value: str) -> None:
+    """For a ``data_path_template`` field: an absolute path whose {placeholders} are known ones."""
+    unknown = sorted({n for n in PLACEHOLDER.findall(value) if n not in PATH_PLACEHOLDERS})
+    if unknown:
+        raise ValidationError(f"unknown placeholder(s) {', '.join(unknown)}; use {', '.join(PATH_PLACEHOLDERS)}")
+    if not value.startswith("/") or "\n" in value or "/../" in value + "/":
+        raise ValidationError("an absolute path such as /data/visitor/{proposal}/{instrument}")
+
+
+def data_path(template: str | None, facts: dict[str, str]) -> tuple[str | None, str]:
+    """The dataset's folder from the service's template, and a sentence saying where the data is.
+
+    A placeholder the dataset has no (safe) value for ends the path just before it: the session opens
+    at the deepest folder that is certain, and the sentence says which value was missing."""
+    documented = facts.get("landing_url")
+    if not template:
+        where = f"documented at {documented}" if documented else "not registered by the service"
+        return None, f"the dataset's location is {where}"
+    path = ""
+    for literal, name in _pieces(template):
+        path += literal
+        if name is None:
+            continue
+        value = facts.get(name, "")
+        if not value or not SAFE_PATH_VALUE.match(value) or ".." in value.split("/"):
+            folder = path.rsplit("/", 1)[0] or "/"
+            return folder, f"the dataset's {name} is {'unusable in a path' if value else 'not known'}: opened {folder}"
+        path += value
+    return path, f"the dataset's folder is {path}"
+
+
+def _pieces(template: str) -> list[tuple[str, str | None]]:
+    pieces, at = [], 0
+    for match in PLACEHOLDER.finditer(template):
+        pieces.append((template[at:match.start()], match.group(1)))
+        at = match.end()
+    return pieces + [(template[at:], None)]
+
+
+def generic_user_options(target: LaunchTarget) -> dict[str, Any]:
+    """The broker's own vocabulary, for hubs that read the options themselves (a plain JupyterHub with
+    profiles): dataset identifiers, resources in whole units, the dataset's folder."""
+    resources, facts = target.resources, target.facts
+    gpus = int(resources.get("gpus") or (1 if resources.get("gpu") else 0))
+    folder, _ = data_path(target.config.get("data_path_template"), facts)
+    options = {"dataset_pid": target.dataset_pid, "doi": ",".join(target.dois), "proposal": ",".join(target.proposals),
+               "partition": resources.get("partition"), "profile": resources.get("profile"),
+               "nprocs": resources.get("cpus"), "memory": slurm_memory(resources.get("memory_gb")),
+               "gpu": gpus or None, "interface": target.interface, "data_path": folder}
+    return {k: v for k, v in options.items() if v not in (None, "")}
+
+
+def slurm_memory(gigabytes: float | None) -> str | None:
+    """Memory in a whole unit Slurm takes: whole gigabytes as ``4G``, else whole megabytes (``512M``)."""
+    if not gigabytes:
+        return None
+    megabytes = math.ceil(gigabytes * 1024)
+    return f"{megabytes // 1024}G" if megabytes % 1024 == 0 else f"{megabytes}M"
 
 
 class ServiceConnector(Connector):
     target = TargetType.SERVICE
+
+    def user_options(self, target: LaunchTarget) -> dict[str, Any]:
+        """The request in this service's vocabulary; raises ``RequestRefused`` naming what the service
+        cannot take. Kinds (and flavours) with their own vocabulary override it."""
+        return generic_user_options(target)
 
     def deep_link(self, target: LaunchTarget) -> str | None:
         """The service's own launch page for the dataset, or None when the kind has none."""

@@ -3,12 +3,20 @@ event stream (``GET /build/<provider>/<spec>``) followed to a ready server URL a
 from __future__ import annotations
 
 from typing import Callable
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import requests
 from marshmallow import fields, validate
 
-from connectors.base import ConfigSchema, LaunchProgress, LaunchTarget, ServiceConnector, url_field
+from connectors.base import (
+    ConfigSchema,
+    LaunchProgress,
+    LaunchTarget,
+    ServiceConnector,
+    check_path_template,
+    data_path,
+    url_field,
+)
 from connectors.errors import UpstreamBadResponse, UpstreamError
 from connectors.http import HttpClient, json_body
 
@@ -21,6 +29,8 @@ PHASE_WORDS = {"waiting": "waiting for a build slot", "fetching": "fetching the 
 class BinderHubConfig(ConfigSchema):
     health_url = url_field()
     default_repository = fields.String(validate=validate.Length(max=500))
+    # where the repository holds a dataset's files, e.g. /data/{proposal}: the session opens there
+    data_path_template = fields.String(validate=[validate.Length(max=500), check_path_template])
     start_timeout_seconds = fields.Integer(validate=validate.Range(min=10, max=7200))
     max_concurrent_spawns = fields.Integer(validate=validate.Range(min=1, max=200))
 
@@ -33,7 +43,16 @@ class BinderHubConnector(ServiceConnector):
     def deep_link(self, target: LaunchTarget) -> str | None:
         """BinderHub's build-and-launch page of the configured repository (e.g. gh/org/repo/HEAD)."""
         repository = target.config.get("default_repository")
-        return f"{target.base_url.rstrip('/')}/v2/{repository}" if repository else None
+        if not repository:
+            return None
+        folder = self._folder(target)
+        return f"{target.base_url.rstrip('/')}/v2/{repository}" + (f"?{urlencode({'labpath': folder})}" if folder else "")
+
+    @staticmethod
+    def _folder(target: LaunchTarget) -> str | None:
+        """The dataset's folder inside the repository (BinderHub's ``labpath``), from the template."""
+        folder, _ = data_path(target.config.get("data_path_template"), target.facts)
+        return folder.lstrip("/") or None if folder else None
 
     # -- API mode: the event stream both builds and launches; it must stay open until ready ----------
     def launch(self, client: HttpClient, target: LaunchTarget) -> LaunchProgress:
@@ -55,7 +74,9 @@ class BinderHubConnector(ServiceConnector):
                 if phase == "ready":
                     if not event.get("url"):
                         return LaunchProgress("failed", "the Binder said ready but sent no URL")
-                    return LaunchProgress("ready", "the Binder is ready", url=str(event["url"]),
+                    folder = self._folder(target)
+                    url = str(event["url"]).rstrip("/") + (f"/lab/tree/{quote(folder)}" if folder else "")
+                    return LaunchProgress("ready", "the Binder is ready", url=url,
                                           secret=str(event.get("token") or "") or None)
                 if phase == "failed":
                     return LaunchProgress("failed", f"the Binder reports: {message or 'the build failed'}")

@@ -71,9 +71,10 @@ class VisaConnector(JsonProbe, ServiceConnector):
                                   f"{', '.join(target.proposals) or '-'} / DOI {', '.join(target.dois) or '-'}")
         ids = [str(e["id"]) for e in experiments]
         plans = self._call(client, target, "GET", "/plans?" + urlencode({"experiments": ",".join(ids)})).get("data")
-        plan = _fitting_plan(plans or [], target.user_options)
+        plan = _fitting_plan(plans or [], target.resources)
         if plan is None:
-            return LaunchProgress("failed", "no VISA plan offers the CPUs and memory asked for")
+            return LaunchProgress("failed", "no VISA plan offers the CPUs and memory asked for"
+                                  + (f" (plan {target.resources['plan']})" if target.resources.get("plan") else ""))
         self._call(client, target, "POST", "/account/instances", json={
             "name": target.server_name, "comments": f"Analysis of {target.dataset_pid} (PaN Broker)",
             "planId": plan["id"], "screenWidth": 1920, "screenHeight": 1080,
@@ -101,10 +102,14 @@ class VisaConnector(JsonProbe, ServiceConnector):
         return LaunchProgress("stopped", "the VISA instance was deleted")
 
 
-def _fitting_plan(plans: list[dict[str, Any]], options: dict[str, Any]) -> dict[str, Any] | None:
-    """The smallest plan whose flavour has the CPUs and memory (GB; VISA flavours count MB) asked for."""
-    cpus = float(options.get("nprocs") or 0)
-    memory_mb = float(str(options.get("memory", "0G")).rstrip("G") or 0) * 1024
+def _fitting_plan(plans: list[dict[str, Any]], resources: dict[str, Any]) -> dict[str, Any] | None:
+    """The smallest plan whose flavour has the CPUs and memory (GB; VISA flavours count MB) asked for,
+    or the one named by ``plan``."""
+    if resources.get("plan"):
+        return next((p for p in plans if str(p.get("id")) == str(resources["plan"])
+                     or p.get("name") == resources["plan"]), None)
+    cpus = float(resources.get("cpus") or 0)
+    memory_mb = float(resources.get("memory_gb") or 0) * 1024
     fitting = [p for p in plans if float(p["flavour"].get("cpu", 0)) >= cpus
                and float(p["flavour"].get("memory", 0)) >= memory_mb]
     return min(fitting, key=lambda p: (float(p["flavour"]["cpu"]), float(p["flavour"]["memory"])), default=None)

@@ -61,8 +61,9 @@ def _free_ports(n: int) -> list[int]:
     return ports
 
 
-def start_hub(workdir: Path, extra_config: str = "") -> RunningHub:
-    """A hub on loopback; ``extra_config`` is appended to its jupyterhub_config.py."""
+def start_hub(workdir: Path, extra_config: str = "", env: dict[str, str] | None = None) -> RunningHub:
+    """A hub on loopback; ``extra_config`` is appended to its jupyterhub_config.py, ``env`` added to its
+    environment."""
     hub = Path(sys.executable).with_name("jupyterhub")
     if not hub.exists() or not CHP.exists() or shutil.which("node") is None:
         pytest.skip("jupyterhub or configurable-http-proxy is missing (make test installs both): "
@@ -73,7 +74,7 @@ def start_hub(workdir: Path, extra_config: str = "") -> RunningHub:
     token = secrets.token_hex(16)
     env = {**os.environ, "HUB_PORT": str(port), "HUB_INTERNAL_PORT": str(internal), "PROXY_API_PORT": str(proxy_api),
            "CHP": str(CHP), "HUB_DIR": str(workdir), "BROKER_TOKEN": token,
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}", **(env or {})}
     log = open(workdir / "hub.log", "w")  # noqa: SIM115 - closed with the process
     process = subprocess.Popen([str(hub), "-f", str(workdir / "jupyterhub_config.py")], cwd=workdir, env=env,
                                stdout=log, stderr=subprocess.STDOUT)

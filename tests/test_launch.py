@@ -81,7 +81,7 @@ def test_a_dataset_is_launched_into_a_named_jupyterhub_server_with_its_options(b
                                                            "resources": {"cpus": 4, "partition": "x86"}})
     assert created and launch["state"] == "routed" and launch["service_id"] == "ill-hub"
     reasons = {c["service_id"]: (c["fits"], c["reason"]) for c in launch["decision"]}
-    assert reasons == {"ill-hub": (True, "fits; starts a session through its API"),
+    assert reasons == {"ill-hub": (True, "fits on partition x86; starts a session through its API"),
                        "ill-visa": (False, "a visa, not a jupyterhub")}
     done = run_to_end(broker, launch["id"], alice)
     assert done["state"] == "ready" and done["url"].startswith(f"{hub.url}/user/alice/pb-")

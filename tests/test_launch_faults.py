@@ -200,3 +200,35 @@ def test_kill_9_mid_spawn_then_restart_ends_with_one_server_and_one_launch(hub, 
     finally:
         second.terminate()
         second.wait(timeout=15)
+
+
+def test_a_cancel_during_the_start_is_final_and_the_server_is_gone(broker, hub):  # noqa: ANN001
+    """JupyterHub reports an interrupted pending spawn as ready on its progress stream: the cancel,
+    recorded first, still wins."""
+    ola = person(broker, "Ola")
+    started = launch(broker, ola, "cancel", "ill/run-5", "slow-4")
+    deadline = time.monotonic() + 20
+    while broker.launches.get(ola, started["id"])["state"] != "starting" and time.monotonic() < deadline:
+        broker.launches.advance()
+        time.sleep(0.2)
+    assert broker.launches.get(ola, started["id"])["state"] == "starting"
+    assert broker.launches.cancel(ola, started["id"])["state"] == "cancelled"
+    for _ in range(20):  # the follower's stream ends; a late "ready" must not revive the launch
+        broker.launches.advance()
+        time.sleep(0.3)
+    broker.launches.wait_for_steps()
+    assert broker.launches.get(ola, started["id"])["state"] == "cancelled"
+    assert "ready" not in [e["state"] for e in broker.launches.events(ola, started["id"])]
+    deadline = time.monotonic() + 15
+    while hub.api("/users/ola").json()["servers"] and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert hub.api("/users/ola").json()["servers"] == {}
+
+
+def test_a_refused_request_fails_alone_and_leaves_the_admission_bound(broker):  # noqa: ANN001
+    """The hub's spawner refuses the request (its pre-spawn hook fails): not overload."""
+    pat = person(broker, "Pat")
+    for n in range(2):
+        done = run_to_end(broker, launch(broker, pat, f"refused-{n}", f"ill/run-{6 + n}", "broken")["id"], pat)
+        assert done["state"] == "failed" and "scratch volume" in done["error"]
+    assert broker.launches.bounds.bound("ill-hub", 4) == 4

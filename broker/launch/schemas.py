@@ -10,6 +10,8 @@ class ResourcesSchema(StrictSchema):
     cpus = fields.Integer(strict=True, validate=validate.Range(min=1, max=1024))
     memory_gb = fields.Float(validate=validate.Range(min=0.1, max=16384))
     gpu = fields.Boolean()
+    gpus = fields.Integer(strict=True, validate=validate.Range(min=0, max=64))
+    runtime_hours = fields.Float(validate=validate.Range(min=0.01, max=10_000))
     partition = fields.String(validate=validate.Length(min=1, max=100))
     profile = fields.String(validate=validate.Length(min=1, max=200))
     plan = fields.String(validate=validate.Length(min=1, max=200))

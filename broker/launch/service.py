@@ -14,6 +14,7 @@ import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
@@ -24,14 +25,14 @@ from sqlalchemy.exc import IntegrityError
 from broker.authz import Principal
 from broker.errors import BrokerError, Conflict, FieldError, Forbidden, InvalidInput, MalformedRequest, NotFound
 from broker.launch.admission import AdmissionBounds, configured_bound
-from broker.launch.routing import Candidate, judge, rank
+from broker.launch.routing import Candidate, LinkedIdentity, hub_username, judge, rank
 from broker.launch.schemas import LaunchRequestSchema
 from broker.registry_kinds import iso, load
 from broker.search.model import Dataset
 from broker.search.service import SearchService
 from broker.secretbox import SecretBox
 from connectors import connector_for
-from connectors.base import LaunchProgress, LaunchTarget, ServiceConnector
+from connectors.base import LaunchProgress, LaunchTarget, RequestRefused, ServiceConnector
 from connectors.errors import UpstreamError
 from connectors.http import HttpClient
 from registry.models import (
@@ -51,9 +52,14 @@ from registry.store import Store
 log = logging.getLogger(__name__)
 
 DEFAULT_START_TIMEOUT = 300
-IN_FLIGHT = (LaunchState.SUBMITTED.value, LaunchState.STARTING.value)
+IN_FLIGHT = (LaunchState.SUBMITTED.value, LaunchState.STARTING.value, LaunchState.WAITING.value)
 TROUBLE = "trouble reaching the service, trying again: "
+STOP_FAILED = "the service did not stop the session: "
 FOLLOWERS = 32  # event streams followed at once by one process
+STARTERS = 16  # steps (a start may be held by the service for its slow-spawn timeout) run at once
+# a hub holds a start's POST for its slow-spawn timeout (configurable up to 300 s): the read timeout of
+# starts is above it; the connector bounds each call by the service's own setting
+START_READ_SECONDS = 320.0
 
 
 class LaunchService:
@@ -61,13 +67,17 @@ class LaunchService:
                  federation_wide: tuple[str, ...] = ("egi",), auth: Any = None):
         self.store = store
         self.http = http
+        self.start_http = HttpClient(http.policy, replace(http.limits, read_timeout=START_READ_SECONDS,
+                                                          total_timeout=START_READ_SECONDS + 10))
         self.search = search
         self.box = box
         self.federation_wide = federation_wide
         self.auth = auth  # broker.auth.AuthService: the user's own tokens for services that need them
         self.bounds = AdmissionBounds()
         self._followers = ThreadPoolExecutor(max_workers=FOLLOWERS, thread_name_prefix="launch-follow")
+        self._starters = ThreadPoolExecutor(max_workers=STARTERS, thread_name_prefix="launch-step")
         self._following: set[str] = set()
+        self._stepping: set[str] = set()  # launches whose step runs now (at most one step per launch)
         self._polling_only: set[str] = set()  # launches whose service offered no stream to follow
         self._retry_at: dict[str, float] = {}  # launches told to wait (429 Retry-After), by monotonic time
         self._lock = threading.Lock()
@@ -163,32 +173,50 @@ class LaunchService:
                                              .order_by(LaunchEvent.id))]
 
     def cancel(self, actor: Principal, launch_id: str) -> dict[str, Any]:
-        """Stop a running session or cancel one that is starting."""
+        """Stop a running session or cancel one that is starting. The cancel is recorded before the
+        service is asked to stop, and is final: a "ready" the service reports afterwards (JupyterHub
+        reports an interrupted spawn so) does not revive the launch. Asking again retries a stop
+        that failed."""
         with self.store.session() as session:
             launch = self._own(session, actor, launch_id)
             state = LaunchState(launch.state)
-        if state in (LaunchState.FAILED, LaunchState.CANCELLED, LaunchState.STOPPED):
+            retry_stop = state in (LaunchState.CANCELLED, LaunchState.STOPPED) and self._stop_failed(session, launch_id)
+        if state in (LaunchState.FAILED, LaunchState.CANCELLED, LaunchState.STOPPED) and not retry_stop:
             return self.get(actor, launch_id)
         final = LaunchState.STOPPED if state == LaunchState.READY else LaunchState.CANCELLED
-        target, service = self._target(launch_id)
-        message = "nothing to stop at the service (it was opened through its own page)"
-        if service is not None and service.launch_mode == LaunchMode.API and state != LaunchState.ROUTED:
-            try:
-                message = connector_for(service.kind).stop(self.http, target).message
-            except UpstreamError as exc:
-                raise Conflict(f"the service did not stop the session: {exc.detail}") from exc
-        self._move(launch_id, final, message)
+        target, service = self._target(launch_id, translate=False)
+        sent = service is not None and service.launch_mode == LaunchMode.API and state != LaunchState.ROUTED
+        if not retry_stop:
+            self._move(launch_id, final, "cancelled; asking the service to stop the session" if sent else
+                       "nothing to stop at the service (it was opened through its own page)"
+                       if service is not None and service.launch_mode == LaunchMode.DEEPLINK else "cancelled")
+        if sent:
+            self._stop(launch_id, target, service)
         return self.get(actor, launch_id)
+
+    def _stop(self, launch_id: str, target: LaunchTarget, service: ComputeService) -> None:
+        try:
+            self._note(launch_id, connector_for(service.kind).stop(self.http, target).message)
+        except UpstreamError as exc:
+            self._note(launch_id, f"{STOP_FAILED}{exc.detail}")
+            raise Conflict(f"cancelled, but the service did not stop the session yet ({exc.detail}); "
+                           "cancel again to retry") from exc
+
+    @staticmethod
+    def _stop_failed(session, launch_id: str) -> bool:  # noqa: ANN001
+        last = session.scalar(select(LaunchEvent.message).where(LaunchEvent.launch_id == launch_id)
+                              .order_by(LaunchEvent.id.desc()).limit(1))
+        return bool(last and last.startswith(STOP_FAILED))
 
     def preview(self, actor: Principal | None, dataset: Dataset, wanted: dict[str, Any]) -> list[dict[str, Any]]:
         """The routing decision a launch of ``dataset`` would get now: every candidate with its reason
         (no launch is recorded). Without a signed-in person, no identity is accepted anywhere."""
-        issuers: set[str] = set()
+        identities: tuple[LinkedIdentity, ...] = ()
         with self.store.session() as session:
             if actor is not None and actor.subject.startswith("person:"):
                 person = session.get(Person, actor.subject.removeprefix("person:"))
-                issuers = {i.issuer for i in person.identities} if person else set()
-            return [c.as_dict() for c in self._candidates(session, dataset, issuers, wanted)]
+                identities = _identities(person) if person else ()
+            return [c.as_dict() for c in self._candidates(session, dataset, identities, wanted)]
 
     # -- routing ------------------------------------------------------------------------------
     def _route(self, launch_id: str, dataset: Dataset | None = None) -> None:
@@ -196,7 +224,7 @@ class LaunchService:
         with self.store.session() as session:
             launch = session.get(Launch, launch_id)
             request, person = launch.request, session.get(Person, launch.person_id)
-            issuers = {i.issuer for i in person.identities}
+            identities = _identities(person)
         try:
             dataset = dataset or self.search.get(request["dataset"])
         except NotFound as exc:
@@ -204,7 +232,7 @@ class LaunchService:
             return
         wanted = {**request.get("resources", {}), **{k: request.get(k) for k in ("service_id", "kind", "interface")}}
         with self.store.session() as session:
-            candidates = self._candidates(session, dataset, issuers, wanted)
+            candidates = self._candidates(session, dataset, identities, wanted)
             chosen = rank(candidates, request.get("kind"))
             launch = session.get(Launch, launch_id)
             launch.decision = [c.as_dict() for c in candidates]
@@ -217,21 +245,26 @@ class LaunchService:
             else:
                 service = session.get(ComputeService, chosen.service_id)
                 facility = session.get(Facility, service.facility_id)
-                identity = next(i for i in person.identities if i.issuer in (facility.accepted_issuers or []))
+                identity = next(i for i in identities if i.issuer in (facility.accepted_issuers or []))
                 launch.service_id, launch.facility_id = service.id, service.facility_id
-                launch.username = identity.subject.lower()  # JupyterHub lower-cases user names
+                # JupyterHub lower-cases user names; a hub may name people by another claim (username_claim)
+                launch.username = (hub_username(service, facility, identities)[0] if service.kind == "jupyterhub"
+                                   else None) or identity.subject.lower()
                 launch.server_name = "pb-" + hashlib.sha256(dataset.pid.encode()).hexdigest()[:12]
                 new_state, message = LaunchState.ROUTED, f"routed to {service.title} ({chosen.reason})"
         self._move(launch_id, new_state, message)
 
-    def _candidates(self, session, dataset: Dataset, issuers: set[str], wanted: dict) -> list[Candidate]:  # noqa: ANN001
+    def _candidates(self, session, dataset: Dataset, identities: tuple[LinkedIdentity, ...],  # noqa: ANN001
+                    wanted: dict) -> list[Candidate]:
+        issuers = {i.issuer for i in identities}
         home = session.get(Facility, dataset.facility)
         services = list(home.services) if home else []
-        found = [judge(s, home, dataset, issuers, wanted, home=True) for s in sorted(services, key=lambda s: s.id)]
+        found = [judge(s, home, dataset, issuers, wanted, home=True, identities=identities)
+                 for s in sorted(services, key=lambda s: s.id)]
         if dataset.is_public and not any(c.fits for c in found):
             for facility in self._federation_wide(session):
                 if facility is not home:
-                    found += [judge(s, facility, dataset, issuers, wanted, home=False)
+                    found += [judge(s, facility, dataset, issuers, wanted, home=False, identities=identities)
                               for s in sorted(facility.services, key=lambda s: s.id)]
         return found
 
@@ -266,13 +299,35 @@ class LaunchService:
                     self._queue_note(launch_id, queued[service_id])
                     continue
                 in_flight[service_id] = in_flight.get(service_id, 0) + 1
-            try:
-                self._step(launch_id)
-            except UpstreamError as exc:
-                self._note(launch_id, f"{TROUBLE}{exc.detail}")
-            except BrokerError as exc:  # e.g. the user's token cannot be had: nothing will change by retrying
-                self._move(launch_id, LaunchState.FAILED, exc.detail)
+            with self._lock:
+                if launch_id in self._stepping:
+                    continue
+                self._stepping.add(launch_id)
+            self._starters.submit(self._step_safely, launch_id)
         return len(pending)
+
+    def _step_safely(self, launch_id: str) -> None:
+        """One step of one launch, on a starter thread: a start the service holds for its slow-spawn
+        timeout delays only this launch."""
+        try:
+            self._step(launch_id)
+        except UpstreamError as exc:
+            self._note(launch_id, f"{TROUBLE}{exc.detail}")
+        except RequestRefused as exc:  # the service cannot take the request as asked: this launch alone fails
+            self._move(launch_id, LaunchState.FAILED, str(exc))
+        except BrokerError as exc:  # e.g. the user's token cannot be had: nothing will change by retrying
+            self._move(launch_id, LaunchState.FAILED, exc.detail)
+        except Exception:  # noqa: BLE001 - a starter must never die silently; the next round tries again
+            log.exception("a step of launch %s failed", launch_id)
+        finally:
+            with self._lock:
+                self._stepping.discard(launch_id)
+
+    def wait_for_steps(self, timeout: float = 60) -> None:
+        """Until no step is running (tests and benchmarks that advance by hand)."""
+        deadline = time.monotonic() + timeout
+        while self._stepping and time.monotonic() < deadline:
+            time.sleep(0.02)
 
     def _queue_note(self, launch_id: str, position: int) -> None:
         """Tell the user their place in the queue, once per change of place."""
@@ -302,26 +357,31 @@ class LaunchService:
             return
         if deadline is not None and utcnow() > deadline:
             last = self._last_trouble(launch_id)
+            queued = "; the batch job was still waiting in the facility's queue" if state == LaunchState.WAITING else ""
             self._move(launch_id, LaunchState.FAILED, f"{service.title} did not start the session in time "
-                       f"(start timeout)" + (f"; last trouble: {last}" if last else ""))
+                       f"(start timeout){queued}" + (f"; last trouble: {last}" if last else ""), overloaded=True)
             try:  # recorded first: a stream that answers the stop with "ready" must not revive the launch
                 connector.stop(self.http, target)
             except UpstreamError as exc:
                 self._note(launch_id, f"the service did not stop the late session: {exc.detail}")
             return
-        if state == LaunchState.STARTING and self._follow_if_possible(launch_id, connector, target, deadline):
+        if state in (LaunchState.STARTING, LaunchState.WAITING) and self._follow_if_possible(
+                launch_id, connector, target, deadline):
             return
         if state == LaunchState.ROUTED:
             timeout = int(service.connector_config.get("start_timeout_seconds", DEFAULT_START_TIMEOUT))
-            self._move(launch_id, LaunchState.SUBMITTED, f"asking {service.title} to start a session",
-                       deadline=utcnow() + timedelta(seconds=timeout))
-            progress = connector.launch(self.http, target)
+            if not self._move(launch_id, LaunchState.SUBMITTED, f"asking {service.title} to start a session",
+                              deadline=utcnow() + timedelta(seconds=timeout)):
+                return  # cancelled meanwhile: nothing is sent
+            progress = connector.launch(self.start_http, target)
         elif state == LaunchState.SUBMITTED:
             if time.monotonic() < self._retry_at.get(launch_id, 0.0):
                 return
-            progress = connector.launch(self.http, target)  # tolerates "already running": never a second one
+            progress = connector.launch(self.start_http, target)  # tolerates "already running": never a second one
         else:
             progress = connector.poll(self.http, target)
+        if progress.overloaded and not progress.retry_after:
+            self.bounds.observe(service.id, configured_bound(service), strained=True)
         if progress.retry_after:  # the service is busy (429): wait as long as it asks, and let fewer in
             self.bounds.observe(service.id, configured_bound(service), strained=True)
             self._retry_at[launch_id] = time.monotonic() + progress.retry_after
@@ -331,8 +391,25 @@ class LaunchService:
                        deadline=utcnow() + timedelta(seconds=timeout + progress.retry_after))
             return
         if progress.state != state.value or progress.url:
-            self._move(launch_id, LaunchState(progress.state), progress.message, url=progress.url,
-                       secret=progress.secret)
+            self._settle(launch_id, progress, target, service)
+
+    def _settle(self, launch_id: str, progress: LaunchProgress, target: LaunchTarget, service: ComputeService) -> None:
+        """Record what the service reported; a session that started or came up after the launch was
+        cancelled is stopped (the cancel wins)."""
+        moved = self._move(launch_id, LaunchState(progress.state), progress.message, url=progress.url,
+                           secret=progress.secret)
+        alive = (LaunchState.READY.value, LaunchState.STARTING.value, LaunchState.WAITING.value)
+        if not moved and progress.state in alive and self._state(launch_id) == LaunchState.CANCELLED:
+            # a start that was on its way when the cancel was recorded: stop what it started
+            self._note(launch_id, f"the service reported the session {progress.state} after the cancel: stopping it")
+            try:
+                self._stop(launch_id, target, service)
+            except Conflict:
+                pass  # noted; cancelling again retries
+
+    def _state(self, launch_id: str) -> LaunchState:
+        with self.store.session() as session:
+            return LaunchState(session.get(Launch, launch_id).state)
 
     def _follow_if_possible(self, launch_id: str, connector: ServiceConnector, target: LaunchTarget,
                             deadline: datetime | None) -> bool:
@@ -345,17 +422,25 @@ class LaunchService:
                 return True
             self._following.add(launch_id)
         remaining = (deadline - utcnow()).total_seconds() if deadline else DEFAULT_START_TIMEOUT
-        self._followers.submit(self._follow, launch_id, connector, target, time.monotonic() + max(1.0, remaining))
+        service = self._target(launch_id, translate=False)[1]
+        self._followers.submit(self._follow, launch_id, connector, target, service,
+                               time.monotonic() + max(1.0, remaining))
         return True
 
-    def _follow(self, launch_id: str, connector: ServiceConnector, target: LaunchTarget, until: float) -> None:
+    def _follow(self, launch_id: str, connector: ServiceConnector, target: LaunchTarget, service: ComputeService,
+                until: float) -> None:
+        def report(message: str, state: str | None = None) -> None:
+            if state and state != self._state(launch_id).value:
+                self._move(launch_id, LaunchState(state), message)
+            else:
+                self._note(launch_id, message)
+
         try:
-            progress = connector.follow(self.http, target, lambda message: self._note(launch_id, message), until)
+            progress = connector.follow(self.http, target, report, until)
             if progress is None:
                 self._polling_only.add(launch_id)
-            elif progress.state != LaunchState.STARTING.value:
-                self._move(launch_id, LaunchState(progress.state), progress.message, url=progress.url,
-                           secret=progress.secret)
+            elif progress.state not in (LaunchState.STARTING.value, LaunchState.WAITING.value):
+                self._settle(launch_id, progress, target, service)
         except Exception:  # noqa: BLE001 - a follower must never die silently; polling takes over
             log.exception("following launch %s failed; polling it instead", launch_id)
             self._polling_only.add(launch_id)
@@ -370,42 +455,54 @@ class LaunchService:
                 .order_by(LaunchEvent.id.desc()).limit(1))
         return message.removeprefix(TROUBLE) if message else None
 
-    def _target(self, launch_id: str) -> tuple[LaunchTarget, ComputeService | None]:
+    def _target(self, launch_id: str, translate: bool = True) -> tuple[LaunchTarget, ComputeService | None]:
+        """What the connector needs for this launch; with ``translate``, the request in the service's
+        vocabulary (raises ``RequestRefused`` when the service cannot take it)."""
         with self.store.session() as session:
             launch = session.get(Launch, launch_id)
             service = session.get(ComputeService, launch.service_id) if launch.service_id else None
             if service is None:
                 return LaunchTarget("", {}, None, None, "", {}), None
             request = launch.request
+            chosen = next((c for c in launch.decision or [] if c.get("service_id") == service.id and c.get("fits")), {})
         try:
             dataset = self.search.get(launch.dataset_pid)
         except NotFound:
             dataset = Dataset(pid=launch.dataset_pid, facility=launch.facility_id or "", title=launch.dataset_pid)
         proposals = tuple(d.pid for d in dataset.documents if (d.type or "proposal") == "proposal")
         dois = tuple(dict.fromkeys([*( [dataset.doi] if dataset.doi else []), *(d.doi for d in dataset.documents if d.doi)]))
-        resources = request.get("resources", {})
-        options = {"dataset_pid": dataset.pid, "doi": ",".join(dois), "proposal": ",".join(proposals),
-                   "partition": resources.get("partition"), "profile": resources.get("profile"),
-                   "nprocs": resources.get("cpus"), "memory": f"{resources['memory_gb']:g}G"
-                   if resources.get("memory_gb") else None, "gpu": 1 if resources.get("gpu") else None,
-                   "interface": request.get("interface")}
+        resources = dict(request.get("resources", {}))
+        partitions = {p["id"]: p for p in (service.capabilities or {}).get("partitions", [])}
+        if chosen.get("partition"):
+            resources["partition"] = chosen["partition"]
+        facts = {"pid": dataset.pid, "facility": dataset.facility, "proposal": proposals[0] if proposals else "",
+                 "instrument": dataset.instrument or "", "doi": dois[0] if dois else "",
+                 "year": str(dataset.creation_date.year) if dataset.creation_date else "",
+                 "landing_url": f"https://doi.org/{dois[0]}" if dois else ""}
         credential = self.box.decrypt(service.credential_encrypted) if service.credential_encrypted else None
         config = dict(service.connector_config or {})
         user_token = None
         if service.launch_mode == LaunchMode.API and config.get("user_token_issuer") and self.auth is not None:
             user_token = self.auth.downstream_token(launch.person_id, config["user_token_issuer"],
                                                     config.get("token_exchange_audience"))
-        return LaunchTarget(service.base_url or "", config, credential, launch.username,
-                            launch.server_name or "", {k: v for k, v in options.items() if v not in (None, "")},
-                            proposals, dois, dataset.pid, user_token), service
+        target = LaunchTarget(service.base_url or "", config, credential, launch.username, launch.server_name or "", {},
+                              proposals, dois, dataset.pid, user_token, resources=resources,
+                              interface=request.get("interface"), partition=partitions.get(resources.get("partition")),
+                              facts={k: v for k, v in facts.items() if v})
+        if translate:
+            target = replace(target, user_options=connector_for(service.kind).user_options(target))
+        return target, service
 
     def _move(self, launch_id: str, state: LaunchState, message: str, *, url: str | None = None,
-              deadline: datetime | None = None, secret: str | None = None) -> None:
-        """Record a change of state; a finished launch never moves again (a follower and a cancel may race)."""
+              deadline: datetime | None = None, secret: str | None = None, overloaded: bool = False) -> bool:
+        """Record a change of state; False when refused: a finished launch never moves again (a follower
+        and a cancel may race), except a ready one to stopped. Only overload (``overloaded``: a start
+        timeout) and slow starts lower the service's admission bound; a refused request does not."""
         with self.store.session() as session:
             launch = session.get(Launch, launch_id, with_for_update=True)
-            if LaunchState(launch.state) in FINAL_LAUNCH_STATES and state not in (LaunchState.STOPPED,):
-                return
+            current = LaunchState(launch.state)
+            if current in FINAL_LAUNCH_STATES and not (current == LaunchState.READY and state == LaunchState.STOPPED):
+                return False
             launch.state, launch.updated_at = state.value, utcnow()
             if url:
                 launch.url = url
@@ -419,13 +516,15 @@ class LaunchService:
             if state in FINAL_LAUNCH_STATES:  # what this process kept about the launch is no longer needed
                 self._polling_only.discard(launch_id)
                 self._retry_at.pop(launch_id, None)
-            started = launch.deadline_at is not None and state in (LaunchState.READY, LaunchState.FAILED)
+            started = launch.deadline_at is not None and (state == LaunchState.READY
+                                                           or (state == LaunchState.FAILED and overloaded))
             service = session.get(ComputeService, launch.service_id) if started and launch.service_id else None
             if service is not None and service.launch_mode == LaunchMode.API:
                 timeout = int(service.connector_config.get("start_timeout_seconds", DEFAULT_START_TIMEOUT))
                 took = (utcnow() - (as_utc(launch.deadline_at) - timedelta(seconds=timeout))).total_seconds()
                 self.bounds.observe(service.id, configured_bound(service),
-                                    strained=state == LaunchState.FAILED or took > timeout / 2)
+                                    strained=overloaded or took > timeout / 2)
+        return True
 
     def _note(self, launch_id: str, message: str) -> None:
         with self.store.session() as session:
@@ -446,7 +545,14 @@ class LaunchService:
             url += ("&" if "?" in url else "?") + urlencode({"token": self.box.decrypt(launch.url_token_encrypted)})
         return {"id": launch.id, "state": launch.state, "dataset": launch.dataset_pid, "facility_id": launch.facility_id,
                 "service_id": launch.service_id, "url": url, "error": launch.error, "request": launch.request,
-                "decision": launch.decision, "created_at": iso(launch.created_at), "updated_at": iso(launch.updated_at)}
+                "decision": launch.decision, "created_at": iso(launch.created_at), "updated_at": iso(launch.updated_at),
+                "progress": self._last_message(launch.id)}
+
+    def _last_message(self, launch_id: str) -> str | None:
+        """The latest word about the launch (its place in the queue, the service's last message)."""
+        with self.store.session() as session:
+            return session.scalar(select(LaunchEvent.message).where(LaunchEvent.launch_id == launch_id)
+                                  .order_by(LaunchEvent.id.desc()).limit(1))
 
 
 def _person(actor: Principal) -> str:
@@ -456,3 +562,7 @@ def _person(actor: Principal) -> str:
 
 
 __all__ = ["LaunchService", "LaunchProgress"]
+
+
+def _identities(person: Person) -> tuple[LinkedIdentity, ...]:
+    return tuple(LinkedIdentity(i.issuer, i.subject, dict(i.claims or {})) for i in person.identities)

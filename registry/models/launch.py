@@ -16,6 +16,7 @@ class LaunchState(enum.StrEnum):
     ROUTED = "routed"
     SUBMITTED = "submitted"
     STARTING = "starting"
+    WAITING = "waiting"  # the service queued the start (a batch job pending in the facility's queue)
     READY = "ready"
     FAILED = "failed"
     CANCELLED = "cancelled"

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -39,6 +40,8 @@ class Identity(Base):
     issuer: Mapped[str] = mapped_column(String(100), nullable=False)
     subject: Mapped[str] = mapped_column(String(500), nullable=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow, nullable=False)
+    # the issuer's naming claims at the last sign-in (e.g. preferred_username), for services that map users
+    claims: Mapped[dict[str, Any] | None] = mapped_column()
 
     person: Mapped[Person] = relationship(back_populates="identities")
 
