@@ -112,11 +112,13 @@ def create_app(settings: Settings | None = None, broker: Broker | None = None) -
     app.add_error_handler(StarletteHTTPException, problems.http_error)
     app.add_error_handler(Exception, problems.unexpected)
 
+    from broker.api.oai import blueprint as oai_provider
     from broker.api.panosc import blueprint as panosc_api
     from web import blueprint  # the portal pages; imported here so services never import Flask
     from web.auth import blueprint as auth_pages
 
     app.app.register_blueprint(blueprint)
     app.app.register_blueprint(panosc_api)
+    app.app.register_blueprint(oai_provider)
     app.app.register_blueprint(auth_pages)
     return app

@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 
 from broker.authz import Principal
 from broker.errors import FieldError, InvalidInput, NotFound
+from broker.oai.records import RecordLog
 from broker.registry_kinds import iso
 from broker.search.index import DatasetIndex
 from broker.search.model import Dataset
@@ -40,6 +41,7 @@ class HarvestService:
         self.http = http
         self.index = index
         self.timeout = timeout
+        self.records = RecordLog(store)  # the OAI-PMH feed's datestamps and deletions
 
     def run_all(self) -> list[dict[str, Any]]:
         """Harvest every search endpoint, one after the other; a failing one does not stop the rest."""
@@ -76,6 +78,8 @@ class HarvestService:
         failure = None
         incremental = getattr(connector, "incremental", False)
         removed: list[str] = []
+        gone: set[str] = set()
+        published = self.records.batch()
         if not hasattr(connector, "harvest"):
             failure = f"connector {kind!r} cannot harvest"
         try:
@@ -91,6 +95,7 @@ class HarvestService:
                 datasets = self._unclaimed(self._import(connector, fetched, facility, endpoint_id, errors),
                                            endpoint_id, errors)
                 seen.update(d.pid for d in datasets)
+                published.add(datasets)
                 counts["imported"] += self.index.upsert(datasets)
         except UpstreamError as exc:
             failure = f"{HarvestStage.GATHER.value}: {exc.detail}"
@@ -100,6 +105,7 @@ class HarvestService:
             self.index.delete(gone)
             counts["deleted"] = len(gone)
         self.index.commit()
+        published.publish(gone)
         state = HarvestState.FAILED if failure else (HarvestState.PARTIAL if errors else HarvestState.SUCCEEDED)
         with self.store.session() as session:
             job = session.get(HarvestJob, job_id)
@@ -162,7 +168,9 @@ class HarvestService:
             registered = set(session.scalars(select(SearchEndpoint.id)))
         orphans = self.index.sources() - registered
         for source in orphans:
+            gone = self.index.pids(source)
             self.index.delete_source(source)
+            self.records.write([], gone)
         if orphans:
             self.index.commit()
             log.info("removed the datasets of deleted search endpoints %s from the index", ", ".join(sorted(orphans)))

@@ -72,6 +72,10 @@ class Settings:
     federation_wide_facilities: str = field(default="egi", metadata={"help": "Comma-separated facilities whose services may analyse public data of any facility."})
     launch_poll_seconds: int = field(default=2, metadata={"help": "Seconds between the worker's launch steps."})
     max_body_bytes: int = field(default=1024 * 1024, metadata={"help": "Largest request body accepted."})
+    oai_repository_name: str = field(default="PaN Broker: federated photon and neutron datasets", metadata={"help": "repositoryName the OAI-PMH provider (/oai) gives in Identify."})
+    oai_repository_identifier: str = field(default="", metadata={"help": "Repository part of OAI record identifiers (oai:ID:pid); default: the public URL's host name."})
+    oai_admin_email: str = field(default="", metadata={"help": "adminEmail of the OAI-PMH provider; default: panbroker@ the repository identifier."})
+    oai_page_size: int = field(default=100, metadata={"help": "Records or headers per OAI-PMH list page (then a resumption token)."})
     log_level: str = field(default="INFO", metadata={"help": "Python logging level."})
 
     @property

@@ -1,0 +1,34 @@
+"""the OAI-PMH feed's records (datestamps and deletions)
+
+Revision ID: 0014
+Revises: 0008
+"""
+from alembic import op
+import sqlalchemy as sa
+
+
+revision = '0014'
+down_revision = '0008'
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table('oai_records',
+    sa.Column('pid', sa.String(length=500), nullable=False),
+    sa.Column('facility', sa.String(length=64), nullable=False),
+    sa.Column('sets', sa.Text(), nullable=False),
+    sa.Column('doi', sa.String(length=500), nullable=True),
+    sa.Column('digest', sa.String(length=64), nullable=False),
+    sa.Column('datestamp', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('deleted', sa.Boolean(), nullable=False),
+    sa.PrimaryKeyConstraint('pid')
+    )
+    with op.batch_alter_table('oai_records', schema=None) as batch_op:
+        batch_op.create_index('ix_oai_records_datestamp', ['datestamp', 'pid'], unique=False)
+
+
+def downgrade() -> None:
+    with op.batch_alter_table('oai_records', schema=None) as batch_op:
+        batch_op.drop_index('ix_oai_records_datestamp')
+    op.drop_table('oai_records')
