@@ -50,7 +50,9 @@ setup(
                  "elasticsearch>=8.13,<10", "jupyterhub>=5.2", "jupyter_server>=2.14", "playwright>=1.50",
                  # from 4.24 the format-nongpl extra that jupyter-events asks for brings rfc3987-syntax, which
                  # builds a parser for 3 s each time a test hub's single-user server starts
-                 "jsonschema>=4.18,<4.24"],
+                 "jsonschema>=4.18,<4.24",
+                 # XML Schema validation of the OAI-PMH provider's answers; a loopback SMTP server for notifications
+                 "lxml>=5.2", "aiosmtpd>=1.4"],
         "elasticsearch": ["elasticsearch>=8.13,<10"],
     },
     entry_points={

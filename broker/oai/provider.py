@@ -251,7 +251,7 @@ class OaiProvider:
         record.append(self._header(row, deleted=dataset is None))
         if dataset is not None:
             names = self.facility_names()
-            landing = f"{self.repo.portal_url}/datasets/{quote(dataset.pid, safe='/')}"
+            landing = f"{self.repo.portal_url}/datasets/{quote(dataset.pid, safe='/:@')}"
             SubElement(record, f"{{{OAI}}}metadata").append(
                 FORMATS[prefix].render(dataset, names.get(dataset.facility, dataset.facility), landing))
         return record
