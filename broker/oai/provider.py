@@ -178,6 +178,17 @@ class OaiProvider:
     def _ListRecords(self, args: dict[str, str]) -> Element:
         return self._list(args, records=True)
 
+    def published(self, offset: int, limit: int) -> list[tuple[str, datetime]]:
+        """(pid, datestamp) of the datasets the feed holds and has not deleted, in pid order (for a sitemap)."""
+        with self.store.session() as session:
+            return [(pid, as_utc(moment)) for pid, moment in session.execute(
+                select(OaiRecord.pid, OaiRecord.datestamp).where(OaiRecord.deleted.is_(False))
+                .order_by(OaiRecord.pid).offset(offset).limit(limit))]
+
+    def published_count(self) -> int:
+        with self.store.session() as session:
+            return session.scalar(select(func.count()).select_from(OaiRecord).where(OaiRecord.deleted.is_(False)))
+
     # -- listings ------------------------------------------------------------------------------
     def _list(self, args: dict[str, str], *, records: bool) -> Element:
         listing = _Listing.from_token(args["resumptionToken"]) if "resumptionToken" in args else \
