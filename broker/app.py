@@ -21,6 +21,7 @@ from broker.catalogue import CatalogueService
 from broker.eosc import EoscService
 from broker.harvest import HarvestService
 from broker.launch.service import LaunchService
+from broker.notify import Notifier
 from broker.people import PeopleService
 from broker.health import HealthService
 from broker.registry_service import RegistryService
@@ -55,6 +56,7 @@ class Broker:
     people: PeopleService
     auth: AuthService
     launches: LaunchService
+    notifier: Notifier | None = None
 
 
 def build_broker(settings: Settings, *, run_migrations: bool = True) -> Broker:
@@ -83,8 +85,10 @@ def build_broker(settings: Settings, *, run_migrations: bool = True) -> Broker:
     launches = LaunchService(store, http, search, box,
                              tuple(f.strip() for f in settings.federation_wide_facilities.split(",") if f.strip()),
                              auth=auth)
+    notifier = Notifier(store, http, settings)
+    launches.on_settled = notifier.launch_settled
     return Broker(settings, store, http, registry, health, index, harvest, search, eosc, CatalogueService(store),
-                  people, auth, launches)
+                  people, auth, launches, notifier)
 
 
 def make_index(settings: Settings) -> DatasetIndex:

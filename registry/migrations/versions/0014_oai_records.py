@@ -1,4 +1,4 @@
-"""the OAI-PMH feed's records (datestamps and deletions)
+"""the OAI-PMH feed's records (datestamps and deletions); people's notification settings
 
 Revision ID: 0014
 Revises: 0008
@@ -27,8 +27,19 @@ def upgrade() -> None:
     with op.batch_alter_table('oai_records', schema=None) as batch_op:
         batch_op.create_index('ix_oai_records_datestamp', ['datestamp', 'pid'], unique=False)
 
+    op.create_table('notification_settings',
+    sa.Column('person_id', sa.String(length=36), nullable=False),
+    sa.Column('email_enabled', sa.Boolean(), nullable=False),
+    sa.Column('email', sa.String(length=320), nullable=True),
+    sa.Column('webhook_url', sa.String(length=2048), nullable=True),
+    sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['person_id'], ['people.id'], ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('person_id')
+    )
+
 
 def downgrade() -> None:
+    op.drop_table('notification_settings')
     with op.batch_alter_table('oai_records', schema=None) as batch_op:
         batch_op.drop_index('ix_oai_records_datestamp')
     op.drop_table('oai_records')
