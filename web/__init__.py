@@ -6,7 +6,7 @@ from flask import render_template
 
 from broker.registry_kinds import KINDS
 from web import account_pages, catalogue_pages, launch_pages, operator_pages, search_pages  # noqa: F401 - routes
-from web import analyse_link_pages, discovery_pages, notification_pages  # noqa: F401 - routes
+from web import analyse_link_pages, discovery_pages, notification_pages, preview_pages  # noqa: F401 - routes
 from web.common import blueprint, broker
 
 
