@@ -94,20 +94,34 @@ def register(broker, facility: str, url: str) -> None:  # noqa: ANN001
                                                           "kind": "oai-pmh", "base_url": url})
 
 
-@pytest.fixture
-def provider(tmp_path):  # noqa: ANN001, ANN201
+@contextmanager
+def harvested(tmp_path: Path, database_url: str = ""):  # noqa: ANN201
     """A broker (pages of 3 records) that harvested seven datasets from a facility's repository."""
     facility = Facility()
     with serve(facility) as (url, _):
-        broker = build_broker(make_settings(tmp_path / "a", oai_page_size=3, oai_repository_identifier="pan.example"))
+        broker = build_broker(make_settings(tmp_path / "a", database_url, oai_page_size=3,
+                                            oai_repository_identifier="pan.example"))
         register(broker, "ill", url)
         assert broker.harvest.run("ill-oai")["imported"] == 7
         yield broker, facility, url
         broker.store.engine.dispose()
 
 
-def test_the_broker_is_harvested_completely_then_incrementally_by_its_own_oai_pmh_connector(provider, tmp_path):  # noqa: ANN001
-    upstream, facility, facility_url = provider
+@pytest.fixture
+def provider(tmp_path):  # noqa: ANN001, ANN201
+    with harvested(tmp_path) as built:
+        yield built
+
+
+@pytest.fixture
+def provider_on_each_database(tmp_path, database_url):  # noqa: ANN001, ANN201
+    with harvested(tmp_path, database_url) as built:
+        yield built
+
+
+def test_the_broker_is_harvested_completely_then_incrementally_by_its_own_oai_pmh_connector(
+        provider_on_each_database, tmp_path):  # noqa: ANN001
+    upstream, facility, _facility_url = provider_on_each_database
     with served(create_app(broker=upstream).app) as (url, queries):
         harvester = build_broker(make_settings(tmp_path / "b"))
         register(harvester, "pan", url + "/oai")
@@ -130,8 +144,8 @@ def test_the_broker_is_harvested_completely_then_incrementally_by_its_own_oai_pm
         harvester.store.engine.dispose()
 
 
-def test_every_answer_of_a_walk_through_the_verbs_is_schema_valid(provider):  # noqa: ANN001
-    broker, _facility, _url = provider
+def test_every_answer_of_a_walk_through_the_verbs_is_schema_valid(provider_on_each_database):  # noqa: ANN001
+    broker, _facility, _url = provider_on_each_database
     client = create_app(broker=broker).test_client()
     identify = valid(client.get("/oai?verb=Identify").content)
     assert identify.findtext("o:Identify/o:deletedRecord", namespaces=NS) == "persistent"
@@ -149,8 +163,8 @@ def test_every_answer_of_a_walk_through_the_verbs_is_schema_valid(provider):  # 
     assert "http://127.0.0.1:8080/datasets/ill:4" in dc.xpath("//dc:identifier/text()", namespaces=NS)
 
 
-def test_a_deleted_dataset_stays_in_the_feed_as_deleted_with_the_time_of_its_deletion(provider):  # noqa: ANN001
-    broker, facility, _url = provider
+def test_a_deleted_dataset_stays_in_the_feed_as_deleted_with_the_time_of_its_deletion(provider_on_each_database):  # noqa: ANN001
+    broker, facility, _url = provider_on_each_database
     facility.records[6] = facility_record(6, "", deleted=True)
     broker.harvest.run("ill-oai")
     client = create_app(broker=broker).test_client()
