@@ -58,6 +58,7 @@ bench: $(STAMP) $(OIDC) $(PANOSC)
 	$(BIN)/python bench/registry.py
 	$(BIN)/python bench/search.py
 	$(BIN)/python bench/launch.py
+	$(BIN)/python bench/oai.py
 
 # Re-pin every dependency to what resolves today (run after changing setup.py's requirements).
 constraints:
