@@ -4,6 +4,7 @@ deletion, by its own OAI-PMH connector through a second broker's harvest over lo
 from __future__ import annotations
 
 import threading
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -122,6 +123,9 @@ def provider_on_each_database(tmp_path, database_url):  # noqa: ANN001, ANN201
 def test_the_broker_is_harvested_completely_then_incrementally_by_its_own_oai_pmh_connector(
         provider_on_each_database, tmp_path):  # noqa: ANN001
     upstream, facility, _facility_url = provider_on_each_database
+    # datestamps have second granularity and `from` is inclusive: a record stamped in the second the harvester
+    # starts would come again in the next harvest (correct, but not what this test counts)
+    time.sleep(1.1)
     with served(create_app(broker=upstream).app) as (url, queries):
         harvester = build_broker(make_settings(tmp_path / "b"))
         register(harvester, "pan", url + "/oai")

@@ -71,7 +71,14 @@ class OaiProvider:
         self.store = store
         self.index = index
         self.repo = repository
-        self.facility_names = facility_names
+        self._facility_names = facility_names
+        self._names: Mapping[str, str] | None = None
+
+    def facility_names(self) -> Mapping[str, str]:
+        """The facilities' names (read once per provider: one per request)."""
+        if self._names is None:
+            self._names = self._facility_names()
+        return self._names
 
     # -- the protocol --------------------------------------------------------------------------
     def handle(self, args: Mapping[str, list[str]], now: datetime | None = None) -> bytes:
@@ -202,8 +209,9 @@ class OaiProvider:
                                         and_(OaiRecord.datestamp == moment, OaiRecord.pid > pid)))
             rows = session.scalars(query.order_by(OaiRecord.datestamp, OaiRecord.pid)
                                    .limit(self.repo.page_size + 1)).all()
-            total = session.scalar(select(func.count()).select_from(OaiRecord).where(*conditions)) \
-                if rows or listing.cursor else 0
+            # counted once, on the first page; later pages repeat it (the count of 1M rows is not free)
+            total = listing.total if listing.total is not None else \
+                session.scalar(select(func.count()).select_from(OaiRecord).where(*conditions)) if rows else 0
             session.expunge_all()
         if not rows and listing.cursor == 0:
             raise OaiError("noRecordsMatch", "no record matches these from, until, set and metadataPrefix")
@@ -217,7 +225,7 @@ class OaiProvider:
             token = SubElement(body, f"{{{OAI}}}resumptionToken", completeListSize=str(total),
                                cursor=str(listing.cursor))
             if more:
-                token.text = listing.next(rows[-1], len(rows)).token()
+                token.text = listing.next(rows[-1], len(rows), total).token()
         return body
 
     def _prefix(self, prefix: str) -> str:
@@ -276,6 +284,7 @@ class _Listing:
     until: datetime | None  # exclusive
     after: tuple[datetime, str] | None = None  # the last record of the previous page
     cursor: int = 0
+    total: int | None = None  # completeListSize, as counted on the first page
 
     @classmethod
     def from_args(cls, args: dict[str, str], prefix: str) -> "_Listing":
@@ -310,13 +319,14 @@ class _Listing:
             found.append(OaiRecord.datestamp < self.until)
         return found
 
-    def next(self, last: OaiRecord, shown: int) -> "_Listing":
+    def next(self, last: OaiRecord, shown: int, total: int) -> "_Listing":
         return _Listing(self.prefix, self.set_spec, self.since, self.until,
-                        (as_utc(last.datestamp), last.pid), self.cursor + shown)
+                        (as_utc(last.datestamp), last.pid), self.cursor + shown, total)
 
     def token(self) -> str:
         data = {"p": self.prefix, "s": self.set_spec, "f": _iso(self.since), "u": _iso(self.until),
-                "a": [_iso(self.after[0]), self.after[1]] if self.after else None, "c": self.cursor}
+                "a": [_iso(self.after[0]), self.after[1]] if self.after else None, "c": self.cursor,
+                "n": self.total}
         return base64.urlsafe_b64encode(json.dumps(data, separators=(",", ":")).encode()).decode()
 
     @classmethod
@@ -325,7 +335,7 @@ class _Listing:
             data = json.loads(base64.urlsafe_b64decode(token.encode("ascii")))
             after = data["a"]
             listing = cls(data["p"], data["s"], _parse(data["f"]), _parse(data["u"]),
-                          (_parse(after[0]), str(after[1])) if after else None, int(data["c"]))
+                          (_parse(after[0]), str(after[1])) if after else None, int(data["c"]), int(data["n"]))
         except (ValueError, KeyError, TypeError, IndexError, UnicodeError, binascii.Error):
             raise OaiError("badResumptionToken", "this resumption token is not one the broker issued") from None
         if listing.prefix not in FORMATS or listing.after is None or listing.cursor < 1:
