@@ -226,3 +226,11 @@ def test_posted_requests_are_answered_like_gets(provider):  # noqa: ANN001
     client = create_app(broker=provider[0]).test_client()
     answer = valid(client.post("/oai", data={"verb": "ListIdentifiers", "metadataPrefix": "oai_dc"}).content)
     assert len(answer.findall(".//o:header", NS)) == 3
+
+
+def test_an_empty_broker_answers_validly_with_no_sets_and_no_records(sqlite_client):  # noqa: ANN001
+    identify = valid(sqlite_client.get("/oai?verb=Identify").content)
+    assert identify.findtext(".//o:earliestDatestamp", namespaces=NS) == "2000-01-01T00:00:00Z"
+    for query, code in (("verb=ListSets", "noSetHierarchy"), ("verb=ListRecords&metadataPrefix=oai_dc", "noRecordsMatch"),
+                        ("verb=ListIdentifiers&metadataPrefix=oai_datacite", "noRecordsMatch")):
+        assert valid(sqlite_client.get("/oai?" + query).content).find("o:error", NS).get("code") == code

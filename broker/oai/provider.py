@@ -163,8 +163,11 @@ class OaiProvider:
     def _ListSets(self, args: dict[str, str]) -> Element:
         if "resumptionToken" in args:
             raise OaiError("badResumptionToken", "the set list is never split: this token was not issued here")
+        sets = self.sets()
+        if not sets:
+            raise OaiError("noSetHierarchy", "no facility is registered yet, so there are no sets")
         body = Element(f"{{{OAI}}}ListSets")
-        for spec, name in self.sets():
+        for spec, name in sets:
             node = SubElement(body, f"{{{OAI}}}set")
             SubElement(node, f"{{{OAI}}}setSpec").text = spec
             SubElement(node, f"{{{OAI}}}setName").text = name
