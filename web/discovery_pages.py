@@ -7,13 +7,17 @@ from xml.sax.saxutils import escape
 from flask import Response, abort
 from markupsafe import Markup
 
-from broker.api.oai import provider
+from broker.oai.provider import OaiProvider, for_broker
 from broker.oai.schema_org import dataset_jsonld, script_json
 from broker.search.model import Dataset
 from web.common import blueprint, broker
 
 SITEMAP_URLS = 50_000  # the sitemaps.org protocol's limit per file
 SITEMAP = "http://www.sitemaps.org/schemas/sitemap/0.9"
+
+
+def provider() -> OaiProvider:
+    return for_broker(broker())
 
 
 def dataset_url(pid: str) -> str:

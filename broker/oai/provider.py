@@ -14,12 +14,13 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Mapping
-from urllib.parse import quote, unquote
+from urllib.parse import quote, unquote, urlsplit
 from xml.etree.ElementTree import Element, SubElement, register_namespace, tostring
 
 from sqlalchemy import and_, func, or_, select
 
 from broker.oai import metadata
+from broker.registry_kinds import KINDS
 from broker.search.index import DatasetIndex
 from broker.search.model import Dataset, SearchRequest
 from broker.search.techniques import panet
@@ -359,3 +360,22 @@ def _iso(moment: datetime | None) -> str | None:
 
 def _parse(text: str | None) -> datetime | None:
     return as_utc(datetime.fromisoformat(text)) if text else None
+
+
+DOMAIN = re.compile(r"^[A-Za-z][A-Za-z0-9-]*(\.[A-Za-z][A-Za-z0-9-]*)+$")
+
+
+def for_broker(broker: Any) -> OaiProvider:
+    """The provider of a wired broker (``broker.app.Broker``), configured from its settings."""
+    settings = broker.settings
+    public = settings.effective_public_url
+    host = urlsplit(public).hostname or "localhost"
+    identifier = settings.oai_repository_identifier or (host if DOMAIN.match(host) else "panbroker.invalid")
+    repository = Repository(name=settings.oai_repository_name, base_url=public + "/oai", identifier=identifier,
+                            admin_email=settings.oai_admin_email or f"panbroker@{identifier}", portal_url=public,
+                            page_size=max(1, settings.oai_page_size))
+
+    def facility_names() -> dict[str, str]:
+        return {f["id"]: f["name"] for f in broker.registry.list(KINDS.facility, limit=500).items}
+
+    return OaiProvider(broker.store, broker.index, repository, facility_names)
