@@ -110,8 +110,9 @@ class Notifier:
         message["From"] = self.settings.smtp_from or f"panbroker@{host}"
         message["To"] = address
         ready = event["state"] == LaunchState.READY.value
-        message["Subject"] = (f"Your analysis session is ready ({event['dataset']})" if ready
-                              else f"Your analysis session failed to start ({event['dataset']})")
+        dataset = " ".join(str(event["dataset"]).split())[:200]  # a pid is facility data: no header injection
+        message["Subject"] = (f"Your analysis session is ready ({dataset})" if ready
+                              else f"Your analysis session failed to start ({dataset})")
         lines = [f"Your session for dataset {event['dataset']} at {event['facility']} "
                  f"({event['service']}) is {'ready' if ready else 'not available: it failed to start'}.",
                  "" if ready else f"Reason: {event['error']}", f"Open it from {event['page']}", "",

@@ -88,7 +88,7 @@ def test_an_unknown_doi_is_a_clear_not_found_page(site):  # noqa: ANN001
 
 @pytest.mark.parametrize("doi, text", [(PAPER, "2 datasets"), ("10.15151/ESRF-DC-2", "1 dataset"),
                                        ("10.9999/unknown", "PaN data"), ("", "PaN data"),
-                                       ("<script>", "PaN data")])
+                                       ("<script>", "PaN data"), ("10." + "9" * 5000, "PaN data")])
 def test_the_badge_is_an_svg_image_saying_how_many_datasets_the_doi_has(site, doi, text):  # noqa: ANN001
     _broker, client = site
     response = client.get("/analyse-badge.svg", params={"doi": doi} if doi else {})

@@ -14,6 +14,7 @@ from web.common import blueprint, broker, viewer
 from web.search_pages import render_dataset
 
 MAX_DATASETS = 100
+MAX_DOI = 500
 PREFIXES = ("https://doi.org/", "http://doi.org/", "https://dx.doi.org/", "doi:")
 
 
@@ -28,6 +29,8 @@ def normalise(doi: str) -> str:
 def datasets_of(doi: str) -> list[Dataset]:
     """The datasets the DOI names: the dataset with that DOI, else every dataset of the proposal or
     publication with that DOI, across facilities (pid order)."""
+    if not doi or len(doi) > MAX_DOI:
+        return []
     own = broker().index.get(doi)
     if own is not None:
         return [own]
