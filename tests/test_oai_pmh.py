@@ -114,6 +114,13 @@ def provider(tmp_path):  # noqa: ANN001, ANN201
         yield built
 
 
+@pytest.fixture(scope="module")
+def shared_provider(tmp_path_factory):  # noqa: ANN001, ANN201
+    """``provider`` for tests that only read (built once for the module)."""
+    with harvested(tmp_path_factory.mktemp("oai")) as built:
+        yield built
+
+
 @pytest.fixture
 def provider_on_each_database(tmp_path, database_url):  # noqa: ANN001, ANN201
     with harvested(tmp_path, database_url) as built:
@@ -201,8 +208,8 @@ def test_a_deleted_dataset_stays_in_the_feed_as_deleted_with_the_time_of_its_del
     ("verb=ListRecords&resumptionToken=%FF%FE", "badResumptionToken"),
     ("verb=ListSets&resumptionToken=abc", "badResumptionToken"),
 ])
-def test_bad_requests_get_the_error_the_protocol_names_in_a_valid_answer(provider, query, code):  # noqa: ANN001
-    client = create_app(broker=provider[0]).test_client()
+def test_bad_requests_get_the_error_the_protocol_names_in_a_valid_answer(shared_provider, query, code):  # noqa: ANN001
+    client = create_app(broker=shared_provider[0]).test_client()
     response = client.get("/oai?" + query)
     assert response.status_code == 200
     answer = valid(response.content)
@@ -222,8 +229,8 @@ def test_a_record_without_a_doi_is_offered_in_oai_dc_only(provider):  # noqa: AN
     assert refused.find("o:error", NS).get("code") == "cannotDisseminateFormat"
 
 
-def test_posted_requests_are_answered_like_gets(provider):  # noqa: ANN001
-    client = create_app(broker=provider[0]).test_client()
+def test_posted_requests_are_answered_like_gets(shared_provider):  # noqa: ANN001
+    client = create_app(broker=shared_provider[0]).test_client()
     answer = valid(client.post("/oai", data={"verb": "ListIdentifiers", "metadataPrefix": "oai_dc"}).content)
     assert len(answer.findall(".//o:header", NS)) == 3
 
