@@ -66,6 +66,7 @@ bench: $(STAMP) $(OIDC) $(SLURM) $(PANOSC)
 	$(BIN)/python bench/synonyms.py
 	$(BIN)/python bench/launch.py
 	$(BIN)/python bench/load.py
+	$(BIN)/python bench/oai.py
 
 # Re-pin every dependency to what resolves today (run after changing setup.py's requirements).
 constraints:

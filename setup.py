@@ -53,7 +53,9 @@ setup(
                  # builds a parser for 3 s each time a test hub's single-user server starts
                  "jsonschema>=4.18,<4.24",
                  # ESRF's spawner (Slurm jobs through batchspawner), for the moss+Slurm launch tests
-                 "jupyterhub-moss>=10.1", "batchspawner>=1.3"],
+                 "jupyterhub-moss>=10.1", "batchspawner>=1.3",
+                 # XML Schema validation of the OAI-PMH provider's answers; a loopback SMTP server for notifications
+                 "lxml>=5.2", "aiosmtpd>=1.4"],
         "elasticsearch": ["elasticsearch>=8.13,<10"],
     },
     entry_points={

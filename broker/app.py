@@ -24,6 +24,7 @@ from broker.catalogue import CatalogueService
 from broker.eosc import CATALOGUE_VERSIONS, EoscService
 from broker.harvest import HarvestService
 from broker.launch.service import LaunchService
+from broker.notify import Notifier
 from broker.people import PeopleService
 from broker.health import HealthService
 from broker.registry_service import RegistryService
@@ -58,6 +59,7 @@ class Broker:
     people: PeopleService
     auth: AuthService
     launches: LaunchService
+    notifier: Notifier | None = None
 
 
 def build_broker(settings: Settings, *, run_migrations: bool = True) -> Broker:
@@ -95,8 +97,10 @@ def build_broker(settings: Settings, *, run_migrations: bool = True) -> Broker:
     launches = LaunchService(store, http, search, box,
                              tuple(f.strip() for f in settings.federation_wide_facilities.split(",") if f.strip()),
                              auth=auth)
+    notifier = Notifier(store, http, settings)
+    launches.on_settled = notifier.launch_settled
     return Broker(settings, store, http, registry, health, index, harvest, search, eosc, CatalogueService(store),
-                  people, auth, launches)
+                  people, auth, launches, notifier)
 
 
 def _allowed_methods(flask_app: Any, path: str) -> list[str]:
@@ -136,12 +140,14 @@ def create_app(settings: Settings | None = None, broker: Broker | None = None) -
     app.add_error_handler(StarletteHTTPException, problems.http_error)
     app.add_error_handler(Exception, problems.unexpected)
 
+    from broker.api.oai import blueprint as oai_provider
     from broker.api.panosc import blueprint as panosc_api
     from web import blueprint  # the portal pages; imported here so services never import Flask
     from web.auth import blueprint as auth_pages
 
     app.app.register_blueprint(blueprint)
     app.app.register_blueprint(panosc_api)
+    app.app.register_blueprint(oai_provider)
     app.app.register_blueprint(auth_pages)
 
     @app.app.before_request

@@ -17,6 +17,7 @@ from sqlalchemy import func, select
 
 from broker.authz import Principal
 from broker.errors import FieldError, InvalidInput, NotFound
+from broker.oai.records import RecordLog
 from broker.registry_kinds import iso
 from broker.registry_service import deleted_search_endpoints
 from broker.search.index import DatasetIndex
@@ -48,6 +49,7 @@ class HarvestService:
         self.timeout = timeout
         self.max_delete_share = max_delete_share
         self.runs_here = True  # False in a process that must not write the index: it queues jobs instead
+        self.records = RecordLog(store)  # the OAI-PMH feed's datestamps and deletions
 
     def run_all(self) -> list[dict[str, Any]]:
         """Harvest every search endpoint, one after the other; a failing one does not stop the rest."""
@@ -124,6 +126,8 @@ class HarvestService:
         failure = None
         incremental = getattr(connector, "incremental", False)
         removed: list[str] = []
+        gone: set[str] = set()
+        published = self.records.batch()
         if not hasattr(connector, "harvest"):
             failure = f"connector {kind!r} cannot harvest"
         try:
@@ -139,6 +143,7 @@ class HarvestService:
                 datasets = self._unclaimed(self._import(connector, fetched, facility, endpoint_id, errors),
                                            endpoint_id, errors)
                 seen.update(d.pid for d in datasets)
+                published.add(datasets)
                 counts["imported"] += self.index.upsert(datasets)
         except UpstreamError as exc:
             failure = f"{HarvestStage.GATHER.value}: {exc.detail}"
@@ -154,6 +159,7 @@ class HarvestService:
                 self.index.delete(gone)
                 counts["deleted"] = len(gone)
         self.index.commit()
+        published.publish(gone if suspect is None else set())  # a suspect harvest deleted nothing
         state = (HarvestState.FAILED if failure else HarvestState.SUSPECT if suspect else
                  HarvestState.PARTIAL if errors else HarvestState.SUCCEEDED)
         failure = failure or suspect
@@ -218,7 +224,9 @@ class HarvestService:
             deleted = deleted_search_endpoints(session)
         orphans = self.index.sources() & deleted if deleted else set()
         for source in orphans:
+            gone = self.index.pids(source)
             self.index.delete_source(source)
+            self.records.write([], gone)
         if orphans:
             self.index.commit()
             log.info("removed the datasets of deleted search endpoints %s from the index", ", ".join(sorted(orphans)))

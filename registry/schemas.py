@@ -100,6 +100,14 @@ class PartitionSchema(StrictSchema):
     profiles = fields.List(fields.String(validate=validate.Length(min=1, max=200)), validate=validate.Length(max=100))
 
 
+class FilePreviewSchema(StrictSchema):
+    """An h5grove/HSDS endpoint serving the facility's open data, and the H5Web app viewing its files."""
+
+    kind = fields.String(required=True, validate=validate.OneOf(["h5grove", "hsds"], error="must be h5grove or hsds"))
+    url = HttpUrl(required=True)
+    viewer_url = HttpUrl(required=True)
+
+
 class CapabilitiesSchema(StrictSchema):
     max_cpus = fields.Integer(strict=True, validate=validate.Range(min=1, max=100000))
     max_memory_gb = fields.Float(validate=validate.Range(min=0, min_inclusive=False, max=1_000_000))
@@ -110,6 +118,7 @@ class CapabilitiesSchema(StrictSchema):
     protocols = fields.List(fields.String(validate=validate.OneOf(PROTOCOLS, error="must be one of: {choices}")))
     interfaces = fields.List(fields.String(validate=validate.OneOf(INTERFACES, error="must be one of: {choices}")))
     software = fields.List(fields.String(validate=validate.Length(min=1, max=200)), validate=validate.Length(max=200))
+    file_preview = fields.Nested(FilePreviewSchema)
 
 
 class ComputeServiceSchema(StrictSchema):

@@ -74,6 +74,7 @@ class LaunchService:
         self.federation_wide = federation_wide
         self.auth = auth  # broker.auth.AuthService: the user's own tokens for services that need them
         self.bounds = AdmissionBounds()
+        self.on_settled: Any = None  # broker.notify.Notifier.launch_settled: told once a launch is ready or failed
         self._followers = ThreadPoolExecutor(max_workers=FOLLOWERS, thread_name_prefix="launch-follow")
         self._starters = ThreadPoolExecutor(max_workers=STARTERS, thread_name_prefix="launch-step")
         self._following: set[str] = set()
@@ -524,6 +525,8 @@ class LaunchService:
                 took = (utcnow() - (as_utc(launch.deadline_at) - timedelta(seconds=timeout))).total_seconds()
                 self.bounds.observe(service.id, configured_bound(service),
                                     strained=overloaded or took > timeout / 2)
+        if self.on_settled is not None and state in (LaunchState.READY, LaunchState.FAILED):
+            self.on_settled(launch_id, state)
         return True
 
     def _note(self, launch_id: str, message: str) -> None:

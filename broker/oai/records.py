@@ -1,0 +1,92 @@
+"""The OAI-PMH feed's memory: when each published dataset last changed, and which were deleted and when.
+
+The harvest tells it what it imported and deleted (``HarvestService``: one ``Batch`` per run, published
+after the index commits, so a record's datestamp is never older than the index state a harvester reads).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Iterable
+
+from sqlalchemy import select
+
+from broker.search.model import Dataset
+from broker.search.techniques import PANET_PREFIX
+from registry.models import OaiRecord, utcnow
+from registry.store import Store
+
+CHUNK = 500
+
+
+def set_specs(dataset: Dataset) -> list[str]:
+    """The OAI sets a dataset belongs to: its facility, and each PaNET technique it was measured with (the
+    sets ListSets names: the index's technique facet)."""
+    iris = dict.fromkeys(t.iri for t in dataset.techniques if t.iri and t.iri.startswith(PANET_PREFIX))
+    return [f"facility:{dataset.facility}", *(f"technique:{iri.removeprefix(PANET_PREFIX)}" for iri in iris)]
+
+
+@dataclass(frozen=True)
+class Entry:
+    pid: str
+    facility: str
+    sets: str
+    doi: str | None
+    digest: str
+
+
+def entry(dataset: Dataset) -> Entry:
+    content = {k: v for k, v in dataset.to_dict().items() if k != "source"}
+    digest = hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()
+    return Entry(dataset.pid, dataset.facility, "|" + "|".join(set_specs(dataset)) + "|", dataset.doi, digest)
+
+
+class Batch:
+    """What one harvest changed, written at once by ``publish``."""
+
+    def __init__(self, log: "RecordLog"):
+        self.log = log
+        self.changed: list[Entry] = []
+
+    def add(self, datasets: Iterable[Dataset]) -> None:
+        """Note the datasets whose content is new or differs from what the feed last published."""
+        entries = [entry(d) for d in datasets]
+        for start in range(0, len(entries), CHUNK):
+            chunk = entries[start:start + CHUNK]
+            with self.log.store.session() as session:
+                known = {r.pid: (r.digest, r.deleted) for r in
+                         session.scalars(select(OaiRecord).where(OaiRecord.pid.in_([e.pid for e in chunk])))}
+            self.changed.extend(e for e in chunk if known.get(e.pid) != (e.digest, False))
+
+    def publish(self, deleted: Iterable[str] = ()) -> None:
+        self.log.write(self.changed, deleted)
+        self.changed = []
+
+
+class RecordLog:
+    def __init__(self, store: Store):
+        self.store = store
+
+    def batch(self) -> Batch:
+        return Batch(self)
+
+    def write(self, changed: list[Entry], deleted: Iterable[str], now: datetime | None = None) -> None:
+        """Stamp ``changed`` records as changed now and ``deleted`` pids as deleted now."""
+        now = now or utcnow()
+        for start in range(0, len(changed), CHUNK):
+            chunk = {e.pid: e for e in changed[start:start + CHUNK]}
+            with self.store.session() as session:
+                rows = {r.pid: r for r in session.scalars(select(OaiRecord).where(OaiRecord.pid.in_(list(chunk))))}
+                for pid, e in chunk.items():
+                    row = rows.get(pid) or OaiRecord(pid=pid)
+                    row.facility, row.sets, row.doi, row.digest = e.facility, e.sets, e.doi, e.digest
+                    row.datestamp, row.deleted = now, False
+                    session.add(row)
+        gone = list(dict.fromkeys(deleted))
+        for start in range(0, len(gone), CHUNK):
+            with self.store.session() as session:
+                for row in session.scalars(select(OaiRecord).where(OaiRecord.pid.in_(gone[start:start + CHUNK]),
+                                                                   OaiRecord.deleted.is_(False))):
+                    row.deleted, row.datestamp = True, now
