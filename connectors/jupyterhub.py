@@ -218,7 +218,23 @@ class JupyterHubConnector(JsonProbe, ServiceConnector):
                                   headers=self._headers(target), json={"remove": True}, timeout=30)
         if response.status_code in (202, 204, 404):
             return LaunchProgress("stopped", "the server was stopped")
+        if response.status_code >= 500 and self._gone_or_stopping(client, target):
+            # two stops crossing (the user's cancel and the broker stopping a start that came up after it):
+            # JupyterHub answers the second with a 500 while the first removes the server
+            return LaunchProgress("stopped", "the server was stopped (the hub was already stopping it)")
         raise UpstreamBadResponse(f"the hub refused to stop the server: HTTP {response.status_code}")
+
+    def _gone_or_stopping(self, client: HttpClient, target: LaunchTarget) -> bool:
+        response = client.get(self._api(target, f"/users/{quote(target.username or '', safe='')}"),
+                              headers=self._headers(target), timeout=10)
+        if response.status_code == 404:
+            return True
+        body = json_body(response) if response.status_code == 200 else None
+        servers = body.get("servers") if isinstance(body, dict) else None
+        if not isinstance(servers, dict):
+            return False
+        server = servers.get(target.server_name)
+        return server is None or (isinstance(server, dict) and server.get("pending") == "stop")
 
 
 def _message(response: Any) -> str:
