@@ -21,7 +21,14 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any
 
-from broker.search.matching import matches_filters, needs_checking, text_score, year_bounds
+from broker.search.matching import (
+    matches_filters,
+    might_match,
+    needs_checking,
+    query_words,
+    text_score,
+    year_bounds,
+)
 from broker.search.model import (
     Dataset,
     FacetBucket,
@@ -188,6 +195,7 @@ class LiveSearch:
             flt["order"] = "creationDate DESC"
         found: list[tuple[float, Dataset]] = []
         skip, dropped, unusable, words_note = 0, 0, 0, ""
+        words = query_words(request.q)
         while True:
             remaining = self._remaining(started)
             if remaining <= 0.05:
@@ -195,6 +203,9 @@ class LiveSearch:
             records = connector.find(self.http, source.base_url, {**flt, "skip": skip, "limit": size}, remaining)
             scored = _scored(records)
             for record in records:
+                if words and not scored and not might_match(words, request.any_term, _raw_text(record)):
+                    dropped += 1  # cheaper than mapping every record of a facility that ignores the words
+                    continue
                 try:
                     dataset = connector.to_dataset(record, source.facility, source.endpoint_id)
                 except UpstreamError:
@@ -218,6 +229,17 @@ class LiveSearch:
                     f"{unusable} unusable records skipped" if unusable else ""])) or None
                 return _Answer(found, True, exhausted, note)
             size = MAX_PAGE if checked else size  # the next pages in as few calls as the facility allows
+
+
+def _raw_text(record: Any) -> str:
+    """Every string in a raw record (a superset of the fields the words are matched in), for a cheap pre-check."""
+    if isinstance(record, str):
+        return record
+    if isinstance(record, dict):
+        return " ".join(_raw_text(v) for v in record.values())
+    if isinstance(record, list):
+        return " ".join(_raw_text(v) for v in record)
+    return ""
 
 
 def _scored(records: list[Any]) -> bool:

@@ -40,6 +40,17 @@ def text_of(dataset: Dataset) -> tuple[set[str], set[str]]:
     return title, title | set(words(" ".join(rest)))
 
 
+def query_words(q: str) -> list[str]:
+    return list(dict.fromkeys(words(q)))
+
+
+def might_match(terms: list[str], any_term: bool, text: str) -> bool:
+    """False only when ``text`` (every string of a record, a superset of what ``text_score`` reads) cannot
+    hold the words: a record that fails this fails ``text_score`` too."""
+    found = set(words(text))
+    return any(t in found for t in terms) if any_term else all(t in found for t in terms)
+
+
 def text_score(request: SearchRequest, dataset: Dataset) -> float:
     """0 when the words of ``request.q`` do not match (every word, or any with ``any_term``), else a score
     in (0, 1] favouring title matches."""
