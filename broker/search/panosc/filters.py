@@ -1,8 +1,8 @@
 """The PaNOSC Search API filter language (LoopBack 3 JSON filter plus ``query`` and ``text``).
 
 ``parse_filter`` validates a filter and says what is wrong in LoopBack's words; ``matches`` evaluates a
-``where`` clause against a record in memory (the simulated facilities use it, and so can any
-in-memory source).
+``where`` clause against a record in memory (for the conditions the broker checks itself on what the index
+preselects). ``filter_text`` reads LoopBack's bracket form.
 """
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from broker.search.units import UnknownUnit, to_si
 
 OPERATORS = {"eq", "neq", "gt", "gte", "lt", "lte", "between", "inq", "nin", "like", "nlike", "ilike", "nilike"}
 RELATIONS = {"documents", "document", "techniques", "instrument", "parameters", "files", "samples", "datasets",
@@ -339,49 +338,3 @@ def _dates(a: str, b: str) -> tuple[datetime, datetime] | None:
         return _date(a), _date(b)
     except ValueError:
         return None
-
-
-def parameter_matches(where: dict[str, Any], parameter: dict[str, Any]) -> bool:
-    """A parameter scope (name/value/unit) against one parameter, comparing values in SI units."""
-    conditions = where.get("and", [where]) if set(where) == {"and"} else [where]
-    flat: dict[str, Any] = {}
-    for c in conditions:
-        flat.update(c)
-    wanted_unit = flat.get("unit")
-    for key, condition in flat.items():
-        if key == "unit":
-            continue
-        if key == "value" and wanted_unit and parameter.get("unit"):
-            try:
-                value_si = to_si(float(parameter["value"]), parameter["unit"])
-                converted = _convert_condition(condition, wanted_unit)
-            except (UnknownUnit, TypeError, ValueError):
-                return False
-            if not _condition(value_si.value, converted):
-                return False
-        elif not _condition(parameter.get(key), condition):
-            return False
-    return True
-
-
-def _convert_condition(condition: Any, unit: str) -> Any:
-    def si(v: Any) -> float:
-        return to_si(float(v), unit).value
-
-    if not isinstance(condition, dict):
-        return {"eq": si(condition)}
-    op, operand = next(iter(condition.items()))
-    if isinstance(operand, list):
-        return {op: [si(v) for v in operand]}
-    return {op: si(operand)}
-
-
-def include_matches(include: Include, record: dict[str, Any]) -> bool:
-    """True when the record survives the include's scope (an inner join), or has no scope."""
-    if include.where is None:
-        return True
-    related = record.get(include.relation)
-    items = related if isinstance(related, list) else ([related] if related else [])
-    if include.relation == "parameters":
-        return any(parameter_matches(include.where, p) for p in items)
-    return any(matches(include.where, item, include.relation) for item in items)
