@@ -239,3 +239,13 @@ def test_every_word_must_match_somewhere_unless_any_word_is_asked_for(index):  #
     # "magnet" is in ill/2's title and "lysozyme" in its summary: words may match in different fields
     assert pids(index.search(SearchRequest(q="lysozyme magnet"))) == ["ill/2"]
     assert set(pids(index.search(SearchRequest(q="lysozyme magnet", any_term=True)))) == {"ill/1", "ill/2", "esrf/1"}
+
+
+def test_sources_a_pid_held_by_another_endpoint_and_excluded_sources(index):  # noqa: ANN001
+    """What index hygiene rests on, alike on every backend."""
+    assert index.sources() == {"ill-search", "esrf-search", "ess-search"}
+    assert index.held_elsewhere(["ill/1", "esrf/1", "nowhere/1"], "ill-search") == {"esrf/1": "esrf-search"}
+    assert index.held_elsewhere(["ill/1"], "ill-search") == {}
+    kept = index.search(SearchRequest(q="lysozyme", exclude_sources=("esrf-search",)))
+    assert set(pids(kept)) == {"ill/1", "ill/2"}
+    assert pids(index.search(SearchRequest(exclude_sources=("ill-search", "esrf-search")))) == ["ess/1"]
