@@ -23,7 +23,11 @@ from broker.auth import AuthService, load_issuers
 from broker.catalogue import CatalogueService
 from broker.eosc import CATALOGUE_VERSIONS, EoscService
 from broker.harvest import HarvestService
-from broker.launch.service import LaunchService
+from broker.launch.placement import Placement
+from broker.launch.records import LaunchRecords
+from broker.launch.requests import LaunchRequests
+from broker.launch.runner import LaunchRunner
+from broker.launch.targets import LaunchTargets
 from broker.notify import Notifier
 from broker.people import PeopleService
 from broker.health import HealthService
@@ -58,7 +62,8 @@ class Broker:
     catalogue: CatalogueService
     people: PeopleService
     auth: AuthService
-    launches: LaunchService
+    launches: LaunchRequests
+    launch_runner: LaunchRunner
     notifier: Notifier | None = None
 
 
@@ -94,13 +99,24 @@ def build_broker(settings: Settings, *, run_migrations: bool = True) -> Broker:
                        token_url=settings.eosc_token_url or None, aai_client_id=settings.eosc_aai_client_id or None)
     people = PeopleService(store)
     auth = AuthService(store, http, people, box, issuers, settings.effective_public_url)
-    launches = LaunchService(store, http, search, box,
-                             tuple(f.strip() for f in settings.federation_wide_facilities.split(",") if f.strip()),
-                             auth=auth)
+    launches, runner = build_launches(settings, store, http, search, box, auth)
     notifier = Notifier(store, http, settings)
-    launches.on_settled = notifier.launch_settled
+    launches.records.on_settled = notifier.launch_settled
     return Broker(settings, store, http, registry, health, index, harvest, search, eosc, CatalogueService(store),
-                  people, auth, launches, notifier)
+                  people, auth, launches, runner, notifier)
+
+
+def build_launches(settings: Settings, store: Store, http: HttpClient, search: SearchService, box: SecretBox,
+                   auth: AuthService) -> tuple[LaunchRequests, LaunchRunner]:
+    """The launch services: requests (API and pages) and the runner (the worker's part), over one set of
+    records."""
+    records = LaunchRecords(store, box)
+    placement = Placement(store, search, records, tuple(
+        f.strip() for f in settings.federation_wide_facilities.split(",") if f.strip()))
+    targets = LaunchTargets(store, search, box, records, auth)
+    runner = LaunchRunner(store, http, records, placement, targets, lease_seconds=settings.launch_lease_seconds,
+                          exclusive=store.engine.dialect.name == "sqlite")
+    return LaunchRequests(store, http, search, records, placement, targets), runner
 
 
 def _allowed_methods(flask_app: Any, path: str) -> list[str]:

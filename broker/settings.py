@@ -77,6 +77,7 @@ class Settings:
     oidc_issuers: str = field(default="", metadata={"help": "JSON list of OpenID issuers (name, title, issuer, client_id, client_secret, ...)."})
     federation_wide_facilities: str = field(default="egi", metadata={"help": "Comma-separated facilities whose services may analyse public data of any facility."})
     launch_poll_seconds: int = field(default=2, metadata={"help": "Seconds between the worker's launch steps."})
+    launch_lease_seconds: float = field(default=10.0, metadata={"help": "Seconds a worker's hold on a launch it follows lasts unrenewed; another worker takes the launch over after it (PostgreSQL)."})
     max_body_bytes: int = field(default=1024 * 1024, metadata={"help": "Largest request body accepted."})
     body_timeout_seconds: float = field(default=5.0, metadata={"help": "Seconds a request body may take to arrive (else 408)."})
     request_threads: int = field(default=32, metadata={"help": "Threads per worker process answering requests."})

@@ -26,7 +26,7 @@ def make_scheduler(broker, *, background: bool) -> BaseScheduler:  # noqa: ANN00
     if broker.eosc.client is not None:
         scheduler.add_job(broker.eosc.sync_all, "interval", id="eosc-sync", name="EOSC sync",
                           seconds=broker.settings.eosc_sync_interval_seconds, next_run_time=datetime.now(timezone.utc))
-    scheduler.add_job(broker.launches.advance, "interval", id="launches", name="launches",
+    scheduler.add_job(broker.launch_runner.advance, "interval", id="launches", name="launches",
                       seconds=broker.settings.launch_poll_seconds, next_run_time=datetime.now(timezone.utc))
     scheduler.add_job(sync_harvest_schedules, "interval", args=[scheduler, broker], id="harvest-schedules",
                       name="harvest schedules", seconds=60, next_run_time=datetime.now(timezone.utc))
