@@ -41,9 +41,10 @@ from broker.settings import Settings
 from connectors.eosc import EoscCatalogueClient
 from connectors.http import HttpClient, HttpLimits
 from connectors.ssrf import AddressPolicy
-from registry.store import Store, make_engine, migrate
+from registry.store import Store, make_engine, migrate, wait_for_schema
 
 OPENAPI = Path(__file__).resolve().parent.parent / "openapi"
+SCHEMA_WAIT_SECONDS = 300  # a replica started with PANBROKER_MIGRATE_ON_START=false waits this long for the schema
 
 
 @dataclass
@@ -70,8 +71,13 @@ class Broker:
 def build_broker(settings: Settings, *, run_migrations: bool = True) -> Broker:
     issuers = load_issuers(settings.oidc_issuers)  # a configuration error is told before anything is touched
     engine = make_engine(settings.effective_database_url)
-    if run_migrations:
+    if run_migrations and settings.migrate_on_start:
         migrate(engine)
+    elif run_migrations:
+        try:
+            wait_for_schema(engine, SCHEMA_WAIT_SECONDS)
+        except TimeoutError as exc:
+            raise ConfigurationError(str(exc)) from None
     store = Store(engine)
     policy = AddressPolicy(tuple(settings.allowed_networks))
     http = HttpClient(policy, HttpLimits(

@@ -118,6 +118,19 @@ def worker() -> None:
 
 
 @main.command()
+@_fail_cleanly
+def migrate() -> None:
+    """Bring the database schema to the newest revision and exit (replicas started with
+    PANBROKER_MIGRATE_ON_START=false wait for this). Safe to run beside running processes."""
+    from registry.store import make_engine, migrate as upgrade, schema_is_current
+
+    engine = make_engine(Settings.from_env().effective_database_url)
+    was_current = schema_is_current(engine)
+    upgrade(engine)
+    click.echo("the schema was already current" if was_current else "the schema is migrated to its newest revision")
+
+
+@main.command()
 @click.option("--port", type=int, default=8080, help="Port of the broker.")
 @click.option("--data-dir", type=click.Path(path_type=Path), default=Path(".demo"), help="Demo state folder.")
 @_fail_cleanly

@@ -48,6 +48,7 @@ class Settings:
     host: str = field(default="127.0.0.1", metadata={"help": "Address `panbroker serve` listens on."})
     port: int = field(default=8080, metadata={"help": "Port `panbroker serve` listens on."})
     embedded_worker: bool = field(default=True, metadata={"help": "Run scheduled jobs inside `serve`."})
+    migrate_on_start: bool = field(default=True, metadata={"help": "Migrate the database schema at start (one process at a time on PostgreSQL); false: wait for `panbroker migrate`."})
     http_connect_timeout: float = field(default=3.05, metadata={"help": "Seconds to connect to a facility."})
     http_read_timeout: float = field(default=10.0, metadata={"help": "Seconds between bytes from a facility."})
     http_total_timeout: float = field(default=30.0, metadata={"help": "Ceiling on one outbound call, in seconds."})

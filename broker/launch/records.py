@@ -28,8 +28,19 @@ STOP_FAILED = "the service did not stop the session: "
 ALIVE = frozenset({LaunchState.READY, LaunchState.STARTING, LaunchState.WAITING})
 
 
+class ReadsAsJson:
+    """Fields read by name too (``launch["state"]``), as the JSON the view is served as is read: the
+    templates and scripts that read the API's answers read the service's the same way."""
+
+    def __getitem__(self, name: str) -> Any:
+        return getattr(self, name)
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return getattr(self, name, default)
+
+
 @dataclass(frozen=True)
-class LaunchView:
+class LaunchView(ReadsAsJson):
     """A launch as its owner sees it (the URL carries the token it needs, decrypted)."""
 
     id: str
@@ -52,12 +63,9 @@ class LaunchView:
     def as_dict(self) -> dict[str, Any]:
         return {**asdict(self), "state": self.state.value}
 
-    def __getitem__(self, name: str) -> Any:  # read like the JSON it is served as (templates, scripts)
-        return getattr(self, name)
-
 
 @dataclass(frozen=True)
-class LaunchEventView:
+class LaunchEventView(ReadsAsJson):
     id: int
     at: str | None
     state: LaunchState
@@ -65,9 +73,6 @@ class LaunchEventView:
 
     def as_dict(self) -> dict[str, Any]:
         return {**asdict(self), "state": self.state.value}
-
-    def __getitem__(self, name: str) -> Any:
-        return getattr(self, name)
 
 
 def start_timeout(service: ComputeService) -> int:
