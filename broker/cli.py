@@ -108,11 +108,12 @@ def serve(host: str | None, port: int | None, worker: bool | None, workers: int 
 @_fail_cleanly
 def worker() -> None:
     """Run the scheduled jobs (health checks, harvests, launches, EOSC sync) in the foreground."""
-    from broker import datalock
+    from broker import datalock, logs
     from broker.worker import run_forever
 
     os.umask(0o077)
     settings = Settings.from_env()
+    logs.configure(settings.log_level, settings.log_format)
     datalock.hold(settings.data_dir, "panbroker worker")
     run_forever(_broker())
 

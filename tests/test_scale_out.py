@@ -125,7 +125,7 @@ class Deployment:
         return f"http://127.0.0.1:{self.ports[name]}"
 
     def wait_ready(self, name: str) -> None:
-        if not answers_within(f"{self.url(name)}/api/v1/health", 40):
+        if not answers_within(f"{self.url(name)}/api/v1/health", 90):
             raise AssertionError(f"{name} did not start: " + (self.tmp / f"{name}.log").read_text()[-3000:])
 
     def stop(self, name: str, sig: int = signal.SIGTERM) -> None:
@@ -261,7 +261,8 @@ def test_replicas_and_workers_share_launches_harvests_and_survive_kills_and_rest
                     "dataset": records[1 + n % 5]["pid"], "service_id": "ill-desk"},
                     headers={**auth, "Idempotency-Key": f"roll-{n}"})
                 results.append(answer.status_code)
-                results.append(_with_retry(deployment, "GET", "/api/v1/launches?limit=1", headers=auth).status_code)
+                results.append(_with_retry(deployment, "GET", f"/api/v1/launches/{answer.json()['id']}",
+                                           headers=auth).status_code)
 
         running = threading.Thread(target=client, daemon=True)
         running.start()
