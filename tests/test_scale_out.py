@@ -266,13 +266,20 @@ def test_replicas_and_workers_share_launches_harvests_and_survive_kills_and_rest
 
         running = threading.Thread(target=client, daemon=True)
         running.start()
+        # new replicas come up beside the old ones, then the old ones stop one after the other
+        old = dict(deployment.ports)
         for name in ("a", "b"):
-            time.sleep(1)
-            deployment.stop(name)
-            deployment.serve(name)
-            deployment.wait_ready(name)
+            deployment.ports[f"new-{name}"] = sim.free_port()
+            deployment.serve(f"new-{name}")
+        for name in ("a", "b"):
+            deployment.wait_ready(f"new-{name}")
+        for name in ("a", "b"):
+            deployment.stop(name)  # SIGTERM: requests in flight are finished, new ones go to the other
+            deployment.ports[name] = deployment.ports[f"new-{name}"]
+            time.sleep(0.5)
         stop_client.set()
         running.join(timeout=60)
+        assert old != {k: deployment.ports[k] for k in old}
         keys = len(results[0::2])
         assert results and set(results[0::2]) <= {200, 201} and set(results[1::2]) == {200}, results
         with engine.connect() as conn:
