@@ -62,7 +62,7 @@ class StepClock:
     """The broker's own work: the worker's steps (they run on starter threads) less the time they
     spent waiting for the hub inside the HTTP clients; followers only wait on the hub's stream."""
 
-    def __init__(self, launches) -> None:  # noqa: ANN001
+    def __init__(self, launches) -> None:  # noqa: ANN001 - broker.launch.runner.LaunchRunner
         self.stepped = self.waited = 0.0
         self._inside = threading.local()
         self._lock = threading.Lock()
@@ -110,11 +110,11 @@ def through_broker(broker, clock: StepClock, actor, key: str, pid: str, body: di
     rounds = 0.0
     while broker.launches.get(actor, launch["id"])["state"] not in ("ready", "failed"):
         step = time.perf_counter()
-        broker.launches.advance()
+        broker.launch_runner.advance()
         rounds += time.perf_counter() - step
         time.sleep(POLL)
     elapsed = time.perf_counter() - started
-    broker.launches.wait_for_steps()
+    broker.launch_runner.wait_for_steps()
     own = created + rounds + clock.own() - own_before
     broker.launches.cancel(actor, launch["id"])
     return elapsed, created, own
@@ -123,7 +123,7 @@ def through_broker(broker, clock: StepClock, actor, key: str, pid: str, body: di
 def measure(label: str, hub, broker, service: dict, direct_options: dict | None, body: dict,  # noqa: ANN001
             sequential: int, bursts: list[int], offset: int) -> None:
     broker.registry.create(ADMIN, KINDS.service, service)
-    clock = StepClock(broker.launches)
+    clock = StepClock(broker.launch_runner)
     direct_times, broker_times, create_times, own_times = [], [], [], []
     for n in range(sequential):  # interleaved, so that both see the hub in the same state
         direct_times.append(direct(hub, f"direct{offset}x{n}", "s", direct_options))
@@ -156,7 +156,7 @@ def measure(label: str, hub, broker, service: dict, direct_options: dict | None,
                for n in range(size)]
         offset += size
         while True:
-            broker.launches.advance()
+            broker.launch_runner.advance()
             states = [broker.launches.get(actor, i)["state"] for i in ids]
             if all(s in ("ready", "failed") for s in states):
                 break
@@ -164,7 +164,7 @@ def measure(label: str, hub, broker, service: dict, direct_options: dict | None,
         last = time.perf_counter() - started
         print(f"  {size} launches submitted at once (at most 4 starting at a time): "
               f"{states.count('ready')} of {size} ready, the last after {last:.1f} s")
-        broker.launches.wait_for_steps()
+        broker.launch_runner.wait_for_steps()
         for i in ids:
             broker.launches.cancel(actor, i)
 

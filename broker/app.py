@@ -23,7 +23,11 @@ from broker.auth import AuthService, load_issuers
 from broker.catalogue import CatalogueService
 from broker.eosc import CATALOGUE_VERSIONS, EoscService
 from broker.harvest import HarvestService
-from broker.launch.service import LaunchService
+from broker.launch.placement import Placement
+from broker.launch.records import LaunchRecords
+from broker.launch.requests import LaunchRequests
+from broker.launch.runner import LaunchRunner
+from broker.launch.targets import LaunchTargets
 from broker.notify import Notifier
 from broker.people import PeopleService
 from broker.health import HealthService
@@ -37,9 +41,10 @@ from broker.settings import Settings
 from connectors.eosc import EoscCatalogueClient
 from connectors.http import HttpClient, HttpLimits
 from connectors.ssrf import AddressPolicy
-from registry.store import Store, make_engine, migrate
+from registry.store import Store, make_engine, migrate, wait_for_schema
 
 OPENAPI = Path(__file__).resolve().parent.parent / "openapi"
+SCHEMA_WAIT_SECONDS = 300  # a replica started with PANBROKER_MIGRATE_ON_START=false waits this long for the schema
 
 
 @dataclass
@@ -58,15 +63,21 @@ class Broker:
     catalogue: CatalogueService
     people: PeopleService
     auth: AuthService
-    launches: LaunchService
+    launches: LaunchRequests
+    launch_runner: LaunchRunner
     notifier: Notifier | None = None
 
 
 def build_broker(settings: Settings, *, run_migrations: bool = True) -> Broker:
     issuers = load_issuers(settings.oidc_issuers)  # a configuration error is told before anything is touched
     engine = make_engine(settings.effective_database_url)
-    if run_migrations:
+    if run_migrations and settings.migrate_on_start:
         migrate(engine)
+    elif run_migrations:
+        try:
+            wait_for_schema(engine, SCHEMA_WAIT_SECONDS)
+        except TimeoutError as exc:
+            raise ConfigurationError(str(exc)) from None
     store = Store(engine)
     policy = AddressPolicy(tuple(settings.allowed_networks))
     http = HttpClient(policy, HttpLimits(
@@ -94,13 +105,24 @@ def build_broker(settings: Settings, *, run_migrations: bool = True) -> Broker:
                        token_url=settings.eosc_token_url or None, aai_client_id=settings.eosc_aai_client_id or None)
     people = PeopleService(store)
     auth = AuthService(store, http, people, box, issuers, settings.effective_public_url)
-    launches = LaunchService(store, http, search, box,
-                             tuple(f.strip() for f in settings.federation_wide_facilities.split(",") if f.strip()),
-                             auth=auth)
+    launches, runner = build_launches(settings, store, http, search, box, auth)
     notifier = Notifier(store, http, settings)
-    launches.on_settled = notifier.launch_settled
+    launches.records.on_settled = notifier.launch_settled
     return Broker(settings, store, http, registry, health, index, harvest, search, eosc, CatalogueService(store),
-                  people, auth, launches, notifier)
+                  people, auth, launches, runner, notifier)
+
+
+def build_launches(settings: Settings, store: Store, http: HttpClient, search: SearchService, box: SecretBox,
+                   auth: AuthService) -> tuple[LaunchRequests, LaunchRunner]:
+    """The launch services: requests (API and pages) and the runner (the worker's part), over one set of
+    records."""
+    records = LaunchRecords(store, box)
+    placement = Placement(store, search, records, tuple(
+        f.strip() for f in settings.federation_wide_facilities.split(",") if f.strip()))
+    targets = LaunchTargets(store, search, box, records, auth)
+    runner = LaunchRunner(store, http, records, placement, targets, lease_seconds=settings.launch_lease_seconds,
+                          exclusive=store.engine.dialect.name == "sqlite")
+    return LaunchRequests(store, http, search, records, placement, targets), runner
 
 
 def _allowed_methods(flask_app: Any, path: str) -> list[str]:

@@ -108,13 +108,27 @@ def serve(host: str | None, port: int | None, worker: bool | None, workers: int 
 @_fail_cleanly
 def worker() -> None:
     """Run the scheduled jobs (health checks, harvests, launches, EOSC sync) in the foreground."""
-    from broker import datalock
+    from broker import datalock, logs
     from broker.worker import run_forever
 
     os.umask(0o077)
     settings = Settings.from_env()
+    logs.configure(settings.log_level, settings.log_format)
     datalock.hold(settings.data_dir, "panbroker worker")
     run_forever(_broker())
+
+
+@main.command()
+@_fail_cleanly
+def migrate() -> None:
+    """Bring the database schema to the newest revision and exit (replicas started with
+    PANBROKER_MIGRATE_ON_START=false wait for this). Safe to run beside running processes."""
+    from registry.store import make_engine, migrate as upgrade, schema_is_current
+
+    engine = make_engine(Settings.from_env().effective_database_url)
+    was_current = schema_is_current(engine)
+    upgrade(engine)
+    click.echo("the schema was already current" if was_current else "the schema is migrated to its newest revision")
 
 
 @main.command()

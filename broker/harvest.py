@@ -11,9 +11,10 @@ queue a job for it.
 from __future__ import annotations
 
 import logging
-from typing import Any, Iterable
+from contextlib import contextmanager
+from typing import Any, Callable, ContextManager, Iterable, Iterator
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from broker.authz import Principal
 from broker.errors import FieldError, InvalidInput, NotFound
@@ -82,22 +83,38 @@ class HarvestService:
             job_id = job.id
         return self.job(job_id)
 
-    def run_queued(self) -> list[dict[str, Any]]:
-        """Run every queued job, oldest first (the worker calls this every few seconds)."""
+    def run_queued(self, hold: Callable[[str], ContextManager[bool]] | None = None) -> list[dict[str, Any]]:
+        """Run every queued job, oldest first (the worker calls this every few seconds). Each job is taken
+        by one worker (the one whose update from ``queued`` succeeds); with ``hold``, only while holding
+        the endpoint (another worker harvesting it leaves the job queued for later)."""
         with self.store.session() as session:
             queued = [(j.id, j.endpoint_id, j.error == CONFIRM) for j in session.scalars(
                 select(HarvestJob).where(HarvestJob.state == HarvestState.QUEUED.value).order_by(HarvestJob.id))]
-        return [self.run(endpoint_id, confirm, job_id=job_id) for job_id, endpoint_id, confirm in queued]
+        done = []
+        for job_id, endpoint_id, confirm in queued:
+            with (hold or _free)(endpoint_id) as held:
+                if held and self._take(job_id, HarvestState.QUEUED, HarvestState.RUNNING):
+                    done.append(self.run(endpoint_id, confirm, job_id=job_id))
+        return done
 
-    def recover_interrupted(self) -> list[str]:
-        """Fail the jobs left ``running`` by a process that stopped; the endpoints to harvest again. Only
-        the one process that runs jobs calls this, at its start, so no such job is still running."""
+    def _take(self, job_id: int, was: HarvestState, becomes: HarvestState, error: str | None = None) -> bool:
+        """Move a job from ``was`` to ``becomes`` unless another process moved it first."""
+        values: dict[str, Any] = {"state": becomes.value}
+        if becomes == HarvestState.FAILED:
+            values.update(finished_at=utcnow(), error=error)
         with self.store.session() as session:
-            stale = session.scalars(select(HarvestJob).where(HarvestJob.state == HarvestState.RUNNING.value)).all()
-            for job in stale:
-                job.state, job.finished_at = HarvestState.FAILED.value, utcnow()
-                job.error = "interrupted: the process running this harvest stopped before it finished"
-            endpoints = sorted({job.endpoint_id for job in stale})
+            return session.execute(update(HarvestJob).where(HarvestJob.id == job_id, HarvestJob.state == was.value)
+                                   .values(**values).execution_options(synchronize_session=False)).rowcount == 1
+
+    def recover_interrupted(self, running_elsewhere: Callable[[str], bool] = lambda endpoint_id: False) -> list[str]:
+        """Fail the jobs left ``running`` by a process that stopped; the endpoints to harvest again (each
+        told to one process only). ``running_elsewhere(endpoint_id)``: a live worker harvests it now."""
+        with self.store.session() as session:
+            stale = session.execute(select(HarvestJob.id, HarvestJob.endpoint_id).where(
+                HarvestJob.state == HarvestState.RUNNING.value)).all()
+        reason = "interrupted: the process running this harvest stopped before it finished"
+        endpoints = sorted({endpoint_id for job_id, endpoint_id in stale if not running_elsewhere(endpoint_id)
+                            and self._take(job_id, HarvestState.RUNNING, HarvestState.FAILED, reason)})
         if endpoints:
             log.warning("harvests interrupted by a stop, run again: %s", ", ".join(endpoints))
         return endpoints
@@ -264,6 +281,11 @@ class HarvestService:
                 "fetched_at": iso(job.fetched_at), "finished_at": iso(job.finished_at),
                 "gathered": job.gathered, "imported": job.imported, "deleted": job.deleted, "failed": job.failed,
                 "error": job.error}
+
+
+@contextmanager
+def _free(endpoint_id: str) -> Iterator[bool]:
+    yield True
 
 
 CONFIRM = "confirm-deletions"  # a queued job's note: its harvest may delete more than the allowed share

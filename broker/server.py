@@ -79,3 +79,4 @@ def run(settings: Settings, host: str, port: int, with_worker: bool, broker: Bro
     finally:
         if scheduler:
             scheduler.shutdown(wait=False)
+            broker.launch_runner.close()  # another worker takes this one's launches over at once

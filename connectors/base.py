@@ -18,7 +18,7 @@ from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validat
 
 from connectors.errors import AddressBlocked, UpstreamError
 from connectors.http import HttpClient, json_body
-from registry.models import HealthStatus, TargetType
+from registry.models import HealthStatus, LaunchState, TargetType
 
 
 PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
@@ -132,12 +132,15 @@ class LaunchTarget:
 
 @dataclass(frozen=True)
 class LaunchProgress:
-    state: str  # a registry.models.LaunchState value
+    state: LaunchState  # connectors may name it by its value ("ready"): it is read into the enum here
     message: str
     url: str | None = None
     retry_after: float | None = None
     secret: str | None = None  # a token that opens the session (Binder's), kept encrypted with the launch
     overloaded: bool = False  # the service showed overload (503, a timeout): fewer starts should be sent
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "state", LaunchState(self.state))  # an unknown state fails here, at the edge
 
 
 class RequestRefused(ValueError):

@@ -1,17 +1,22 @@
 """Database engine, sessions and migrations (SQLite by default, PostgreSQL by URL)."""
 from __future__ import annotations
 
+import hashlib
+import logging
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import create_engine, event
+from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+MIGRATION_LOCK = "panbroker:migrations"
+log = logging.getLogger(__name__)
 
 
 def make_engine(url: str) -> Engine:
@@ -40,9 +45,53 @@ def alembic_config(engine: Engine) -> Config:
     return config
 
 
+def lock_key(name: str) -> int:
+    """A signed 64-bit key for PostgreSQL's advisory locks from a name (the same in every process)."""
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+
+
+@contextmanager
+def migration_lock(engine: Engine) -> Iterator[None]:
+    """On PostgreSQL, one migrating process at a time: the others wait here, then find nothing to do."""
+    if engine.dialect.name != "postgresql":
+        yield
+        return
+    with engine.connect() as connection:
+        connection.execute(text("SELECT pg_advisory_lock(:k)"), {"k": lock_key(MIGRATION_LOCK)})
+        connection.commit()
+        try:
+            yield
+        finally:
+            connection.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": lock_key(MIGRATION_LOCK)})
+            connection.commit()
+
+
 def migrate(engine: Engine, revision: str = "head") -> None:
-    """Bring the schema to ``revision`` (idempotent)."""
-    command.upgrade(alembic_config(engine), revision)
+    """Bring the schema to ``revision`` (idempotent; processes starting together migrate once)."""
+    with migration_lock(engine):
+        command.upgrade(alembic_config(engine), revision)
+
+
+def schema_is_current(engine: Engine) -> bool:
+    """Whether the database's schema is at the newest migration this code knows."""
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory.from_config(alembic_config(engine)).get_current_head()
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision() == head
+
+
+def wait_for_schema(engine: Engine, seconds: float, poll: float = 0.5) -> None:
+    """Until the schema is current (another process or ``panbroker migrate`` migrates it); ``TimeoutError``
+    after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while not schema_is_current(engine):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the database schema is not at its newest revision after {seconds:g} s: "
+                               "run `panbroker migrate`")
+        log.info("waiting for the database schema to be migrated")
+        time.sleep(poll)
 
 
 class Store:

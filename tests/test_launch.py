@@ -67,7 +67,7 @@ def person(broker, name: str, issuers=("ill-idp",)):  # noqa: ANN001, ANN201
 def run_to_end(broker, launch_id: str, actor, seconds: float = 45):  # noqa: ANN001, ANN201
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        broker.launches.advance()
+        broker.launch_runner.advance()
         launch = broker.launches.get(actor, launch_id)
         if launch["state"] in ("ready", "failed", "cancelled", "stopped"):
             return launch
@@ -121,7 +121,7 @@ def test_a_retry_returns_the_same_launch_and_never_a_second_session(broker, hub)
 def test_after_a_crash_between_start_and_record_the_launch_is_reconciled(broker, hub, tmp_path):  # noqa: ANN001
     carol = person(broker, "Carol")
     launch, _ = broker.launches.create(carol, "k-crash", {"dataset": DATASET.pid, "kind": "jupyterhub"})
-    target, _service = broker.launches._target(launch["id"])  # noqa: SLF001 - simulate the lost half of a step
+    target, _service = broker.launch_runner.targets.build(launch["id"])  # noqa: SLF001 - simulate the lost half of a step
     JupyterHubConnector().launch(broker.http, target)  # the start reached the hub; the broker died before recording
     restarted = build_broker(broker.settings)  # a new process on the same database
     done = run_to_end(restarted, launch["id"], carol)
@@ -225,7 +225,7 @@ def test_twenty_launches_of_different_datasets_at_once_all_end_ready(broker, hub
     started = time.monotonic()
     peak = 0
     while time.monotonic() - started < 220:
-        broker.launches.advance()
+        broker.launch_runner.advance()
         states = [broker.launches.get(frank, launch["id"])["state"] for launch in launches]
         peak = max(peak, sum(s in ("submitted", "starting") for s in states))
         if all(s in ("ready", "failed") for s in states):

@@ -48,7 +48,7 @@ def test_a_launch_into_a_faulty_hub_fails_plainly_within_its_start_timeout(broke
         state = launch
         while time.monotonic() - started < START_TIMEOUT + 15:
             step = time.monotonic()
-            broker.launches.advance()
+            broker.launch_runner.advance()
             slowest_step = max(slowest_step, time.monotonic() - step)
             state = broker.launches.get(ada, launch["id"])
             if state["state"] in ("failed", "ready", "cancelled", "stopped"):

@@ -119,7 +119,7 @@ def test_a_hub_at_its_spawn_limit_makes_launches_wait_and_lowers_the_bound(hub, 
     launches = [launch(broker, lee, f"busy-{n}", f"ill/run-{n}", "slow-3") for n in range(6)]
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
-        broker.launches.advance()
+        broker.launch_runner.advance()
         states = [broker.launches.get(lee, x["id"])["state"] for x in launches]
         if all(s in ("ready", "failed") for s in states):
             break
@@ -128,7 +128,7 @@ def test_a_hub_at_its_spawn_limit_makes_launches_wait_and_lowers_the_bound(hub, 
                                      for x in launches if broker.launches.get(lee, x["id"])["state"] != "ready"]
     messages = [e["message"] for x in launches for e in broker.launches.events(lee, x["id"])]
     assert any("busy" in m for m in messages), messages
-    assert broker.launches.bounds.bound("ill-hub", 6) < 6
+    assert broker.launch_runner.bounds.bound("ill-hub", 6) < 6
     assert len(hub.api("/users/lee").json()["servers"]) == 6
     for x in launches:
         broker.launches.cancel(lee, x["id"])
@@ -209,14 +209,14 @@ def test_a_cancel_during_the_start_is_final_and_the_server_is_gone(broker, hub):
     started = launch(broker, ola, "cancel", "ill/run-5", "slow-4")
     deadline = time.monotonic() + 20
     while broker.launches.get(ola, started["id"])["state"] != "starting" and time.monotonic() < deadline:
-        broker.launches.advance()
+        broker.launch_runner.advance()
         time.sleep(0.2)
     assert broker.launches.get(ola, started["id"])["state"] == "starting"
     assert broker.launches.cancel(ola, started["id"])["state"] == "cancelled"
     for _ in range(20):  # the follower's stream ends; a late "ready" must not revive the launch
-        broker.launches.advance()
+        broker.launch_runner.advance()
         time.sleep(0.3)
-    broker.launches.wait_for_steps()
+    broker.launch_runner.wait_for_steps()
     assert broker.launches.get(ola, started["id"])["state"] == "cancelled"
     assert "ready" not in [e["state"] for e in broker.launches.events(ola, started["id"])]
     deadline = time.monotonic() + 15
@@ -231,4 +231,4 @@ def test_a_refused_request_fails_alone_and_leaves_the_admission_bound(broker):  
     for n in range(2):
         done = run_to_end(broker, launch(broker, pat, f"refused-{n}", f"ill/run-{6 + n}", "broken")["id"], pat)
         assert done["state"] == "failed" and "scratch volume" in done["error"]
-    assert broker.launches.bounds.bound("ill-hub", 4) == 4
+    assert broker.launch_runner.bounds.bound("ill-hub", 4) == 4

@@ -103,7 +103,7 @@ def broker(hub, tmp_path, data_root):  # noqa: ANN001, ANN201
     built.index.upsert([ID10, DATASET, EMBARGOED])
     built.index.commit()
     yield built
-    built.launches.wait_for_steps()
+    built.launch_runner.wait_for_steps()
     built.index.close()
 
 
@@ -119,7 +119,7 @@ def esrf_person(broker, name: str, username: str | None):  # noqa: ANN001, ANN20
 def advance_until(broker, done, seconds: float = 60, describe=None):  # noqa: ANN001, ANN201
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        broker.launches.advance()
+        broker.launch_runner.advance()
         result = done()
         if result:
             return result
@@ -245,7 +245,7 @@ def test_five_launches_at_once_end_ready_or_waiting_in_slurm_and_a_cancel_remove
     answered = [e["id"] for evs in events.values() for e in evs if e["state"] in ("starting", "ready", "waiting")]
     assert len(sent) == 4 and max(sent) < min(answered), (sent, answered)
     assert all(not e["message"].startswith("trouble") for evs in events.values() for e in evs)
-    assert broker.launches.bounds.bound("esrf-hub", 4) == 4  # nothing here was overload
+    assert broker.launch_runner.bounds.bound("esrf-hub", 4) == 4  # nothing here was overload
 
     # cancel during the start: final at once, the Slurm job is cancelled, no late "ready" revives it
     before = {j["id"] for j in slurm.jobs() if j["state"] == "PENDING"}
@@ -256,9 +256,9 @@ def test_five_launches_at_once_end_ready_or_waiting_in_slurm_and_a_cancel_remove
         time.sleep(0.5)
     assert len(before - {j["id"] for j in slurm.jobs()}) == 1, slurm.jobs()
     for _ in range(5):
-        broker.launches.advance()
+        broker.launch_runner.advance()
         time.sleep(0.3)
-    broker.launches.wait_for_steps()
+    broker.launch_runner.wait_for_steps()
     assert broker.launches.get(eve, waiting[0]["id"])["state"] == "cancelled"
     assert [e["state"] for e in broker.launches.events(eve, waiting[0]["id"])].count("ready") == 0
     with ThreadPoolExecutor(5) as pool:  # stopping a Slurm job takes a second or two: all at once
@@ -278,5 +278,5 @@ def test_a_start_the_site_refuses_fails_alone_and_does_not_lower_admission(broke
         done = advance_until(broker, lambda x=launch: (lambda y: y if y["state"] in ("ready", "failed") else None)(
             broker.launches.get(fay, x["id"])), 60)
         assert done["state"] == "failed" and "time limit" in done["error"].lower(), done
-    assert broker.launches.bounds.bound("esrf-hub", 4) == 4
+    assert broker.launch_runner.bounds.bound("esrf-hub", 4) == 4
     assert not slurm.jobs()

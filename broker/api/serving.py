@@ -149,7 +149,7 @@ class ServingLimits:
         return principal(info)
 
     async def _stream(self, send: Send, receive: Receive, caller: t.Any, launch_id: str,
-                      pending: list[dict[str, t.Any]]) -> None:
+                      pending: list[t.Any]) -> None:
         gone = asyncio.Event()
 
         async def watch_disconnect() -> None:
@@ -164,14 +164,14 @@ class ServingLimits:
             (b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache"),
             (b"x-accel-buffering", b"no")]})
         launches, started, seen, quiet_since = self.broker.launches, time.monotonic(), 0, time.monotonic()
-        final = (await to_thread.run_sync(launches.get, caller, launch_id))["state"] in FINAL_LAUNCH_STATES
+        final = (await to_thread.run_sync(launches.get, caller, launch_id)).final
         try:
             while not gone.is_set():
                 chunks = []
                 for event in pending:
-                    seen = event["id"]
-                    final = final or event["state"] in FINAL_LAUNCH_STATES  # every move is an event
-                    chunks.append(f"id: {event['id']}\nevent: {event['state']}\ndata: {json.dumps(event)}\n\n")
+                    seen = event.id
+                    final = final or event.state in FINAL_LAUNCH_STATES  # every move is an event
+                    chunks.append(f"id: {event.id}\nevent: {event.state.value}\ndata: {json.dumps(event.as_dict())}\n\n")
                 if not chunks and time.monotonic() - quiet_since > SSE_KEEPALIVE_SECONDS:
                     chunks.append(": keep-alive\n\n")  # a client or proxy that went away shows up here
                 if chunks:

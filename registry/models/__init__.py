@@ -6,3 +6,4 @@ from registry.models.harvest import HarvestState, HarvestStage, HarvestJob, Harv
 from registry.models.people import Role, Person, Identity, RoleGrant, ApiToken, LoginTransaction, WebSession, UserToken, NotificationSettings  # noqa: F401
 from registry.models.launch import LaunchState, Launch, LaunchEvent, FINAL_LAUNCH_STATES  # noqa: F401
 from registry.models.oai import OaiRecord  # noqa: F401
+from registry.models.coordination import ScheduledRun  # noqa: F401

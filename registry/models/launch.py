@@ -49,6 +49,9 @@ class Launch(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow, nullable=False)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, nullable=False)
     deadline_at: Mapped[datetime | None] = mapped_column()
+    # the worker stepping or following the launch, until when; another takes it over once the lease lapses
+    lease_holder: Mapped[str | None] = mapped_column(String(200))
+    lease_expires_at: Mapped[datetime | None] = mapped_column()
 
     __table_args__ = (Index("ux_launches_key", "person_id", "idempotency_key", unique=True),
                       Index("ix_launches_state", "state"))

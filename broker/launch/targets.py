@@ -1,0 +1,85 @@
+"""Target building: what a connector needs to start, follow or stop one launch's session, and the stop
+itself (asked by a cancel and by a start that came up after it)."""
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from broker.errors import Conflict, NotFound
+from broker.launch.records import STOP_FAILED, LaunchRecords
+from broker.search.model import Dataset
+from broker.search.service import SearchService
+from broker.secretbox import SecretBox
+from connectors import connector_for
+from connectors.base import LaunchTarget
+from connectors.errors import UpstreamError
+from connectors.http import HttpClient
+from registry.models import ComputeService, Launch, LaunchMode
+from registry.store import Store
+
+NO_TARGET = LaunchTarget("", {}, None, None, "", {})
+
+
+class LaunchTargets:
+    def __init__(self, store: Store, search: SearchService, box: SecretBox, records: LaunchRecords,
+                 auth: Any = None):
+        self.store = store
+        self.search = search
+        self.box = box
+        self.records = records
+        self.auth = auth  # broker.auth.AuthService: the user's own tokens for services that need them
+
+    def build(self, launch_id: str, translate: bool = True) -> tuple[LaunchTarget, ComputeService | None]:
+        """What the connector needs for this launch; with ``translate``, the request in the service's
+        vocabulary (raises ``RequestRefused`` when the service cannot take it)."""
+        with self.store.session() as session:
+            launch = session.get(Launch, launch_id)
+            service = session.get(ComputeService, launch.service_id) if launch.service_id else None
+            if service is None:
+                return NO_TARGET, None
+            chosen = next((c for c in launch.decision or [] if c.get("service_id") == service.id and c.get("fits")), {})
+        dataset = self._dataset(launch)
+        proposals = tuple(d.pid for d in dataset.documents if (d.type or "proposal") == "proposal")
+        dois = tuple(dict.fromkeys([*([dataset.doi] if dataset.doi else []), *(d.doi for d in dataset.documents if d.doi)]))
+        resources = dict(launch.request.get("resources", {}))
+        partitions = {p["id"]: p for p in (service.capabilities or {}).get("partitions", [])}
+        if chosen.get("partition"):
+            resources["partition"] = chosen["partition"]
+        facts = {"pid": dataset.pid, "facility": dataset.facility, "proposal": proposals[0] if proposals else "",
+                 "instrument": dataset.instrument or "", "doi": dois[0] if dois else "",
+                 "year": str(dataset.creation_date.year) if dataset.creation_date else "",
+                 "landing_url": f"https://doi.org/{dois[0]}" if dois else ""}
+        credential = self.box.decrypt(service.credential_encrypted) if service.credential_encrypted else None
+        config = dict(service.connector_config or {})
+        target = LaunchTarget(service.base_url or "", config, credential, launch.username, launch.server_name or "", {},
+                              proposals, dois, dataset.pid, self._user_token(launch, service, config),
+                              resources=resources, interface=launch.request.get("interface"),
+                              partition=partitions.get(resources.get("partition")),
+                              facts={k: v for k, v in facts.items() if v})
+        if translate:
+            target = replace(target, user_options=connector_for(service.kind).user_options(target))
+        return target, service
+
+    def _dataset(self, launch: Launch) -> Dataset:
+        try:
+            return self.search.get(launch.dataset_pid)
+        except NotFound:
+            return Dataset(pid=launch.dataset_pid, facility=launch.facility_id or "", title=launch.dataset_pid)
+
+    def _user_token(self, launch: Launch, service: ComputeService, config: dict[str, Any]) -> str | None:
+        if service.launch_mode != LaunchMode.API or not config.get("user_token_issuer") or self.auth is None:
+            return None
+        return self.auth.downstream_token(launch.person_id, config["user_token_issuer"],
+                                          config.get("token_exchange_audience"))
+
+    def stop(self, http: HttpClient, launch_id: str, target: LaunchTarget, service: ComputeService) -> None:
+        """Ask the service to stop the session; ``Conflict`` (noted on the launch) when it did not."""
+        try:
+            self.records.note(launch_id, connector_for(service.kind).stop(http, target).message)
+        except UpstreamError as exc:
+            self.records.note(launch_id, f"{STOP_FAILED}{exc.detail}")
+            raise Conflict(f"cancelled, but the service did not stop the session yet ({exc.detail}); "
+                           "cancel again to retry") from exc
+
+
+__all__ = ["LaunchTargets", "NO_TARGET"]
