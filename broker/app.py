@@ -96,7 +96,7 @@ def build_broker(settings: Settings, *, run_migrations: bool = True) -> Broker:
     auth = AuthService(store, http, people, box, issuers, settings.effective_public_url)
     launches = LaunchService(store, http, search, box,
                              tuple(f.strip() for f in settings.federation_wide_facilities.split(",") if f.strip()),
-                             auth=auth)
+                             auth=auth.tokens)
     notifier = Notifier(store, http, settings)
     launches.on_settled = notifier.launch_settled
     return Broker(settings, store, http, registry, health, index, harvest, search, eosc, CatalogueService(store),
