@@ -183,7 +183,8 @@ def test_an_id_token_with_one_fault_signs_nobody_in(client, scripted_issuer, fau
     assert client.get("/api/v1/me").status_code == 401
 
 
-def test_a_matching_at_hash_is_accepted(client, scripted_issuer):  # noqa: ANN001 - the at_hash check is no blanket refusal
+def test_a_matching_at_hash_is_accepted(client, scripted_issuer):  # noqa: ANN001
+    """The at_hash check is no blanket refusal of tokens that carry one."""
     response = sign_in(client, scripted_issuer, lambda asked: token_answer(signed(
         {**good_claims(scripted_issuer.issuer, asked["nonce"]), "at_hash": _at_hash("at-1")})))
     assert response.status_code == 302
@@ -221,7 +222,7 @@ def test_a_token_endpoint_that_misbehaves_is_a_clear_refusal(client, broker, scr
     assert time.monotonic() - started < 2.5  # the hang is cut at the token timeout
 
 
-def test_the_authorization_and_token_requests_carry_pkce_s256_state_nonce_and_client_auth(client, scripted_issuer):  # noqa: ANN001
+def test_the_requests_carry_pkce_s256_state_nonce_and_client_auth(client, scripted_issuer):  # noqa: ANN001
     start = client.get("/auth/login/sim", params={"next": "/account"}, follow_redirects=False)
     asked = query_of(start.headers["location"])
     assert start.headers["location"].startswith(f"{scripted_issuer.issuer}/auth?")

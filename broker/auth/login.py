@@ -141,7 +141,8 @@ class LoginFlow:
         """RFC 9207 on the client side (authlib has it for servers only): the answer names the issuer asked."""
         if params.get("iss") is not None and params["iss"] != config.issuer:
             raise LoginRefused("the answer comes from another issuer than the one asked (mix-up refused)")
-        if params.get("iss") is None and self.oidc.metadata(config).get("authorization_response_iss_parameter_supported"):
+        always_sent = self.oidc.metadata(config).get("authorization_response_iss_parameter_supported")
+        if params.get("iss") is None and always_sent:
             raise LoginRefused("the answer lacks the issuer its provider always sends (mix-up refused)")
 
     def _redeem(self, config: IssuerConfig, code: str, verifier: str) -> TokenSet:
@@ -177,7 +178,8 @@ class LoginFlow:
     def _sync_entitlements(self, config: IssuerConfig, person_id: str, claims: dict[str, Any]) -> None:
         """Roles derived from the issuer's entitlements follow them at every sign-in."""
         raw = claims.get(config.entitlements_claim) or []
-        values = [raw] if isinstance(raw, str) else [v for v in raw if isinstance(v, str)] if isinstance(raw, list) else []
+        listed = [raw] if isinstance(raw, str) else raw if isinstance(raw, list) else []
+        values = [v for v in listed if isinstance(v, str)]  # a malformed claim grants nothing
         wanted: set[tuple[str, str | None]] = set()
         if set(values) & set(config.admin_entitlements):
             wanted.add(("admin", None))

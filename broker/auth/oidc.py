@@ -224,7 +224,8 @@ class OidcClient:
             return None
         if not isinstance(end, str) or not end:
             return None
-        return f"{end}?{urlencode({'client_id': config.client_id, 'post_logout_redirect_uri': post_logout_redirect_uri})}"
+        query = {"client_id": config.client_id, "post_logout_redirect_uri": post_logout_redirect_uri}
+        return f"{end}?{urlencode(query)}"
 
 
 def unverified_claims(token: str) -> dict[str, Any] | None:
