@@ -19,7 +19,7 @@ from broker import logs
 from broker.api import problems
 from broker.api.validation import VALIDATORS, BrokerScope
 from broker.errors import BrokerError, ConfigurationError
-from broker.auth import AuthService, load_issuers
+from broker.auth import AuthService, UserTokens, load_issuers
 from broker.catalogue import CatalogueService
 from broker.eosc import CATALOGUE_VERSIONS, EoscService
 from broker.harvest import HarvestService
@@ -105,7 +105,7 @@ def build_broker(settings: Settings, *, run_migrations: bool = True) -> Broker:
                        token_url=settings.eosc_token_url or None, aai_client_id=settings.eosc_aai_client_id or None)
     people = PeopleService(store)
     auth = AuthService(store, http, people, box, issuers, settings.effective_public_url)
-    launches, runner = build_launches(settings, store, http, search, box, auth)
+    launches, runner = build_launches(settings, store, http, search, box, auth.tokens)
     notifier = Notifier(store, http, settings)
     launches.records.on_settled = notifier.launch_settled
     return Broker(settings, store, http, registry, health, index, harvest, search, eosc, CatalogueService(store),
@@ -113,13 +113,13 @@ def build_broker(settings: Settings, *, run_migrations: bool = True) -> Broker:
 
 
 def build_launches(settings: Settings, store: Store, http: HttpClient, search: SearchService, box: SecretBox,
-                   auth: AuthService) -> tuple[LaunchRequests, LaunchRunner]:
+                   tokens: UserTokens) -> tuple[LaunchRequests, LaunchRunner]:
     """The launch services: requests (API and pages) and the runner (the worker's part), over one set of
     records."""
     records = LaunchRecords(store, box)
     placement = Placement(store, search, records, tuple(
         f.strip() for f in settings.federation_wide_facilities.split(",") if f.strip()))
-    targets = LaunchTargets(store, search, box, records, auth)
+    targets = LaunchTargets(store, search, box, records, tokens)
     runner = LaunchRunner(store, http, records, placement, targets, lease_seconds=settings.launch_lease_seconds,
                           exclusive=store.engine.dialect.name == "sqlite")
     return LaunchRequests(store, http, search, records, placement, targets), runner

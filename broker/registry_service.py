@@ -81,6 +81,16 @@ class RegistryService:
         with self.store.session() as session:
             return kind.show(self._fetch(session, kind, key))
 
+    def editable(self, actor: Principal, kind: Kind, key: str, facility_id: str | None = None) -> dict[str, Any]:
+        """The stored object, for a form that edits it: ``NotFound`` unless ``actor`` may change it (and,
+        given ``facility_id``, it is that facility's), so no page shows what its viewer may not edit."""
+        with self.store.session() as session:
+            obj = self._fetch(session, kind, key)
+            owner = kind.facility_id(session, kind.export(obj))
+            if not actor.can_write(owner) or (facility_id is not None and owner != facility_id):
+                raise NotFound(f"no {kind.name} {key!r}")
+            return kind.show(obj)
+
     # -- writes --------------------------------------------------------------------------------
     def create(self, actor: Principal, kind: Kind, payload: Any) -> dict[str, Any]:
         values = load(kind.schema, payload)

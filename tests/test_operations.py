@@ -116,7 +116,7 @@ def test_api_writes_carried_by_the_session_cookie_must_come_from_this_site(sqlit
     person = sqlite_broker.people.create(Principal("t", admin=True), {"display_name": "C", "identities": [
         {"issuer": "idp", "subject": "c"}]})
     client = create_app(broker=sqlite_broker).test_client()
-    client.cookies.set("panbroker_session", sqlite_broker.auth._open_session(person["id"], "idp"))  # noqa: SLF001
+    client.cookies.set("panbroker_session", sqlite_broker.auth.sessions.open(person["id"], "idp"))
     body = {"name": "script"}
     for headers in ({"Origin": "https://evil.example"}, {"Origin": "null"}, {"Sec-Fetch-Site": "cross-site"}):
         refused = client.post("/api/v1/me/tokens", json=body, headers=headers)

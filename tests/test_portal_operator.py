@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from broker.registry_kinds import KINDS
-from tests.test_portal_pages import signed_in, site, token_of  # noqa: F401 - the shared fixture
+from tests.test_portal_pages import ADMIN, signed_in, site, token_of  # noqa: F401 - the shared fixture
 from web.operator_pages import FORMS, say
 
 
@@ -67,3 +67,27 @@ def test_the_capability_fields_come_from_the_schema_and_messages_read_alike():
     assert {"partitions", "profiles", "plans", "interfaces", "protocols", "software", "health_url"} <= names
     assert say("Missing data for required field.") == "required"
     assert say("Must be greater than or equal to 1 and less than or equal to 100000.") == "from 1 to 100000"
+
+
+def test_an_object_of_another_facility_has_no_edit_page_and_cannot_be_saved_or_deleted(site):  # noqa: ANN001, F811
+    """The ILL operator at ESRF's service through ILL's console: a 404 that shows nothing of it."""
+    broker, client = site
+    signed_in(broker, client, "ivo", operator_of="ill")
+    assert client.get("/operator/ill/services/ill-visa/edit").status_code == 200
+    token = token_of(client.get("/operator/ill/services/new").text)
+    page = client.get("/operator/ill/services/esrf-visa/edit")
+    assert page.status_code == 404 and "ESRF VISA" not in page.text and "visa.esrf.example" not in page.text
+    assert client.get("/operator/esrf/services/esrf-visa/edit").status_code == 403  # not their console at all
+    saved = client.post("/operator/ill/services/esrf-visa", data={"csrf_token": token, "version": "1",
+                                                                  "title": "Mine now"})
+    deleted = client.post("/operator/ill/services/esrf-visa/delete", data={"csrf_token": token, "version": "1"})
+    assert saved.status_code == 404 and deleted.status_code == 404
+    assert broker.registry.get(KINDS.service, "esrf-visa")["title"] == "ESRF VISA"
+
+
+def test_even_an_admin_edits_an_object_only_under_its_own_facility(site):  # noqa: ANN001, F811
+    broker, client = site
+    person = signed_in(broker, client, "ada")
+    broker.people.grant(ADMIN, person["id"], {"role": "admin"})
+    assert client.get("/operator/esrf/services/esrf-visa/edit").status_code == 200
+    assert client.get("/operator/ill/services/esrf-visa/edit").status_code == 404

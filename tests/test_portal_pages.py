@@ -37,7 +37,7 @@ def signed_in(broker, client, name: str, operator_of: str | None = None):  # noq
     person = broker.people.create(ADMIN, {"display_name": name, "identities": [{"issuer": "idp", "subject": name}]})
     if operator_of:
         broker.people.grant(ADMIN, person["id"], {"role": "operator", "facility_id": operator_of})
-    client.cookies.set(COOKIE, broker.auth._open_session(person["id"], "idp"))  # noqa: SLF001
+    client.cookies.set(COOKIE, broker.auth.sessions.open(person["id"], "idp"))
     return person
 
 

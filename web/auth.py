@@ -12,14 +12,14 @@ from typing import Callable
 
 from flask import Blueprint, Response, abort, current_app, jsonify, redirect, render_template, request
 
-from broker.auth import LoginRefused
+from broker.auth import AuthService, LoginRefused
 
 COOKIE = "panbroker_session"
 LOGIN_COOKIE = "panbroker_login"
 blueprint = Blueprint("auth", __name__, url_prefix="/auth")
 
 
-def _auth():  # noqa: ANN202 - broker.auth.AuthService
+def _auth() -> AuthService:
     return current_app.extensions["panbroker"].auth
 
 
@@ -61,17 +61,17 @@ def providers() -> Response:
 
 @blueprint.get("/login/<issuer>")
 def login(issuer: str) -> Response:
-    return _bound_redirect(lambda browser: _auth().start(issuer, request.args.get("next"), browser))
+    return _bound_redirect(lambda browser: _auth().login.start(issuer, request.args.get("next"), browser))
 
 
 @blueprint.get("/link/<issuer>")
 def link_confirmation(issuer: str) -> Response | tuple[Response, int]:
     """What linking does, and the button (a POST with the CSRF token) that starts it."""
-    principal = _auth().session_principal(request.cookies.get(COOKIE))
+    principal = _auth().sessions.principal(request.cookies.get(COOKIE))
     if principal is None:
         return _problem(401, "unauthenticated", "Sign in first",
                         "linking an identity needs the session of the first one")
-    provider = next((p for p in _auth().available() if p["name"] == issuer), None)
+    provider = next((p for p in _auth().available() if p.name == issuer), None)
     if provider is None:
         return _problem(404, "not-found", "Not found", f"no sign-in with {issuer!r}")
     return render_template("link_confirm.html", provider=provider, next_url=request.args.get("next") or "/account")
@@ -79,18 +79,18 @@ def link_confirmation(issuer: str) -> Response | tuple[Response, int]:
 
 @blueprint.post("/link/<issuer>")
 def link(issuer: str) -> Response | tuple[Response, int]:
-    if _auth().session_principal(request.cookies.get(COOKIE)) is None:
+    if _auth().sessions.principal(request.cookies.get(COOKIE)) is None:
         return _problem(401, "unauthenticated", "Sign in first",
                         "linking an identity needs the session of the first one")
     _check_form()
-    return _bound_redirect(lambda browser: _auth().link_start(request.cookies.get(COOKIE), issuer,
-                                                              request.form.get("next"), browser))
+    return _bound_redirect(lambda browser: _auth().login.link_start(request.cookies.get(COOKIE), issuer,
+                                                                    request.form.get("next"), browser))
 
 
 @blueprint.get("/callback")
 def callback() -> Response | tuple[Response, int]:
     try:
-        done = _auth().finish(request.args.to_dict(), request.cookies.get(LOGIN_COOKIE),
+        done = _auth().login.finish(request.args.to_dict(), request.cookies.get(LOGIN_COOKIE),
                               request.cookies.get(COOKIE))
     except LoginRefused as exc:
         return _problem(400, "login-refused", "Sign-in refused", exc.detail)
@@ -103,6 +103,6 @@ def callback() -> Response | tuple[Response, int]:
 def logout() -> Response:
     if request.cookies.get(COOKIE):
         _check_form()
-    response = redirect(_auth().logout(request.cookies.get(COOKIE)), 303)
+    response = redirect(_auth().sessions.end(request.cookies.get(COOKIE)), 303)
     response.delete_cookie(COOKIE, path="/")
     return response

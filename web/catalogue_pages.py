@@ -137,6 +137,6 @@ def facility_page(facility_id: str) -> str:
     facility = broker().registry.get(KINDS.facility, facility_id)
     items = broker().catalogue.services(facility=[facility_id])
     endpoints = broker().registry.list(KINDS.search_endpoint, {"facility": facility_id}, limit=500).items
-    titles = {p["name"]: p["title"] for p in broker().auth.available()}
+    titles = {p.name: p.title for p in broker().auth.available()}
     return render_template("facility.html", facility=facility, items=items, endpoints=endpoints,
                            charts=_histories(items), issuers=[titles.get(i, i) for i in facility["accepted_issuers"]])

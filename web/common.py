@@ -32,7 +32,7 @@ def broker() -> Any:  # broker.app.Broker
 def viewer() -> Principal | None:
     """The signed-in person of this request, or None."""
     if "viewer" not in g:
-        g.viewer = broker().auth.session_principal(request.cookies.get(COOKIE))
+        g.viewer = broker().auth.sessions.principal(request.cookies.get(COOKIE))
     return g.viewer
 
 

@@ -232,8 +232,9 @@ def new_form(facility_id: str, slug: str) -> tuple[str, int]:
 @blueprint.get("/operator/<facility_id>/<slug>/<key>/edit")
 def edit_form(facility_id: str, slug: str, key: str) -> tuple[str, int]:
     form = FORMS.get(slug) or abort(404)
-    facility = _facility(require_viewer(), facility_id)
-    stored = broker().registry.get(form.kind, key)
+    person = require_viewer()
+    facility = _facility(person, facility_id)
+    stored = broker().registry.editable(person, form.kind, key, facility_id)
     return _render_form(form, facility, _stored_values(form, stored), {}, key, stored["version"])
 
 
@@ -351,9 +352,7 @@ def update_object(facility_id: str, slug: str, key: str) -> Response | tuple[str
     form = FORMS.get(slug) or abort(404)
     person = require_viewer()
     facility = _facility(person, facility_id)
-    stored = broker().registry.get(form.kind, key)
-    if _owner(form, stored) != facility_id:
-        abort(404)
+    stored = broker().registry.editable(person, form.kind, key, facility_id)
     version = request.form.get("version", "")
     payload, errors = _payload(form, request.form, stored)
     if not version.isdigit():
@@ -379,19 +378,11 @@ def delete_object(facility_id: str, slug: str, key: str) -> Response:
     form = FORMS.get(slug) or abort(404)
     person = require_viewer()
     _facility(person, facility_id)
-    stored = broker().registry.get(form.kind, key)
-    if _owner(form, stored) != facility_id:
-        abort(404)
+    broker().registry.editable(person, form.kind, key, facility_id)
     version = request.form.get("version", "")
     broker().registry.delete(person, form.kind, key,
                              Precondition(int(version), from_header=False) if version.isdigit() else None)
     return _saved(facility_id, slug, key, "deleted")
-
-
-def _owner(form: Form, stored: dict[str, Any]) -> str | None:
-    if form.kind is KINDS.eosc_entry:
-        return broker().registry.get(KINDS.service, stored["service_id"])["facility_id"]
-    return stored.get("facility_id")
 
 
 __all__ = ["FORMS"]

@@ -18,7 +18,7 @@ def bearer_info(token: str, request: Request) -> dict | None:
     if token.startswith(TOKEN_PREFIX + "_"):
         return _info(broker.people.authenticate(token))
     if token.count(".") == 2:  # a JWT access token from a configured issuer
-        return _info(broker.auth.bearer_principal(token))
+        return _info(broker.auth.bearer.principal(token))
     admin_token = broker.settings.admin_token
     if not admin_token:
         raise Unauthenticated("no PANBROKER_ADMIN_TOKEN is configured; use a personal API token")
@@ -29,7 +29,7 @@ def bearer_info(token: str, request: Request) -> dict | None:
 
 def session_info(api_key: str, request: Request) -> dict | None:
     """Token info for a browser session cookie (signed in through an identity provider)."""
-    return _info(request.scope[SCOPE_KEY].auth.session_principal(api_key))
+    return _info(request.scope[SCOPE_KEY].auth.sessions.principal(api_key))
 
 
 def _info(principal) -> dict | None:  # noqa: ANN001 - broker.authz.Principal

@@ -27,7 +27,7 @@ class LaunchTargets:
         self.search = search
         self.box = box
         self.records = records
-        self.auth = auth  # broker.auth.AuthService: the user's own tokens for services that need them
+        self.auth = auth  # broker.auth.UserTokens: the user's own tokens for services that need them
 
     def build(self, launch_id: str, translate: bool = True) -> tuple[LaunchTarget, ComputeService | None]:
         """What the connector needs for this launch; with ``translate``, the request in the service's
