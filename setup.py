@@ -23,7 +23,8 @@ setup(
     package_data={
         "openapi": ["*.yaml"],
         "broker": ["search/data/*.json"],
-        "registry": ["seed/*.yaml", "vocabularies/eosc/*.json", "migrations/*.py", "migrations/*.mako", "migrations/versions/*.py"],
+        "registry": ["seed/*.yaml", "vocabularies/eosc/*.json", "migrations/*.py", "migrations/*.mako",
+                     "migrations/versions/*.py"],
         "web": ["templates/*.html", "static/*"],
         "demo": ["oidc/package.json", "oidc/package-lock.json", "oidc/provider.mjs"],
     },
