@@ -156,7 +156,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # no
         terminalreporter.write_sep("!", "PostgreSQL tests SKIPPED: set PANBROKER_TEST_DATABASE_URL", yellow=True)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+# the PostgreSQL runs of these tests are left out of `make test-fast`
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'registry.db'}"
