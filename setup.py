@@ -23,7 +23,8 @@ setup(
     package_data={
         "openapi": ["*.yaml"],
         "broker": ["search/data/*.json"],
-        "registry": ["seed/*.yaml", "vocabularies/eosc/*.json", "migrations/*.py", "migrations/*.mako", "migrations/versions/*.py"],
+        "registry": ["seed/*.yaml", "vocabularies/eosc/*.json", "migrations/*.py", "migrations/*.mako",
+                     "migrations/versions/*.py"],
         "web": ["templates/*.html", "static/*"],
         "demo": ["oidc/package.json", "oidc/package-lock.json", "oidc/provider.mjs"],
     },
@@ -55,7 +56,9 @@ setup(
                  # ESRF's spawner (Slurm jobs through batchspawner), for the moss+Slurm launch tests
                  "jupyterhub-moss>=10.1", "batchspawner>=1.3",
                  # XML Schema validation of the OAI-PMH provider's answers; a loopback SMTP server for notifications
-                 "lxml>=5.2", "aiosmtpd>=1.4"],
+                 "lxml>=5.2", "aiosmtpd>=1.4",
+                 # the house rules `make test` runs: lint, both cores, a coverage floor
+                 "ruff>=0.17", "pytest-xdist>=3.8", "pytest-cov>=7.0"],
         "elasticsearch": ["elasticsearch>=8.13,<10"],
     },
     entry_points={

@@ -235,7 +235,7 @@ def run(base: str, args: argparse.Namespace, pids: list[str], users: list) -> No
     streams_at_end = len(open_streams)
     stop.set()
 
-    print(f"\nbench/load.py: {args.clients} clients for {elapsed:.0f} s, {len(open_streams)} event streams open "
+    print(f"\nbench/load.py: {args.clients} clients for {elapsed:.0f} s, {streams_at_end} event streams open "
           f"({len(stream_errors)} refused: {sorted(set(map(str, stream_errors)))}), {args.workers} worker processes;"
           f" facilities: {', '.join(HEALTHY)} healthy, one hung, one dripping 1 byte/s; live deadline {DEADLINE} s")
     print(f"calibration: /api/v1/facilities on the idle broker p50 {idle_p50 * 1000:.1f} ms, p99 {idle_p99 * 1000:.1f} ms")

@@ -20,10 +20,10 @@ import yaml
 warnings.filterwarnings("ignore", message=".*starlette.testclient.*")
 
 from broker.authz import Principal  # noqa: E402
-from broker.errors import BrokerError, ConfigurationError
-from broker.registry_kinds import KINDS, Kind
-from broker.registry_service import Precondition
-from broker.settings import Settings
+from broker.errors import BrokerError, ConfigurationError  # noqa: E402
+from broker.registry_kinds import KINDS, Kind  # noqa: E402
+from broker.registry_service import Precondition  # noqa: E402
+from broker.settings import Settings  # noqa: E402
 
 
 def _broker():  # noqa: ANN202 - broker.app.Broker

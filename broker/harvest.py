@@ -3,7 +3,8 @@ persisted job with per-stage times, counts and per-item errors (CKAN ckanext-har
 
 A source that cannot be read fails its own job only; the index keeps what it had. Datasets that a
 complete harvest no longer sees are deleted from the index, unless that is more than ``max_delete_share``
-of the source (or all of it; for deletions an incremental source names, only all of it): then the job stops as ``suspect``, deletes nothing, and waits for an operator
+of the source (or all of it; for deletions an incremental source names, only all of it): then the job
+stops as ``suspect``, deletes nothing, and waits for an operator
 to confirm (a harvest run with ``confirm_deletions``). Jobs left ``running`` by a process that died are
 failed and run again when the worker starts. Only the worker writes the embedded index: other processes
 queue a job for it.

@@ -3,7 +3,8 @@ loopback, for the demo and the shared index suite where no Elasticsearch runs.
 
 Covers: index create/delete with mappings and aliases, alias look-up and atomic ``_aliases`` swaps,
 ``_bulk`` (index/delete), ``_refresh`` (writes are invisible until then, as in Elasticsearch),
-``_search`` with bool/must/filter/should (minimum_should_match), multi_match (most_fields, boosts), term/terms/range/match_all, sort,
+``_search`` with bool/must/filter/should (minimum_should_match), multi_match (most_fields, boosts),
+term/terms/range/match_all, sort,
 from/size, terms aggregations and scroll, ``_count`` and ``_delete_by_query``. Scoring is TF-IDF with
 field boosts: close enough to rank like BM25 for the suite, not a reimplementation of Lucene.
 """

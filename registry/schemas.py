@@ -94,8 +94,9 @@ class PartitionSchema(StrictSchema):
     max_memory_gb = fields.Float(validate=validate.Range(min=0, min_inclusive=False, max=1_000_000))
     # launch limits and vocabulary of a Slurm partition (or a plan): what routing checks before sending
     max_gpus = fields.Integer(strict=True, validate=validate.Range(min=0, max=1024))
-    gres = fields.String(validate=validate.Regexp(r"^[A-Za-z0-9_:.-]*\{\}[A-Za-z0-9_:.-]*$",
-                                                  error="a Slurm gres with {{}} for the GPU count, e.g. gpu:{{}} or gpu:a100:{{}}"))
+    gres = fields.String(validate=validate.Regexp(
+        r"^[A-Za-z0-9_:.-]*\{\}[A-Za-z0-9_:.-]*$",
+        error="a Slurm gres with {{}} for the GPU count, e.g. gpu:{{}} or gpu:a100:{{}}"))
     max_runtime_hours = fields.Float(validate=validate.Range(min=0, min_inclusive=False, max=100_000))
     profiles = fields.List(fields.String(validate=validate.Length(min=1, max=200)), validate=validate.Length(max=100))
 

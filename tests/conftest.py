@@ -1,23 +1,28 @@
 """Shared fixtures. Every test runs with outbound connections limited to loopback (see
 ``_loopback_only``); registry tests run on SQLite and, when PANBROKER_TEST_DATABASE_URL is set, on
-PostgreSQL too."""
+PostgreSQL too. A broker built in a test gets its SQLite registry as a copy of one migrated once per
+test run, and connexion reads the OpenAPI file once per test process (see ``_built_once``)."""
 from __future__ import annotations
 
 import ipaddress
 import os
+import shutil
 import socket
 import uuid
 import warnings
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
+import alembic.command
 import pytest
+from connexion.spec import Specification
 from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Engine, make_url
 
 from broker.app import Broker, build_broker, create_app
 from broker.settings import Settings, loopback_networks
 from registry.models import Base
+from registry.store import alembic_config, make_engine
 
 ADMIN_TOKEN = "test-admin-token-5f0c"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -67,6 +72,66 @@ def _loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(socket, "getaddrinfo", _guarded_getaddrinfo)
 
 
+def _new_sqlite_file(engine: Any) -> Path | None:
+    """The file of a SQLite engine whose database does not exist yet (None for anything else)."""
+    if not isinstance(engine, Engine) or engine.url.get_backend_name() != "sqlite":
+        return None
+    name = engine.url.database or ""
+    if name in ("", ":memory:") or name.startswith("file:"):
+        return None
+    path = Path(name)
+    return None if path.exists() or Path(f"{name}-wal").exists() else path
+
+
+class _MigratedTemplate:
+    """An upgrade to head of a SQLite file that does not exist yet is a copy of a template that the
+    real migrations built once in this process; every other upgrade runs the migrations."""
+
+    def __init__(self, folder: Path, upgrade: Any):
+        self.folder, self.upgrade, self.template = folder, upgrade, None
+
+    def __call__(self, config: Any, revision: str, *args: Any, **kwargs: Any) -> None:
+        target = _new_sqlite_file(config.attributes.get("engine"))
+        if revision != "head" or target is None or args or kwargs:
+            return self.upgrade(config, revision, *args, **kwargs)
+        if self.template is None:
+            template = self.folder / "registry-template.db"
+            engine = make_engine(f"sqlite:///{template}")
+            self.upgrade(alembic_config(engine), "head")
+            engine.dispose()  # the last connection checkpoints the WAL into the file
+            self.template = template
+        shutil.copyfile(self.template, target)
+        return None
+
+
+def _spec_loaded_once(load: Any) -> Any:
+    """connexion's ``Specification.load`` remembering each file's specification (by path and mtime)."""
+    loaded: dict[tuple, Specification] = {}
+
+    def cached(cls: type, spec: Any, *, arguments: Any = None) -> Specification:
+        if isinstance(spec, dict) or str(spec).startswith(("http://", "https://")):
+            return load(spec, arguments=arguments)
+        path = Path(spec).resolve()
+        key = (path, path.stat().st_mtime_ns, repr(arguments))
+        if key not in loaded:
+            loaded[key] = load(spec, arguments=arguments)
+        return loaded[key]
+
+    return classmethod(cached)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _built_once(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """A broker costs its migrations (8+ on a fresh SQLite) and its app the OpenAPI file's parsing and
+    validation: both are done once here instead of in each of the ~100 tests that build one. connexion
+    shares one Specification among an app's middlewares already; the apps of this process share it too."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(alembic.command, "upgrade",
+                      _MigratedTemplate(tmp_path_factory.mktemp("registry"), alembic.command.upgrade))
+        patch.setattr(Specification, "load", _spec_loaded_once(Specification.load))
+        yield
+
+
 @pytest.fixture(scope="session")
 def postgres_database() -> Iterator[str]:
     """A fresh PostgreSQL database for this test session, dropped at the end."""
@@ -91,7 +156,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # no
         terminalreporter.write_sep("!", "PostgreSQL tests SKIPPED: set PANBROKER_TEST_DATABASE_URL", yellow=True)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+# the PostgreSQL runs of these tests are left out of `make test-fast`
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'registry.db'}"

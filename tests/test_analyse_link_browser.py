@@ -22,6 +22,8 @@ from tests.loopback import answers_within
 from tests.oidc_fixtures import start_provider
 from tests.test_portal_browser import CHROMIUM, Page, _playwright
 
+pytestmark = pytest.mark.slow  # Chromium and an OpenID provider
+
 ADMIN = Principal("test", admin=True)
 DOI = "10.5291/ILL-DATA.9-13-612"
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 import hypothesis
+import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, strategies as st
 from schemathesis.generation.hypothesis.builder import HypothesisTestConfig, HypothesisTestMode, create_test
@@ -16,6 +17,8 @@ from broker.app import create_app
 from broker.authz import Principal
 from broker.registry_kinds import KINDS
 from tests.conftest import ADMIN
+
+pytestmark = pytest.mark.slow  # thousands of generated requests
 
 SKIPPED = {("POST", "/health")}  # a health round contacts registered URLs; covered in test_health
 # The contract checks types and structure; domain rules (ISO country codes, URL schemes, references)

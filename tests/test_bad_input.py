@@ -107,6 +107,7 @@ def test_a_panosc_filter_too_deep_too_big_or_not_unicode_is_a_400(site):  # noqa
         assert response.status_code == 400 and says in response.json()["error"]["message"], response.text
 
 
+@pytest.mark.slow  # each waits out the body timeout
 @pytest.mark.parametrize("arrives", ["never", "short", "drip"])
 def test_a_body_that_does_not_arrive_in_time_is_a_fast_408_that_reaches_no_handler(tmp_path, arrives):  # noqa: ANN001
     """Content-Length: 1000 and nothing sent; half of it and then silence; one byte a second."""

@@ -11,7 +11,10 @@ from pathlib import Path
 from urllib.parse import urljoin
 from demo.federation import free_port
 
+import pytest
 import requests
+
+pytestmark = pytest.mark.slow  # the demo as a real process
 
 
 def sign_in(web: requests.Session, url: str, login: str) -> requests.Response:

@@ -89,6 +89,7 @@ def test_a_failing_facility_fails_its_own_job_only_and_the_index_keeps_its_data(
     assert sqlite_broker.index.count() == 150  # nothing of ILL was deleted
 
 
+@pytest.mark.slow
 def test_harvest_api_and_cli(sqlite_client, sqlite_broker, records, tmp_path, monkeypatch):  # noqa: ANN001
     with sim.Federation() as fed:
         fed.add("ill", sim.panosc_search_api("sim-ill", records))

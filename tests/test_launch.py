@@ -75,6 +75,7 @@ def run_to_end(broker, launch_id: str, actor, seconds: float = 45):  # noqa: ANN
     raise AssertionError(f"launch not final: {broker.launches.get(actor, launch_id)}")
 
 
+@pytest.mark.slow
 def test_a_dataset_is_launched_into_a_named_jupyterhub_server_with_its_options(broker, hub):  # noqa: ANN001
     alice = person(broker, "Alice")
     launch, created = broker.launches.create(alice, "k1", {"dataset": DATASET.pid, "kind": "jupyterhub",
@@ -97,6 +98,7 @@ def test_a_dataset_is_launched_into_a_named_jupyterhub_server_with_its_options(b
     assert hub.api("/users/alice").json()["servers"] == {}
 
 
+@pytest.mark.slow
 def test_a_retry_returns_the_same_launch_and_never_a_second_session(broker, hub):  # noqa: ANN001
     bob = person(broker, "Bob")
     body = {"dataset": "10.5291/ILL-DATA.9-13-612/00001", "kind": "jupyterhub"}
@@ -118,6 +120,7 @@ def test_a_retry_returns_the_same_launch_and_never_a_second_session(broker, hub)
     broker.launches.cancel(bob, again["id"])
 
 
+@pytest.mark.slow
 def test_after_a_crash_between_start_and_record_the_launch_is_reconciled(broker, hub, tmp_path):  # noqa: ANN001
     carol = person(broker, "Carol")
     launch, _ = broker.launches.create(carol, "k-crash", {"dataset": DATASET.pid, "kind": "jupyterhub"})
@@ -159,6 +162,7 @@ def test_no_fit_is_a_409_naming_each_candidates_reason(broker, body, person_issu
         broker.launches.create(someone, "k", body)
 
 
+@pytest.mark.slow
 def test_the_launch_api(broker, hub):  # noqa: ANN001
     client = create_app(broker=broker).test_client()
     erin = person(broker, "Erin")
@@ -212,6 +216,7 @@ def test_a_429_waits_for_retry_after():
     assert progress.state == "submitted" and progress.retry_after == 7.0
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(240)  # twenty real single-user servers: 85 s on a slow machine of this kind
 def test_twenty_launches_of_different_datasets_at_once_all_end_ready(broker, hub):  # noqa: ANN001
     """Admission control: at most 4 spawns in flight at the hub; the rest wait, told their place."""
@@ -239,6 +244,7 @@ def test_twenty_launches_of_different_datasets_at_once_all_end_ready(broker, hub
         broker.launches.cancel(frank, launch["id"])
 
 
+@pytest.mark.slow
 def test_visa_api_mode_creates_an_instance_for_the_users_experiments_and_follows_it_to_active(broker):  # noqa: ANN001
     from demo import federation as sim
     from demo.visa_sim import SimulatedVisa
@@ -280,6 +286,7 @@ def test_visa_api_mode_creates_an_instance_for_the_users_experiments_and_follows
         assert failed["state"] == "failed" and "sign in with ILL login first" in failed["error"]
 
 
+@pytest.mark.slow
 def test_binder_api_mode_follows_the_build_and_launch_stream_to_a_server_that_answers(broker):  # noqa: ANN001
     import requests
     from sqlalchemy import select

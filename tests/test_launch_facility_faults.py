@@ -14,6 +14,8 @@ from broker.search.model import Dataset
 from demo.faults import FaultServer
 from tests.conftest import make_settings
 
+pytestmark = pytest.mark.slow  # each launch waits out its start timeout
+
 ADMIN = Principal("test", admin=True)
 START_TIMEOUT = 10
 

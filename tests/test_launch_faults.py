@@ -29,6 +29,8 @@ from tests.test_launch import person, run_to_end
 
 ADMIN = Principal("test", admin=True)
 
+pytestmark = pytest.mark.slow  # a real JupyterHub, spawns that take seconds
+
 MISBEHAVING = '''
 import asyncio
 async def _pre_spawn(spawner):

@@ -1,11 +1,15 @@
 """Hub user names from the claims a person's identity provider sent at sign-in (username_claim)."""
 from __future__ import annotations
 
+import pytest
+
 from broker.authz import Principal
 from broker.registry_kinds import KINDS
 from broker.search.model import Dataset
 from registry.models import Identity
 from tests.test_login import broker, browser, me, providers  # noqa: F401 - the real OpenID provider's fixtures
+
+pytestmark = pytest.mark.slow  # the real OpenID providers of test_login
 
 ADMIN = Principal("t", admin=True)
 

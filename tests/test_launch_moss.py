@@ -30,6 +30,8 @@ from tests.test_launch import (  # the plain-hub launch tests, run here against 
     test_the_launch_api,
 )
 
+pytestmark = pytest.mark.slow  # a real Slurm and a moss JupyterHub
+
 ADMIN = Principal("test", admin=True)
 ID10 = Dataset(pid="10.15151/ESRF-ES-1234", facility="esrf", title="XPCS of colloids", instrument="ID10",
                creation_date=datetime(2024, 5, 2, tzinfo=timezone.utc), doi="10.15151/ESRF-ES-1234",

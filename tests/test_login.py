@@ -15,6 +15,8 @@ from broker.registry_kinds import KINDS
 from tests.conftest import make_settings
 from tests.oidc_fixtures import BROKER, CLIENT_SECRET, Browser, query_of, start_provider
 
+pytestmark = pytest.mark.slow  # two real OpenID providers (npm oidc-provider)
+
 
 @pytest.fixture(scope="module")
 def providers():  # noqa: ANN201

@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -62,6 +61,7 @@ def test_a_busy_port_is_refused_before_the_url_is_announced(tmp_path, caplog):  
     assert "PaN Broker on" not in caplog.text + done.output
 
 
+@pytest.mark.slow
 def test_serve_with_two_workers_answers_refuses_a_second_broker_and_stops_on_ctrl_c(tmp_path):  # noqa: ANN001
     port = free_port()
     env = env_for(tmp_path, PANBROKER_LOG_LEVEL="INFO", PANBROKER_HEALTH_INTERVAL_SECONDS="3600")

@@ -19,6 +19,8 @@ from broker.registry_kinds import KINDS
 from tests.conftest import make_settings
 from tests.panosc_reference import ReferenceServer, reference_factory, to_loopback_db  # noqa: F401 - fixture
 
+pytestmark = pytest.mark.slow  # the PaNOSC reference Search API (Node)
+
 ACTOR = Principal("test", admin=True)
 PANET = "http://purl.org/pan-science/PaNET/"
 LOKI = {"pid": "20.500.12269/0f98fcf2-7bd7-430e-ad20-d47031ca8f71", "name": "LoKI", "facility": "ESS"}

@@ -25,6 +25,8 @@ from demo.catalogue import generate
 from tests.conftest import make_settings
 from tests.panosc_reference import reference_factory  # noqa: F401 - the session fixture
 
+pytestmark = pytest.mark.slow  # the PaNOSC reference Search API (Node)
+
 ACTOR = Principal("test", admin=True)
 FACILITIES = ("sim-ill", "sim-esrf", "sim-ess")
 XANES = "http://purl.org/pan-science/PaNET/PaNET01199"  # x-ray absorption near edge structure

@@ -10,6 +10,8 @@ import requests
 
 from tests.panosc_reference import ReferenceServer, reference_factory, to_loopback_db  # noqa: F401 - fixture
 
+pytestmark = pytest.mark.slow  # the PaNOSC reference Search API (Node)
+
 # What the reference answers to a relation its model does not define (Dataset has no "documents"): a bare 500.
 # The reason only reaches the server's log, as: Relation "documents" is not defined for Dataset model
 UNDEFINED_RELATION_STATUS = 500

@@ -33,6 +33,8 @@ from tests.jupyterhub_fixture import start_hub, stop_hub
 from tests.loopback import answers_within
 from tests.oidc_fixtures import start_provider
 
+pytestmark = pytest.mark.slow  # Chromium, JupyterHub and an OpenID provider
+
 CHROMIUM = Path("/usr/bin/chromium")
 ROOT = Path(__file__).resolve().parent.parent
 SHOTS = ROOT / "test-output" / "screenshots"

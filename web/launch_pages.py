@@ -12,8 +12,8 @@ from web.common import blueprint, broker, facility_names, require_viewer
 from web.search_pages import render_dataset
 
 PLAIN_STATES = {"requested": "Requested", "routed": "Chosen a service", "submitted": "Asked the service to start",
-                "starting": "Starting", "waiting": "Waiting in the facility's queue", "ready": "Ready", "failed": "Failed", "cancelled": "Cancelled",
-                "stopped": "Stopped"}
+                "starting": "Starting", "waiting": "Waiting in the facility's queue", "ready": "Ready", "failed": "Failed",
+                "cancelled": "Cancelled", "stopped": "Stopped"}
 
 
 def _resources(form: Any) -> tuple[dict[str, Any], dict[str, str]]:

@@ -90,7 +90,8 @@ def parse_query(params: dict[str, Any]) -> Query:
     years = Range(year_from, year_to) if year_from is not None or year_to is not None else None
     request = SearchRequest(q=q, facilities=listed("facility"), techniques=tuple(dict.fromkeys(techniques)),
                             instruments=listed("instrument"), years=years, is_public=public,
-                            parameters=tuple(parameters), parameter_values=tuple(parameter_values), sort=sort, offset=(page - 1) * size, limit=size,
+                            parameters=tuple(parameters), parameter_values=tuple(parameter_values), sort=sort,
+                            offset=(page - 1) * size, limit=size,
                             facets=facets)
     return Query(request, mode, page, size)
 

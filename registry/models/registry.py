@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import JSON, Float, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from registry.models.base import Base, EoscStatus, HealthFields, HealthStatus, Lifecycle, Versioned, utcnow
+from registry.models.base import Base, EoscStatus, HealthFields, Lifecycle, Versioned, utcnow
 
 
 class Facility(Versioned, Base):

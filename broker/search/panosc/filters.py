@@ -219,7 +219,8 @@ MAX_BRACKET_KEYS = 200
 
 
 def filter_text(args: Any, name: str) -> str | None:
-    """A filter (or where) of the query arguments ``args`` (a multi-dict) as JSON text: given as JSON, or in LoopBack's bracket form, as
+    """A filter (or where) of the query arguments ``args`` (a multi-dict) as JSON text: given as JSON, or in
+    LoopBack's bracket form, as
     ``filter[where][size][gt]=1500&filter[limit]=2`` (true/false become booleans, as LoopBack's typed
     properties would read them; numbers are read as numbers where one is compared)."""
     raw = args.get(name)

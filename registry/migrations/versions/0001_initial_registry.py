@@ -1,7 +1,7 @@
 """registry: facilities, services, search endpoints, EOSC entries, health, audit
 
 Revision ID: 0001
-Revises: 
+Revises:
 """
 from alembic import op
 import sqlalchemy as sa
