@@ -12,7 +12,6 @@ Needs PANBROKER_TEST_DATABASE_URL (each run creates its own databases and drops 
 """
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -39,7 +38,7 @@ from demo import federation as sim
 from demo.catalogue import generate
 from demo.es_simulator import SimulatedElasticsearch
 from registry.models import HarvestJob, Launch, ScheduledRun
-from registry.store import Store, make_engine, migrate, schema_is_current
+from registry.store import make_engine, migrate, schema_is_current
 from tests.conftest import PG_URL, make_settings
 from tests.jupyterhub_fixture import start_hub, stop_hub
 from tests.loopback import answers_within
