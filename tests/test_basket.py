@@ -1,6 +1,6 @@
 """A basket across facilities is routed to a service that can reach every dataset in it, says why, and hands the
 session a manifest and environment variables; another facility's embargoed dataset is left out, saying why.
-(The launch of the basket's session is not built yet: see the issue note.)"""
+(The launch of a basket into a real JupyterHub is tests/test_basket_launch.py.)"""
 from __future__ import annotations
 
 import json
@@ -40,7 +40,7 @@ def federation(sqlite_broker):  # noqa: ANN001, ANN201
 
 def test_datasets_of_one_facility_go_to_a_service_there(federation):  # noqa: ANN001
     _broker, basket, ada = federation
-    plan = basket.plan(ada, ["ill/1", "10.5291/ILL-DATA.1", "ill/2"])
+    plan = basket.plan(ada, ["ill/1", "ill/2"])
     assert (plan.service_id, plan.facility_id) == ("ill-visa", "ill")
     assert plan.reason == "all 2 datasets are held by ill" and {e.access for e in plan.entries} == {"local"}
 
@@ -79,6 +79,14 @@ def test_a_basket_naming_unknown_datasets_is_refused_naming_each(federation):  #
     _broker, basket, ada = federation
     with pytest.raises(InvalidInput) as refused:
         basket.plan(ada, ["ill/1", "nope/1"])
-    assert [e.field for e in refused.value.errors] == ["datasets[1]"]
+    assert [e.field for e in refused.value.errors] == ["basket.1"]
     with pytest.raises(InvalidInput):
         basket.plan(ada, [])
+
+
+def test_a_basket_naming_one_dataset_twice_by_pid_and_doi_is_refused(federation):  # noqa: ANN001
+    _broker, basket, ada = federation
+    with pytest.raises(InvalidInput) as refused:
+        basket.plan(ada, ["ill/1", "ill/2", "10.5291/ILL-DATA.1"])
+    assert [(e.field, e.message) for e in refused.value.errors] == [
+        ("basket.2", "'10.5291/ILL-DATA.1' names the same dataset (ill/1) as basket.0; send each dataset once")]
