@@ -39,8 +39,8 @@ def documented_hook() -> str:
 
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory):  # noqa: ANN001, ANN201
-    # one folder per server, as a real hub has one home per user
-    extra = documented_hook() + '\nc.Spawner.notebook_dir = os.environ["HUB_DIR"] + "/{username}-{servername}"\n'
+    # one folder per user, as a real hub has one home per user
+    extra = documented_hook() + '\nc.Spawner.notebook_dir = os.environ["HUB_DIR"] + "/{username}"\n'
     running = start_hub(tmp_path_factory.mktemp("basket-hub"), extra)
     yield running
     stop_hub(running)
@@ -96,7 +96,7 @@ def test_a_basket_of_two_facilities_launches_one_session_whose_manifest_lists_bo
     recorded = server["user_options"]["basket"]
     assert [d["pid"] for d in recorded["datasets"]] == ["ill/1", "esrf/1"]
     assert {d["access"] for d in recorded["datasets"]} == {"download"}
-    written = json.loads((Path(hub.process.args[-1]).parent / f"ada-{name}" / "panbroker-basket.json").read_text())
+    written = json.loads((Path(hub.process.args[-1]).parent / "ada" / "panbroker-basket.json").read_text())
     assert [(d["pid"], d["facility"], d["doi_url"]) for d in written["datasets"]] == [
         ("ill/1", "ill", "https://doi.org/10.5291/ILL-DATA.1"), ("esrf/1", "esrf", "https://doi.org/10.15151/ESRF-ES-1")]
     environment = server_environment(name)
