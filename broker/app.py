@@ -20,6 +20,7 @@ from broker.api import problems
 from broker.api.validation import VALIDATORS, BrokerScope
 from broker.errors import BrokerError, ConfigurationError
 from broker.auth import AuthService, UserTokens, load_issuers
+from broker.basket import BasketItems, BasketService
 from broker.catalogue import CatalogueService
 from broker.eosc import CATALOGUE_VERSIONS, EoscService
 from broker.harvest import HarvestService
@@ -66,6 +67,8 @@ class Broker:
     launches: LaunchRequests
     launch_runner: LaunchRunner
     notifier: Notifier | None = None
+    baskets: BasketService | None = None
+    basket_items: BasketItems | None = None
 
 
 def build_broker(settings: Settings, *, run_migrations: bool = True) -> Broker:
@@ -108,8 +111,9 @@ def build_broker(settings: Settings, *, run_migrations: bool = True) -> Broker:
     launches, runner = build_launches(settings, store, http, search, box, auth.tokens)
     notifier = Notifier(store, http, settings)
     launches.records.on_settled = notifier.launch_settled
+    baskets = launches.placement.baskets
     return Broker(settings, store, http, registry, health, index, harvest, search, eosc, CatalogueService(store),
-                  people, auth, launches, runner, notifier)
+                  people, auth, launches, runner, notifier, baskets, BasketItems(baskets))
 
 
 def build_launches(settings: Settings, store: Store, http: HttpClient, search: SearchService, box: SecretBox,
@@ -119,6 +123,7 @@ def build_launches(settings: Settings, store: Store, http: HttpClient, search: S
     records = LaunchRecords(store, box)
     placement = Placement(store, search, records, tuple(
         f.strip() for f in settings.federation_wide_facilities.split(",") if f.strip()))
+    placement.baskets = BasketService(search, placement, placement.federation_wide, settings.effective_public_url)
     targets = LaunchTargets(store, search, box, records, tokens)
     runner = LaunchRunner(store, http, records, placement, targets, lease_seconds=settings.launch_lease_seconds,
                           exclusive=store.engine.dialect.name == "sqlite")

@@ -128,6 +128,10 @@ class LaunchTarget:
     interface: str | None = None
     partition: dict[str, Any] | None = None  # the registered capabilities of the partition routing chose
     facts: dict[str, str] = field(default_factory=dict)  # pid, doi, proposal, instrument, year, landing_url
+    # a basket's launch: the manifest the session is handed (every dataset, where it is) and the environment
+    # variables naming it; the session finds the manifest at environment["PANBROKER_BASKET_MANIFEST"]
+    basket: dict[str, Any] | None = None
+    environment: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -201,7 +205,8 @@ def generic_user_options(target: LaunchTarget) -> dict[str, Any]:
     options = {"dataset_pid": target.dataset_pid, "doi": ",".join(target.dois), "proposal": ",".join(target.proposals),
                "partition": resources.get("partition"), "profile": resources.get("profile"),
                "nprocs": resources.get("cpus"), "memory": slurm_memory(resources.get("memory_gb")),
-               "gpu": gpus or None, "interface": target.interface, "data_path": folder}
+               "gpu": gpus or None, "interface": target.interface, "data_path": folder,
+               "basket": target.basket, "environment": target.environment or None}
     return {k: v for k, v in options.items() if v not in (None, "")}
 
 

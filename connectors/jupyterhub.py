@@ -7,6 +7,7 @@ whose profiles read them, or every key jupyterhub-moss reads for Slurm hubs (see
 """
 from __future__ import annotations
 
+import json
 import math
 import re
 import shlex
@@ -113,7 +114,7 @@ class JupyterHubConnector(JsonProbe, ServiceConnector):
     def deep_link(self, target: LaunchTarget) -> str:
         """The hub's spawn page with the dataset and resources as form values (moss reads them from the
         query; what only the spawner may set is left out)."""
-        options = {k: v for k, v in target.user_options.items() if k not in ("gres", "prologue")}
+        options = {k: v for k, v in target.user_options.items() if k not in ("gres", "prologue", "basket", "environment")}
         return f"{target.base_url.rstrip('/')}/hub/spawn?{urlencode(_flat(options))}"
 
     def user_options(self, target: LaunchTarget) -> dict[str, Any]:
@@ -292,7 +293,8 @@ def moss_user_options(target: LaunchTarget) -> dict[str, Any]:
                "PANOSC_PROPOSAL": ",".join(target.proposals), "PANOSC_DATA_PATH": folder or "",
                "PANOSC_DATA_LOCATION": where, "PANOSC_DATASET_URL": target.facts.get("landing_url", "")}
     prologue = "; ".join(p for p in (environment.get("prologue"), defaults.get("prologue"),
-                                     *(f"export {k}={shlex.quote(v)}" for k, v in exports.items() if v)) if p)
+                                     *(f"export {k}={shlex.quote(v)}" for k, v in exports.items() if v),
+                                     *_basket_prologue(target)) if p)
     options = {"partition": name, "runtime": _runtime(resources.get("runtime_hours")) or defaults.get("runtime", ""),
                "nprocs": cpus, "memory": memory, "reservation": defaults.get("reservation", ""), "ngpus": gpus,
                "options": defaults.get("options", ""), "output": defaults.get("output", "/dev/null"),
@@ -303,6 +305,18 @@ def moss_user_options(target: LaunchTarget) -> dict[str, Any]:
         if isinstance(value, str) and ("\n" in value or "\r" in value):
             raise RequestRefused(f"the value of {key} would break the hub's batch script (a line break)")
     return options
+
+
+def _basket_prologue(target: LaunchTarget) -> list[str]:
+    """A basket's launch: the batch job writes the manifest into the home folder and exports its path and
+    the other variables (values shell-quoted; JSON has no line break)."""
+    if not target.basket:
+        return []
+    name = target.environment.get("PANBROKER_BASKET_MANIFEST", "panbroker-basket.json")
+    lines = [f'export PANBROKER_BASKET_MANIFEST="$HOME"/{shlex.quote(name)}',
+             f'printf "%s" {shlex.quote(json.dumps(target.basket))} > "$PANBROKER_BASKET_MANIFEST"']
+    return lines + [f"export {k}={shlex.quote(v)}" for k, v in target.environment.items()
+                    if k != "PANBROKER_BASKET_MANIFEST"]
 
 
 def _runtime(hours: float | None) -> str | None:

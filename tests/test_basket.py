@@ -1,6 +1,6 @@
 """A basket across facilities is routed to a service that can reach every dataset in it, says why, and hands the
 session a manifest and environment variables; another facility's embargoed dataset is left out, saying why.
-(The launch of the basket's session is not built yet: see the issue note.)"""
+(The launch of a basket into a real JupyterHub is tests/test_basket_launch.py.)"""
 from __future__ import annotations
 
 import json
@@ -40,7 +40,7 @@ def federation(sqlite_broker):  # noqa: ANN001, ANN201
 
 def test_datasets_of_one_facility_go_to_a_service_there(federation):  # noqa: ANN001
     _broker, basket, ada = federation
-    plan = basket.plan(ada, ["ill/1", "10.5291/ILL-DATA.1", "ill/2"])
+    plan = basket.plan(ada, ["ill/1", "ill/2"])
     assert (plan.service_id, plan.facility_id) == ("ill-visa", "ill")
     assert plan.reason == "all 2 datasets are held by ill" and {e.access for e in plan.entries} == {"local"}
 
@@ -79,6 +79,37 @@ def test_a_basket_naming_unknown_datasets_is_refused_naming_each(federation):  #
     _broker, basket, ada = federation
     with pytest.raises(InvalidInput) as refused:
         basket.plan(ada, ["ill/1", "nope/1"])
-    assert [e.field for e in refused.value.errors] == ["datasets[1]"]
+    assert [e.field for e in refused.value.errors] == ["basket.1"]
     with pytest.raises(InvalidInput):
         basket.plan(ada, [])
+
+
+def test_a_basket_naming_one_dataset_twice_by_pid_and_doi_is_refused(federation):  # noqa: ANN001
+    _broker, basket, ada = federation
+    with pytest.raises(InvalidInput) as refused:
+        basket.plan(ada, ["ill/1", "ill/2", "10.5291/ILL-DATA.1"])
+    assert [(e.field, e.message) for e in refused.value.errors] == [
+        ("basket.2", "'10.5291/ILL-DATA.1' names the same dataset (ill/1) as basket.0; send each dataset once")]
+
+
+def test_a_moss_batch_job_writes_the_manifest_home_and_exports_its_variables(tmp_path):  # noqa: ANN001
+    import subprocess
+
+    from broker.basket import session_environment
+    from connectors.base import LaunchTarget
+    from connectors.jupyterhub import JupyterHubConnector
+
+    manifest = {"version": 1, "datasets": [
+        {"pid": "ill/1", "title": "it's \"quoted\"\nand $(touch ran)", "access": "local"},
+        {"pid": "esrf/1", "title": "SAXS", "access": "download"}], "left_out": []}
+    config = {"flavour": "moss", "environments": {"py311": {"path": "/opt/envs/py311/bin"}}}
+    target = LaunchTarget("https://hub.esrf.example", config, "t", "zsmith", "pb-1", {}, partition={"id": "cpu"},
+                          basket=manifest, environment=session_environment(manifest))
+    prologue = JupyterHubConnector().user_options(target)["prologue"]
+    shell = subprocess.run(["bash", "-c", prologue + '; printf "%s|%s" "$PANBROKER_BASKET_MANIFEST" '
+                            '"$PANBROKER_DOWNLOAD_PIDS"'], capture_output=True, text=True, timeout=10, cwd=tmp_path,
+                           env={"HOME": str(tmp_path), "PATH": "/usr/bin:/bin"})
+    path, downloads = shell.stdout.split("|")
+    assert path == f"{tmp_path}/panbroker-basket.json" and json.loads(downloads) == ["esrf/1"]
+    assert json.loads((tmp_path / "panbroker-basket.json").read_text()) == manifest
+    assert not (tmp_path / "ran").exists()

@@ -3,6 +3,7 @@ others), recorded on the launch; the same decision as a preview for pages, witho
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -24,6 +25,7 @@ class Placement:
         self.search = search
         self.records = records
         self.federation_wide = federation_wide
+        self.baskets: Any = None  # broker.basket.BasketService: routes the launches of a basket
 
     def route(self, launch_id: str, dataset: Dataset | None = None) -> None:
         """Choose the service; ``dataset`` when the caller already has it (a restart looks it up)."""
@@ -31,12 +33,15 @@ class Placement:
             launch = session.get(Launch, launch_id)
             request, person = launch.request, session.get(Person, launch.person_id)
             identities = identities_of(person)
+        if request.get("basket") and self.baskets is not None:
+            self.baskets.route(launch_id)
+            return
         try:
             dataset = dataset or self.search.get(request["dataset"])
         except NotFound as exc:
             self.records.move(launch_id, LaunchState.FAILED, exc.detail)
             return
-        wanted = {**request.get("resources", {}), **{k: request.get(k) for k in ("service_id", "kind", "interface")}}
+        wanted = wanted_of(request)
         with self.store.session() as session:
             candidates = self.candidates(session, dataset, identities, wanted)
             chosen = rank(candidates, request.get("kind"))
@@ -49,14 +54,7 @@ class Placement:
                                 f"{dataset.facility} has no compute service registered")
                 new_state, message = LaunchState.FAILED, launch.error
             else:
-                service = session.get(ComputeService, chosen.service_id)
-                facility = session.get(Facility, service.facility_id)
-                identity = next(i for i in identities if i.issuer in (facility.accepted_issuers or []))
-                launch.service_id, launch.facility_id = service.id, service.facility_id
-                # JupyterHub lower-cases user names; a hub may name people by another claim (username_claim)
-                launch.username = (hub_username(service, facility, identities)[0] if service.kind == "jupyterhub"
-                                   else None) or identity.subject.lower()
-                launch.server_name = "pb-" + hashlib.sha256(dataset.pid.encode()).hexdigest()[:12]
+                service = assign(session, launch, chosen.service_id, identities, dataset.pid)
                 new_state, message = LaunchState.ROUTED, f"routed to {service.title} ({chosen.reason})"
         self.records.move(launch_id, new_state, message)
 
@@ -92,8 +90,28 @@ class Placement:
         return list({f.id: f for f in (*marked, *named)}.values())
 
 
+def wanted_of(request: dict[str, Any]) -> dict[str, Any]:
+    """What a launch request asks of a service, as routing judges it."""
+    return {**request.get("resources", {}), **{k: request.get(k) for k in ("service_id", "kind", "interface")}}
+
+
+def assign(session: Session, launch: Launch, service_id: str, identities: tuple[LinkedIdentity, ...],
+           server_key: str) -> ComputeService:
+    """Give the launch its service, the person's name there and the server's name (one per ``server_key``:
+    the same dataset, or the same basket, at the same hub is the same server)."""
+    service = session.get(ComputeService, service_id)
+    facility = session.get(Facility, service.facility_id)
+    identity = next(i for i in identities if i.issuer in (facility.accepted_issuers or []))
+    launch.service_id, launch.facility_id = service.id, service.facility_id
+    # JupyterHub lower-cases user names; a hub may name people by another claim (username_claim)
+    launch.username = (hub_username(service, facility, identities)[0] if service.kind == "jupyterhub"
+                       else None) or identity.subject.lower()
+    launch.server_name = "pb-" + hashlib.sha256(server_key.encode()).hexdigest()[:12]
+    return service
+
+
 def identities_of(person: Person) -> tuple[LinkedIdentity, ...]:
     return tuple(LinkedIdentity(i.issuer, i.subject, dict(i.claims or {})) for i in person.identities)
 
 
-__all__ = ["Placement", "identities_of"]
+__all__ = ["Placement", "assign", "identities_of", "wanted_of"]

@@ -55,6 +55,7 @@ class LaunchView(ReadsAsJson):
     created_at: str | None
     updated_at: str | None
     progress: str | None  # the latest word about it (its place in the queue, the service's last message)
+    basket: dict[str, Any] | None = None  # a basket's launch: the manifest its session is handed
 
     @property
     def final(self) -> bool:
@@ -101,7 +102,7 @@ class LaunchRecords:
             url += ("&" if "?" in url else "?") + urlencode({"token": self.box.decrypt(launch.url_token_encrypted)})
         return LaunchView(launch.id, LaunchState(launch.state), launch.dataset_pid, launch.facility_id,
                           launch.service_id, url, launch.error, launch.request, launch.decision,
-                          iso(launch.created_at), iso(launch.updated_at), self.last_message(launch.id))
+                          iso(launch.created_at), iso(launch.updated_at), self.last_message(launch.id), launch.basket)
 
     def events(self, session: Session, launch_id: str, after: int = 0) -> list[LaunchEventView]:
         return [LaunchEventView(e.id, iso(e.at), LaunchState(e.state), e.message)

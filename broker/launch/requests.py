@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 
 from broker.authz import Principal
 from broker.errors import Conflict, FieldError, InvalidInput, MalformedRequest, NotFound
-from broker.launch.placement import Placement
+from broker.launch.placement import Placement, wanted_of
 from broker.launch.records import LaunchEventView, LaunchRecords, LaunchView, person_of
 from broker.launch.schemas import LaunchRequestSchema
 from broker.launch.targets import LaunchTargets
@@ -43,34 +43,50 @@ class LaunchRequests:
             raise MalformedRequest("send an Idempotency-Key header (a UUID) so that a retry never starts a "
                                    "second session", errors=[FieldError("Idempotency-Key", "required, at most 200")])
         values = load(LaunchRequestSchema, payload)
-        dataset = self._check_request(values)
+        dataset, plan = self._check_request(actor, values)
         fingerprint = hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()
         launch_id = str(uuid.uuid4())
         try:
             with self.store.session() as session:
                 session.add(Launch(id=launch_id, person_id=person_id, idempotency_key=key, fingerprint=fingerprint,
-                                   request=values, dataset_pid=values["dataset"], state=LaunchState.REQUESTED))
+                                   request=values, dataset_pid=values.get("dataset") or plan_first(plan, values),
+                                   state=LaunchState.REQUESTED))
                 session.add(LaunchEvent(launch_id=launch_id, state=LaunchState.REQUESTED, message="requested"))
         except IntegrityError:
             return self._replay(person_id, key, fingerprint), False
-        self.placement.route(launch_id, dataset)
+        if plan is not None:
+            self.placement.baskets.route(launch_id, plan)
+        else:
+            self.placement.route(launch_id, dataset)
         return _refuse_if_unroutable(self.get(actor, launch_id)), True
 
-    def _check_request(self, values: dict[str, Any]) -> Dataset | None:
-        """The dataset asked for; an unknown dataset or service is a mistake in the request (422), not a
-        launch that failed."""
-        errors, dataset = [], None
+    def _check_request(self, actor: Principal, values: dict[str, Any]) -> tuple[Any, Any]:
+        """The dataset asked for, or the plan of the basket asked for (``broker.basket.BasketPlan``); an
+        unknown dataset or service, or a basket naming one dataset twice, is a mistake in the request (422),
+        not a launch that failed."""
+        errors, dataset, plan = [], None, None
         if values.get("service_id"):
             with self.store.session() as session:
                 if session.get(ComputeService, values["service_id"]) is None:
                     errors.append(FieldError("service_id", f"no service {values['service_id']!r} is registered"))
         try:
-            dataset = self.search.get(values["dataset"])
+            if "basket" in values:
+                plan = self._basket_plan(actor, values)
+            else:
+                dataset = self.search.get(values["dataset"])
         except NotFound as exc:
             errors.append(FieldError("dataset", exc.detail))
+        except InvalidInput as exc:
+            errors.extend(exc.errors)
         if errors:
-            raise InvalidInput("the request names something that does not exist", errors=errors)
-        return dataset
+            raise InvalidInput("the request names something that does not exist, or one dataset twice",
+                               errors=errors)
+        return dataset, plan
+
+    def _basket_plan(self, actor: Principal, values: dict[str, Any]) -> Any:
+        if self.placement.baskets is None:
+            raise InvalidInput.from_fields([FieldError("basket", "this broker launches single datasets only")])
+        return self.placement.baskets.plan(actor, values["basket"], wanted_of(values))
 
     def _replay(self, person_id: str, key: str, fingerprint: str) -> LaunchView:
         with self.store.session() as session:
@@ -137,6 +153,11 @@ class LaunchRequests:
         if sent:
             self.targets.stop(self.http, launch_id, target, service)
         return self.get(actor, launch_id)
+
+
+def plan_first(plan: Any, values: dict[str, Any]) -> str:
+    """The dataset a basket launch is listed under: the first the session gets."""
+    return plan.entries[0].pid if plan.entries else values["basket"][0]
 
 
 def _refuse_if_unroutable(launch: LaunchView) -> LaunchView:

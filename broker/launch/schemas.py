@@ -1,9 +1,13 @@
 """The body of a launch request."""
 from __future__ import annotations
 
-from marshmallow import fields, validate
+from typing import Any
+
+from marshmallow import ValidationError, fields, validate, validates_schema
 
 from registry.schemas import SLUG, StrictSchema
+
+MAX_BASKET = 50  # datasets analysed together in one session
 
 
 class ResourcesSchema(StrictSchema):
@@ -18,11 +22,34 @@ class ResourcesSchema(StrictSchema):
 
 
 class LaunchRequestSchema(StrictSchema):
-    dataset = fields.String(required=True, validate=validate.Length(min=1, max=500))
+    """One dataset (``dataset``) or several analysed together (``basket``), never both."""
+
+    dataset = fields.String(validate=validate.Length(min=1, max=500))
+    basket = fields.List(fields.String(validate=validate.Length(min=1, max=500)))
     service_id = fields.String(validate=SLUG)
     kind = fields.String(validate=validate.OneOf(["jupyterhub", "visa", "binderhub", "remote-desktop"]))
     interface = fields.String(validate=validate.OneOf(["desktop", "notebook"]))
     resources = fields.Nested(ResourcesSchema, load_default=dict)
 
+    @validates_schema
+    def _one_dataset_or_a_basket(self, data: dict[str, Any], **_: Any) -> None:
+        if "dataset" in data and "basket" in data:
+            raise ValidationError("send either dataset (one) or basket (several), not both", "basket")
+        if "dataset" not in data and "basket" not in data:
+            raise ValidationError("required: the dataset's pid or DOI (or basket, a list of them)", "dataset")
+        basket = data.get("basket")
+        if basket is None:
+            return
+        if not basket:
+            raise ValidationError("an empty basket: put at least one dataset's pid or DOI in it", "basket")
+        if len(basket) > MAX_BASKET:
+            raise ValidationError(f"{len(basket)} datasets: a basket holds at most {MAX_BASKET}", "basket")
+        errors = {}
+        for index, pid in enumerate(basket):
+            if basket.index(pid) != index:
+                errors[f"basket.{index}"] = f"{pid!r} is already basket.{basket.index(pid)}; send each dataset once"
+        if errors:
+            raise ValidationError(errors)
 
-__all__ = ["LaunchRequestSchema", "ResourcesSchema"]
+
+__all__ = ["LaunchRequestSchema", "MAX_BASKET", "ResourcesSchema"]

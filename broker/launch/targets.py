@@ -5,13 +5,14 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+from broker.basket import session_environment
 from broker.errors import Conflict, NotFound
 from broker.launch.records import STOP_FAILED, LaunchRecords
 from broker.search.model import Dataset
 from broker.search.service import SearchService
 from broker.secretbox import SecretBox
 from connectors import connector_for
-from connectors.base import LaunchTarget
+from connectors.base import LaunchTarget, data_path
 from connectors.errors import UpstreamError
 from connectors.http import HttpClient
 from registry.models import ComputeService, Launch, LaunchMode
@@ -38,33 +39,41 @@ class LaunchTargets:
             if service is None:
                 return NO_TARGET, None
             chosen = next((c for c in launch.decision or [] if c.get("service_id") == service.id and c.get("fits")), {})
-        dataset = self._dataset(launch)
-        proposals = tuple(d.pid for d in dataset.documents if (d.type or "proposal") == "proposal")
-        dois = tuple(dict.fromkeys([*([dataset.doi] if dataset.doi else []), *(d.doi for d in dataset.documents if d.doi)]))
+        dataset = self._dataset(launch.dataset_pid, launch.facility_id)
+        proposals, dois, facts = dataset_facts(dataset)
         resources = dict(launch.request.get("resources", {}))
         partitions = {p["id"]: p for p in (service.capabilities or {}).get("partitions", [])}
         if chosen.get("partition"):
             resources["partition"] = chosen["partition"]
-        facts = {"pid": dataset.pid, "facility": dataset.facility, "proposal": proposals[0] if proposals else "",
-                 "instrument": dataset.instrument or "", "doi": dois[0] if dois else "",
-                 "year": str(dataset.creation_date.year) if dataset.creation_date else "",
-                 "landing_url": f"https://doi.org/{dois[0]}" if dois else ""}
         credential = self.box.decrypt(service.credential_encrypted) if service.credential_encrypted else None
         config = dict(service.connector_config or {})
+        basket = self._manifest(launch.basket, config) if launch.basket else None
         target = LaunchTarget(service.base_url or "", config, credential, launch.username, launch.server_name or "", {},
                               proposals, dois, dataset.pid, self._user_token(launch, service, config),
                               resources=resources, interface=launch.request.get("interface"),
-                              partition=partitions.get(resources.get("partition")),
-                              facts={k: v for k, v in facts.items() if v})
+                              partition=partitions.get(resources.get("partition")), facts=facts, basket=basket,
+                              environment=session_environment(basket) if basket else {})
         if translate:
             target = replace(target, user_options=connector_for(service.kind).user_options(target))
         return target, service
 
-    def _dataset(self, launch: Launch) -> Dataset:
+    def _dataset(self, pid: str, facility: str | None) -> Dataset:
         try:
-            return self.search.get(launch.dataset_pid)
+            return self.search.get(pid)
         except NotFound:
-            return Dataset(pid=launch.dataset_pid, facility=launch.facility_id or "", title=launch.dataset_pid)
+            return Dataset(pid=pid, facility=facility or "", title=pid)
+
+    def _manifest(self, manifest: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
+        """The basket's manifest with, for each dataset the service's facility holds, its folder there (from
+        the service's ``data_path_template``) and a sentence saying where it is."""
+        datasets = []
+        for entry in manifest.get("datasets", []):
+            if entry.get("access") == "local":
+                _proposals, _dois, facts = dataset_facts(self._dataset(entry["pid"], entry.get("facility")))
+                path, where = data_path(config.get("data_path_template"), facts)
+                entry = {**entry, "path": path, "location": where}
+            datasets.append(entry)
+        return {**manifest, "datasets": datasets}
 
     def _user_token(self, launch: Launch, service: ComputeService, config: dict[str, Any]) -> str | None:
         if service.launch_mode != LaunchMode.API or not config.get("user_token_issuer") or self.auth is None:
@@ -82,4 +91,15 @@ class LaunchTargets:
                            "cancel again to retry") from exc
 
 
-__all__ = ["LaunchTargets", "NO_TARGET"]
+def dataset_facts(dataset: Dataset) -> tuple[tuple[str, ...], tuple[str, ...], dict[str, str]]:
+    """The dataset's proposals, DOIs, and the facts a service's vocabulary and path template read."""
+    proposals = tuple(d.pid for d in dataset.documents if (d.type or "proposal") == "proposal")
+    dois = tuple(dict.fromkeys([*([dataset.doi] if dataset.doi else []), *(d.doi for d in dataset.documents if d.doi)]))
+    facts = {"pid": dataset.pid, "facility": dataset.facility, "proposal": proposals[0] if proposals else "",
+             "instrument": dataset.instrument or "", "doi": dois[0] if dois else "",
+             "year": str(dataset.creation_date.year) if dataset.creation_date else "",
+             "landing_url": f"https://doi.org/{dois[0]}" if dois else ""}
+    return proposals, dois, {k: v for k, v in facts.items() if v}
+
+
+__all__ = ["LaunchTargets", "NO_TARGET", "dataset_facts"]

@@ -6,6 +6,6 @@ from registry.models.registry import Facility, ComputeService, SearchEndpoint, E
 from registry.models.harvest import HarvestState, HarvestStage, HarvestJob, HarvestError  # noqa: F401
 from registry.models.people import (  # noqa: F401
     Role, Person, Identity, RoleGrant, ApiToken, LoginTransaction, WebSession, UserToken, NotificationSettings)
-from registry.models.launch import LaunchState, Launch, LaunchEvent, FINAL_LAUNCH_STATES  # noqa: F401
+from registry.models.launch import LaunchState, Launch, LaunchEvent, FINAL_LAUNCH_STATES, BasketItem  # noqa: F401
 from registry.models.oai import OaiRecord  # noqa: F401
 from registry.models.coordination import ScheduledRun  # noqa: F401

@@ -52,9 +52,21 @@ class Launch(Base):
     # the worker stepping or following the launch, until when; another takes it over once the lease lapses
     lease_holder: Mapped[str | None] = mapped_column(String(200))
     lease_expires_at: Mapped[datetime | None] = mapped_column()
+    # a launch of a basket: the manifest its session is handed (every dataset, where it is, what was left out)
+    basket: Mapped[dict[str, Any] | None] = mapped_column()
 
     __table_args__ = (Index("ux_launches_key", "person_id", "idempotency_key", unique=True),
                       Index("ix_launches_state", "state"))
+
+
+class BasketItem(Base):
+    """A dataset a person put in their basket, to analyse it together with the others there."""
+
+    __tablename__ = "basket_items"
+
+    person_id: Mapped[str] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"), primary_key=True)
+    pid: Mapped[str] = mapped_column(String(500), primary_key=True)
+    added_at: Mapped[datetime] = mapped_column(default=utcnow, nullable=False)
 
 
 class LaunchEvent(Base):

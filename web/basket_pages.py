@@ -1,0 +1,76 @@
+"""The basket: datasets a signed-in scientist collects from dataset pages and search results (kept per person by
+the broker), where they would be analysed together and why, and "Analyse together", which launches one session
+followed like any other on its session page."""
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from flask import g, redirect, render_template, request
+from werkzeug.wrappers import Response
+
+from broker.errors import BrokerError
+from web import analyse
+from web.common import blueprint, broker, facility_names, require_viewer, viewer
+
+
+def _back() -> str:
+    """Where the add came from (a page of this site only), else the basket."""
+    back = request.form.get("back") or ""
+    return back if back.startswith("/") and not back.startswith("//") else "/basket"
+
+
+@blueprint.app_template_global()
+def in_basket(pid: str) -> bool:
+    """Whether the signed-in person's basket holds the dataset (read once per page)."""
+    person = viewer()
+    if person is None:
+        return False
+    if "basket_pids" not in g:
+        g.basket_pids = set(broker().basket_items.pids(person))
+    return pid in g.basket_pids
+
+
+@blueprint.post("/basket/add")
+def add_to_basket() -> Response:
+    person = require_viewer()
+    broker().basket_items.add(person, request.form.get("pid", ""))
+    return redirect(_back(), 303)
+
+
+@blueprint.post("/basket/remove")
+def remove_from_basket() -> Response:
+    person = require_viewer()
+    broker().basket_items.remove(person, request.form.get("pid", ""))
+    return redirect("/basket", 303)
+
+
+@blueprint.get("/basket")
+def basket_page() -> str:
+    return _render()
+
+
+@blueprint.post("/basket/analyse")
+def analyse_basket() -> Response | tuple[str, int]:
+    """One session for every dataset in the basket, where the plan says; a form sent twice is one launch."""
+    person = require_viewer()
+    pids = broker().basket_items.pids(person)
+    if not pids:
+        return _render("Your basket is empty: add datasets from their pages or from search results."), 422
+    try:
+        launch, _created = broker().launches.create(person, request.form.get("idempotency_key"), {"basket": pids})
+    except BrokerError as exc:
+        reasons = "; ".join(analyse.plain(e.message) for e in exc.errors)
+        return _render(analyse.plain(exc.detail) + (f" ({reasons})" if reasons else "")), exc.status
+    return redirect(f"/sessions/{launch['id']}", 303)
+
+
+def _render(summary: str = "") -> str:
+    person = require_viewer()
+    page = broker().basket_items.page(person)
+    plan = page.plan
+    wanted = sorted({plan.facility_id} if plan and plan.facility_id else set())
+    services = {s["id"]: s for s in broker().catalogue.services(facility=wanted)} if wanted else {}
+    left: dict[str, Any] = dict(plan.left_out) if plan else {}
+    return render_template("basket.html", page=page, plan=plan, services=services, left=left, summary=summary,
+                           names=facility_names(), idempotency_key=str(uuid.uuid4()), plain=analyse.plain)
