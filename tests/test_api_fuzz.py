@@ -18,7 +18,8 @@ from broker.authz import Principal
 from broker.registry_kinds import KINDS
 from tests.conftest import ADMIN
 
-pytestmark = pytest.mark.slow  # thousands of generated requests
+# thousands of generated requests: ~60 s alone, twice that beside another test process on two cores
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 SKIPPED = {("POST", "/health")}  # a health round contacts registered URLs; covered in test_health
 # The contract checks types and structure; domain rules (ISO country codes, URL schemes, references)
