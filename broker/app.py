@@ -23,12 +23,14 @@ from broker.auth import AuthService, load_issuers
 from broker.catalogue import CatalogueService
 from broker.eosc import CATALOGUE_VERSIONS, EoscService
 from broker.harvest import HarvestService
+from broker.launch.panel import AnalyseService
 from broker.launch.placement import Placement
 from broker.launch.records import LaunchRecords
 from broker.launch.requests import LaunchRequests
 from broker.launch.runner import LaunchRunner
 from broker.launch.targets import LaunchTargets
 from broker.notify import Notifier
+from broker.operator import OperatorConsole
 from broker.people import PeopleService
 from broker.health import HealthService
 from broker.registry_service import RegistryService
@@ -66,6 +68,8 @@ class Broker:
     launches: LaunchRequests
     launch_runner: LaunchRunner
     notifier: Notifier | None = None
+    operator: OperatorConsole | None = None
+    analyse: AnalyseService | None = None
 
 
 def build_broker(settings: Settings, *, run_migrations: bool = True) -> Broker:
@@ -108,8 +112,11 @@ def build_broker(settings: Settings, *, run_migrations: bool = True) -> Broker:
     launches, runner = build_launches(settings, store, http, search, box, auth)
     notifier = Notifier(store, http, settings)
     launches.records.on_settled = notifier.launch_settled
-    return Broker(settings, store, http, registry, health, index, harvest, search, eosc, CatalogueService(store),
-                  people, auth, launches, runner, notifier)
+    catalogue = CatalogueService(store, registry, health,
+                                 lambda: {p["name"]: p["title"] for p in auth.available()})
+    return Broker(settings, store, http, registry, health, index, harvest, search, eosc, catalogue, people, auth,
+                  launches, runner, notifier, OperatorConsole(registry, people, eosc),
+                  AnalyseService(launches, catalogue, registry))
 
 
 def build_launches(settings: Settings, store: Store, http: HttpClient, search: SearchService, box: SecretBox,

@@ -14,7 +14,6 @@ from flask import abort, redirect, render_template, request
 from marshmallow import Schema, validate
 from werkzeug.wrappers import Response
 
-from broker.authz import Principal
 from broker.errors import BrokerError
 from broker.registry_kinds import KINDS, Kind
 from broker.registry_service import Precondition
@@ -118,44 +117,9 @@ MESSAGES = {"missing data for required field": "required", "field may not be nul
 RANGE = re.compile(r"^must be greater than or equal to (\S+) and less than or equal to (\S+)$")
 
 
-def _facilities(person: Principal) -> list[dict[str, Any]]:
-    every = broker().registry.list(KINDS.facility, limit=500).items
-    return [f for f in every if person.can_write(f["id"])]
-
-
-def _facility(person: Principal, facility_id: str) -> dict[str, Any]:
-    facility = broker().registry.get(KINDS.facility, facility_id)
-    if not person.can_write(facility_id):
-        abort(403, f"you are not an operator of {facility['name']}")
-    return facility
-
-
-def _contents(facility_id: str) -> dict[str, Any]:
-    registry = broker().registry
-    scope = {"facility": facility_id}
-    audit = registry.audit_log(limit=30, facility_id=facility_id).items
-    return {"services": registry.list(KINDS.service, scope, limit=500).items,
-            "endpoints": registry.list(KINDS.search_endpoint, scope, limit=500).items,
-            "entries": registry.list(KINDS.eosc_entry, scope, limit=500).items,
-            "audit": audit, "actors": _actor_names({a["actor"] for a in audit})}
-
-
-def _actor_names(actors: set[str]) -> dict[str, str]:
-    """Who made each change, by display name (people); other actors (tokens, the CLI) as recorded."""
-    names = {}
-    for actor in actors:
-        if actor.startswith("person:"):
-            try:
-                names[actor] = broker().people.get(actor.removeprefix("person:"))["display_name"]
-            except BrokerError:
-                names[actor] = "a person no longer registered"
-    return names
-
-
 @blueprint.get("/operator")
 def operator_home() -> Response | str:
-    person = require_viewer()
-    facilities = _facilities(person)
+    facilities = broker().operator.facilities(require_viewer())
     if len(facilities) == 1:
         return redirect(f"/operator/{facilities[0]['id']}", 303)
     return render_template("operator_home.html", facilities=facilities)
@@ -163,20 +127,18 @@ def operator_home() -> Response | str:
 
 @blueprint.get("/operator/<facility_id>")
 def operator_facility(facility_id: str) -> str:
-    facility = _facility(require_viewer(), facility_id)
+    view = broker().operator.view(require_viewer(), facility_id)
     done = request.args.get("done") if request.args.get("done") in ("registered", "saved", "deleted") else None
     form = FORMS.get(request.args.get("what", ""))
     notice = f"{form.title[:1].upper()}{form.title[1:]} {request.args.get('key', '')} {done}." if done and form else None
-    return render_template("operator.html", facility=facility, notice=notice, **_contents(facility_id))
-
-
-def _service_choices(facility_id: str) -> tuple[str, ...]:
-    return tuple(s["id"] for s in broker().registry.list(KINDS.service, {"facility": facility_id}, limit=500).items)
+    return render_template("operator.html", facility=view.facility, notice=notice, services=view.services,
+                           endpoints=view.endpoints, entries=view.entries, audit=view.audit, actors=view.actors)
 
 
 def _render_form(form: Form, facility: dict[str, Any], values: dict[str, Any], errors: dict[str, str],
                  key: str | None, version: int | None, summary: str = "", status: int = 200) -> tuple[str, int]:
-    fields = [f if f.name != "service_id" else Field(**{**f.__dict__, "choices": _service_choices(facility["id"])})
+    fields = [f if f.name != "service_id" else Field(**{**f.__dict__, "choices": broker().operator.service_ids(
+              require_viewer(), facility["id"])})
               for f in form.fields if not (key and f.create_only)]
     return render_template("operator_form.html", form=form, fields=fields, facility=facility, values=values,
                            errors=errors, key=key, version=version, summary=summary), status
@@ -225,15 +187,16 @@ def say(message: str) -> str:
 @blueprint.get("/operator/<facility_id>/<slug>/new")
 def new_form(facility_id: str, slug: str) -> tuple[str, int]:
     form = FORMS.get(slug) or abort(404)
-    facility = _facility(require_viewer(), facility_id)
+    facility = broker().operator.facility(require_viewer(), facility_id)
     return _render_form(form, facility, {}, {}, None, None)
 
 
 @blueprint.get("/operator/<facility_id>/<slug>/<key>/edit")
 def edit_form(facility_id: str, slug: str, key: str) -> tuple[str, int]:
     form = FORMS.get(slug) or abort(404)
-    facility = _facility(require_viewer(), facility_id)
-    stored = broker().registry.get(form.kind, key)
+    person = require_viewer()
+    facility = broker().operator.facility(person, facility_id)
+    stored = broker().operator.editable(person, facility_id, form.kind, key)
     return _render_form(form, facility, _stored_values(form, stored), {}, key, stored["version"])
 
 
@@ -329,11 +292,11 @@ def _saved(facility_id: str, slug: str, key: str, verb: str) -> Response:
 def create_object(facility_id: str, slug: str) -> Response | tuple[str, int]:
     form = FORMS.get(slug) or abort(404)
     person = require_viewer()
-    facility = _facility(person, facility_id)
+    facility = broker().operator.facility(person, facility_id)
     payload, errors = _payload(form, request.form, None)
     if form.kind is not KINDS.eosc_entry:
         payload["facility_id"] = facility_id
-    elif payload.get("service_id") not in _service_choices(facility_id):
+    elif payload.get("service_id") not in broker().operator.service_ids(person, facility_id):
         errors["service_id"] = "choose one of this facility's services"
     errors.update(_schema_errors(form, payload, False, errors))
     if not errors:
@@ -350,10 +313,8 @@ def create_object(facility_id: str, slug: str) -> Response | tuple[str, int]:
 def update_object(facility_id: str, slug: str, key: str) -> Response | tuple[str, int]:
     form = FORMS.get(slug) or abort(404)
     person = require_viewer()
-    facility = _facility(person, facility_id)
-    stored = broker().registry.get(form.kind, key)
-    if _owner(form, stored) != facility_id:
-        abort(404)
+    facility = broker().operator.facility(person, facility_id)
+    stored = broker().operator.editable(person, facility_id, form.kind, key)
     version = request.form.get("version", "")
     payload, errors = _payload(form, request.form, stored)
     if not version.isdigit():
@@ -378,20 +339,11 @@ def update_object(facility_id: str, slug: str, key: str) -> Response | tuple[str
 def delete_object(facility_id: str, slug: str, key: str) -> Response:
     form = FORMS.get(slug) or abort(404)
     person = require_viewer()
-    _facility(person, facility_id)
-    stored = broker().registry.get(form.kind, key)
-    if _owner(form, stored) != facility_id:
-        abort(404)
+    broker().operator.editable(person, facility_id, form.kind, key)
     version = request.form.get("version", "")
     broker().registry.delete(person, form.kind, key,
                              Precondition(int(version), from_header=False) if version.isdigit() else None)
     return _saved(facility_id, slug, key, "deleted")
-
-
-def _owner(form: Form, stored: dict[str, Any]) -> str | None:
-    if form.kind is KINDS.eosc_entry:
-        return broker().registry.get(KINDS.service, stored["service_id"])["facility_id"]
-    return stored.get("facility_id")
 
 
 __all__ = ["FORMS"]

@@ -12,8 +12,8 @@ from flask import redirect, render_template, request
 from werkzeug.wrappers import Response
 
 from broker.errors import InvalidInput
+from broker.launch.panel import plain
 from broker.search.service import Mode, Query, parse_query
-from web import analyse
 from web.common import blueprint, broker, facility_names, viewer
 
 LISTED = ("facility", "technique", "instrument", "parameter")
@@ -202,29 +202,13 @@ def dataset_page(pid: str) -> str:
 
 
 def render_dataset(pid: str, form: Any = None, errors: dict[str, str] | None = None, summary: str = "",
-                   existing: list[dict[str, Any]] | None = None) -> str:
+                   existing: list[Any] | None = None) -> str:
     """The dataset with its "Analyse" panel; after a refused launch, with the user's choices and the
     message beside each field."""
-    dataset = broker().search.get(pid)
     person = viewer()
-    candidates = broker().launches.preview(person, dataset, {})
-    services = {s["id"]: s for s in broker().catalogue.services(
-        facility=sorted({c["facility_id"] for c in candidates}))} if candidates else {}
-    names = facility_names()
-    home = names.get(dataset.facility, dataset.facility)
-    fitting = analyse.offers(candidates, services, home)
-    mine = analyse.running(broker().launches.list(person), dataset.pid) if person is not None else []
-    return render_template("dataset.html", dataset=dataset, candidates=candidates, services=services,
-                           offers=fitting, home=home, choices=_choices([services[o.service_id] for o in fitting]),
-                           idempotency_key=str(uuid.uuid4()), signed_in=person is not None, plain=analyse.plain,
-                           form=form or {}, errors=errors or {}, summary=summary, running=existing or mine,
-                           offered_existing=existing is not None, names=names)
-
-
-def _choices(fitting: list[dict[str, Any]]) -> dict[str, list[str]]:
-    """The partitions, profiles and plans the fitting services offer, for the Analyse panel's selects."""
-    offered: dict[str, dict[str, None]] = {"partition": {}, "profile": {}, "plan": {}}
-    for service in fitting:
-        for name, values in offered.items():
-            values.update(dict.fromkeys(service["capabilities"][f"{name}s"]))
-    return {name: list(values) for name, values in offered.items() if values}
+    panel = broker().analyse.panel(person, pid)
+    return render_template("dataset.html", dataset=panel.dataset, candidates=panel.candidates,
+                           services=panel.services, offers=panel.offers, home=panel.home, choices=panel.choices,
+                           idempotency_key=str(uuid.uuid4()), signed_in=person is not None, plain=plain,
+                           form=form or {}, errors=errors or {}, summary=summary, running=existing or panel.running,
+                           offered_existing=existing is not None, names=panel.facility_names)
