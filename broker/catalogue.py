@@ -75,8 +75,8 @@ class CatalogueService:
         services: dict[str, list[dict[str, Any]]] = {}
         for item in self.services():
             services.setdefault(item["facility"]["id"], []).append(item)
-        return [{**f, "datasets": datasets.get(f["id"], 0), "services": services.get(f["id"], [])}
-                for f in sorted(self.registry.list(KINDS.facility, limit=LISTED).items, key=lambda f: f["name"].lower())]
+        facilities = sorted(self.registry.list(KINDS.facility, limit=LISTED).items, key=lambda f: f["name"].lower())
+        return [{**f, "datasets": datasets.get(f["id"], 0), "services": services.get(f["id"], [])} for f in facilities]
 
     def _histories(self, items: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
         return self.health.histories(TargetType.SERVICE, [i["id"] for i in items], HISTORY)

@@ -60,7 +60,7 @@ def test_only_admins_create_facilities_or_read_the_audit_log(registry):  # noqa:
         Principal("anonymous").require_write("esrf")
 
 
-def test_registry_wide_reads_and_actions_are_the_admins_and_asked_of_the_services(registry, sqlite_broker):  # noqa: ANN001
+def test_registry_wide_reads_and_actions_are_the_admins(registry, sqlite_broker):  # noqa: ANN001
     assert registry.audit_log_as(ADMIN).total == 3
     assert registry.audit_log_as(ESRF_OPERATOR, facility_id="esrf").total == 1  # its facility's changes
     for facility_id in (None, "ill"):

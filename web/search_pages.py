@@ -12,7 +12,7 @@ from flask import redirect, render_template, request
 from werkzeug.wrappers import Response
 
 from broker.errors import InvalidInput
-from broker.launch.panel import plain
+from broker.launch.panel import AnalysePanel, plain
 from broker.search.service import Mode, Query, parse_query
 from web.common import blueprint, broker, facility_names, viewer
 
@@ -193,7 +193,7 @@ def search_page() -> tuple[str, int] | str | Response:
     return render_template("search.html", result=result, errors=(), query=query, pages=pages, toggle=_toggle,
                            chosen=_chosen, facet_titles=FACET_TITLES, suggestions=suggestions,
                            names=facility_names(),
-                           failed=[s for s in result.sources if s.status in ("timeout", "error")], **shared)
+                           failed=result.unanswered, **shared)
 
 
 @blueprint.get("/datasets/<path:pid>")
@@ -202,11 +202,11 @@ def dataset_page(pid: str) -> str:
 
 
 def render_dataset(pid: str, form: Any = None, errors: dict[str, str] | None = None, summary: str = "",
-                   existing: list[Any] | None = None) -> str:
-    """The dataset with its "Analyse" panel; after a refused launch, with the user's choices and the
-    message beside each field."""
+                   existing: list[Any] | None = None, panel: AnalysePanel | None = None) -> str:
+    """The dataset with its "Analyse" panel (``panel``, when the caller has read it already); after a
+    refused launch, with the user's choices and the message beside each field."""
     person = viewer()
-    panel = broker().analyse.panel(person, pid)
+    panel = panel or broker().analyse.panel(person, pid)
     return render_template("dataset.html", dataset=panel.dataset, candidates=panel.candidates,
                            services=panel.services, offers=panel.offers, home=panel.home, choices=panel.choices,
                            idempotency_key=str(uuid.uuid4()), signed_in=person is not None, plain=plain,

@@ -249,5 +249,5 @@ def _choices(fitting: list[dict[str, Any]]) -> dict[str, list[str]]:
     return {name: list(values) for name, values in offered.items() if values}
 
 
-__all__ = ["AnalyseOutcome", "AnalysePanel", "AnalyseService", "Offer", "SessionsView", "check", "limits", "offers", "plain",
-           "running", "sentence"]
+__all__ = ["AnalyseOutcome", "AnalysePanel", "AnalyseService", "Offer", "SessionsView", "check", "limits", "offers",
+           "plain", "running", "sentence"]

@@ -218,5 +218,5 @@ def person_of(actor: Principal) -> str:
     return actor.require_person("launches are made by people: sign in, or use a personal API token")
 
 
-__all__ = ["ACTIVE", "ALIVE", "CLOSED", "DEFAULT_START_TIMEOUT", "LaunchEventView", "LaunchRecords", "LaunchView", "STOP_FAILED",
-           "TROUBLE", "person_of", "start_timeout"]
+__all__ = ["ACTIVE", "ALIVE", "CLOSED", "DEFAULT_START_TIMEOUT", "LaunchEventView", "LaunchRecords", "LaunchView",
+           "STOP_FAILED", "TROUBLE", "person_of", "start_timeout"]
