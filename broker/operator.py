@@ -12,7 +12,7 @@ from broker.eosc import EoscService
 from broker.errors import BrokerError, NotFound
 from broker.people import PeopleService
 from broker.registry_kinds import KINDS, Kind
-from broker.registry_service import RegistryService
+from broker.registry_service import Precondition, RegistryService
 
 AUDIT_SHOWN = 30
 LISTED = 500
@@ -76,6 +76,21 @@ class OperatorConsole:
         if owner != facility_id or not actor.can_write(owner):
             raise NotFound(f"no {kind.name} {key!r} of this facility that you may edit")
         return self.registry.get(kind, key)
+
+    # -- writes through the console: the registry's, on objects of the facility the console is of ------------
+    def create(self, actor: Principal, facility_id: str, kind: Kind, payload: dict[str, Any]) -> dict[str, Any]:
+        self.facility(actor, facility_id)
+        return self.registry.create(actor, kind, payload)
+
+    def update(self, actor: Principal, facility_id: str, kind: Kind, key: str, payload: dict[str, Any],
+               version: int) -> dict[str, Any]:
+        """Change some fields of the object; refused unless ``version`` is the stored one."""
+        self.editable(actor, facility_id, kind, key)
+        return self.registry.update(actor, kind, key, payload, Precondition(version, from_header=False), partial=True)
+
+    def delete(self, actor: Principal, facility_id: str, kind: Kind, key: str, version: int | None) -> None:
+        self.editable(actor, facility_id, kind, key)
+        self.registry.delete(actor, kind, key, Precondition(version, from_header=False) if version is not None else None)
 
     def completeness(self, actor: Principal, facility_id: str) -> CompletenessView:
         """Whether the EOSC catalogue would accept each service of an operated facility, and what is missing."""

@@ -1,7 +1,8 @@
 """The operator console: register, edit and delete the services, search endpoints and EOSC entries of
-one's own facilities, and read their audit log. Writes go through the registry service, whose role
-checks and validation are the API's; a refused form comes back with each message beside its field and
-with what the operator typed."""
+one's own facilities, and read their audit log. Pages read and write through the operator console
+service (``broker.operator``): what the viewer may not edit is not found there (404), and its writes are
+the registry's, with the API's permission checks and validation; a refused form comes back with each
+message beside its field and with what the operator typed."""
 from __future__ import annotations
 
 import re
@@ -16,7 +17,6 @@ from werkzeug.wrappers import Response
 
 from broker.errors import BrokerError
 from broker.registry_kinds import KINDS, Kind
-from broker.registry_service import Precondition
 from registry.models import EoscStatus, LaunchMode, Lifecycle, SearchKind, ServiceKind
 from registry.schemas import CapabilitiesSchema
 from web.common import blueprint, broker, require_viewer
@@ -301,7 +301,7 @@ def create_object(facility_id: str, slug: str) -> Response | tuple[str, int]:
     errors.update(_schema_errors(form, payload, False, errors))
     if not errors:
         try:
-            created = broker().registry.create(person, form.kind, payload)
+            created = broker().operator.create(person, facility_id, form.kind, payload)
             return _saved(facility_id, slug, str(created.get(form.kind.key, "")), "registered")
         except BrokerError as exc:
             return _render_form(form, facility, request.form, _field_errors(form, exc), None, None,
@@ -322,8 +322,7 @@ def update_object(facility_id: str, slug: str, key: str) -> Response | tuple[str
     errors.update(_schema_errors(form, payload, True, errors))
     if not errors:
         try:
-            broker().registry.update(person, form.kind, key, payload, Precondition(int(version), from_header=False),
-                                     partial=True)
+            broker().operator.update(person, facility_id, form.kind, key, payload, int(version))
             return _saved(facility_id, slug, key, "saved")
         except BrokerError as exc:
             summary = exc.detail
@@ -338,11 +337,8 @@ def update_object(facility_id: str, slug: str, key: str) -> Response | tuple[str
 @blueprint.post("/operator/<facility_id>/<slug>/<key>/delete")
 def delete_object(facility_id: str, slug: str, key: str) -> Response:
     form = FORMS.get(slug) or abort(404)
-    person = require_viewer()
-    broker().operator.editable(person, facility_id, form.kind, key)
     version = request.form.get("version", "")
-    broker().registry.delete(person, form.kind, key,
-                             Precondition(int(version), from_header=False) if version.isdigit() else None)
+    broker().operator.delete(require_viewer(), facility_id, form.kind, key, int(version) if version.isdigit() else None)
     return _saved(facility_id, slug, key, "deleted")
 
 
