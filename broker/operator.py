@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from broker.authz import Principal
+from broker.authz import PERSON, Principal
 from broker.eosc import EoscService
 from broker.errors import BrokerError, NotFound
 from broker.people import PeopleService
@@ -100,9 +100,9 @@ class OperatorConsole:
         """Who made each change, by display name (people); other actors (tokens, the CLI) as recorded."""
         names = {}
         for actor in actors:
-            if actor.startswith("person:"):
+            if actor.startswith(PERSON):
                 try:
-                    names[actor] = self.people.get(actor.removeprefix("person:"))["display_name"]
+                    names[actor] = self.people.get(actor.removeprefix(PERSON))["display_name"]
                 except BrokerError:
                     names[actor] = "a person no longer registered"
         return names

@@ -16,7 +16,7 @@ from typing import Any
 from marshmallow import fields, validate
 from sqlalchemy import select
 
-from broker.authz import Principal
+from broker.authz import PERSON, Principal
 from broker.errors import AlreadyExists, Conflict, FieldError, InvalidInput, NotFound
 from broker.registry_kinds import iso, load
 from registry.models import ApiToken, AuditEvent, Facility, Identity, Person, Role, RoleGrant, as_utc, utcnow
@@ -178,7 +178,7 @@ class PeopleService:
     def principal(self, person_id: str) -> Principal:
         with self.store.session() as session:
             person = self._person(session, person_id)
-            return Principal(f"person:{person.id}", admin=any(g.role == Role.ADMIN for g in person.roles),
+            return Principal(f"{PERSON}{person.id}", admin=any(g.role == Role.ADMIN for g in person.roles),
                              operator_of=frozenset(g.facility_id for g in person.roles if g.role == Role.OPERATOR))
 
     # -- personal API tokens -------------------------------------------------------------------
