@@ -24,12 +24,14 @@ from broker.basket import BasketItems, BasketService
 from broker.catalogue import CatalogueService
 from broker.eosc import CATALOGUE_VERSIONS, EoscService
 from broker.harvest import HarvestService
+from broker.launch.panel import AnalyseService
 from broker.launch.placement import Placement
 from broker.launch.records import LaunchRecords
 from broker.launch.requests import LaunchRequests
 from broker.launch.runner import LaunchRunner
 from broker.launch.targets import LaunchTargets
 from broker.notify import Notifier
+from broker.operator import OperatorConsole
 from broker.people import PeopleService
 from broker.health import HealthService
 from broker.registry_service import RegistryService
@@ -69,6 +71,8 @@ class Broker:
     notifier: Notifier | None = None
     baskets: BasketService | None = None
     basket_items: BasketItems | None = None
+    operator: OperatorConsole | None = None
+    analyse: AnalyseService | None = None
 
 
 def build_broker(settings: Settings, *, run_migrations: bool = True) -> Broker:
@@ -112,8 +116,11 @@ def build_broker(settings: Settings, *, run_migrations: bool = True) -> Broker:
     notifier = Notifier(store, http, settings)
     launches.records.on_settled = notifier.launch_settled
     baskets = launches.placement.baskets
-    return Broker(settings, store, http, registry, health, index, harvest, search, eosc, CatalogueService(store),
-                  people, auth, launches, runner, notifier, baskets, BasketItems(baskets))
+    catalogue = CatalogueService(store, registry, health,
+                                 lambda: {p.name: p.title for p in auth.available()})
+    return Broker(settings, store, http, registry, health, index, harvest, search, eosc, catalogue, people, auth,
+                  launches, runner, notifier, baskets, BasketItems(baskets), OperatorConsole(registry, people, eosc),
+                  AnalyseService(launches, catalogue, registry))
 
 
 def build_launches(settings: Settings, store: Store, http: HttpClient, search: SearchService, box: SecretBox,

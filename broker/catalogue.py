@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import csv
 import io
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Callable
 
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from broker.eosc import PAN_DOMAIN
 from broker.errors import FieldError, InvalidInput
-from broker.registry_kinds import iso
-from registry.models import ComputeService, EoscStatus, HealthStatus, ServiceKind
+from broker.health import HealthService
+from broker.registry_kinds import KINDS, iso
+from broker.registry_service import RegistryService
+from registry.models import ComputeService, EoscStatus, HealthStatus, ServiceKind, TargetType
 from registry.store import Store
 
 CSV_COLUMNS = ["id", "title", "facility_id", "facility_name", "country", "kind", "lifecycle", "url", "gpu",
@@ -20,9 +23,63 @@ CSV_COLUMNS = ["id", "title", "facility_id", "facility_name", "country", "kind",
                "eosc_status", "eosc_resource_id", "marketplace_url", "scientific_domains"]
 
 
+HISTORY = 30  # health checks drawn per service
+LISTED = 500
+
+
+@dataclass(frozen=True)
+class ServicesView:
+    """The services catalogue page: the services the filters keep, the facilities to filter by, and each
+    service's latest health checks (newest first)."""
+
+    items: list[dict[str, Any]]
+    facilities: list[dict[str, Any]]
+    histories: dict[str, list[dict[str, Any]]]
+
+
+@dataclass(frozen=True)
+class FacilityView:
+    """One facility's public page: its analysis services with their health histories, its search
+    endpoints, and the identity providers its services accept, by title."""
+
+    facility: dict[str, Any]
+    items: list[dict[str, Any]]
+    endpoints: list[dict[str, Any]]
+    histories: dict[str, list[dict[str, Any]]]
+    issuers: list[str]
+
+
 class CatalogueService:
-    def __init__(self, store: Store):
+    def __init__(self, store: Store, registry: RegistryService, health: HealthService,
+                 issuer_titles: Callable[[], dict[str, str]]):
         self.store = store
+        self.registry = registry
+        self.health = health
+        self.issuer_titles = issuer_titles
+
+    def services_view(self, **filters: Any) -> ServicesView:
+        items = self.services(**filters)
+        return ServicesView(items, self.registry.list(KINDS.facility, limit=LISTED).items, self._histories(items))
+
+    def facility_view(self, facility_id: str) -> FacilityView:
+        facility = self.registry.get(KINDS.facility, facility_id)
+        items = self.services(facility=[facility_id])
+        titles = self.issuer_titles()
+        return FacilityView(facility, items,
+                            self.registry.list(KINDS.search_endpoint, {"facility": facility_id}, limit=LISTED).items,
+                            self._histories(items), [titles.get(i, i) for i in facility["accepted_issuers"]])
+
+    def facility_cards(self, datasets: dict[str, int]) -> list[dict[str, Any]]:
+        """Every facility by name, with its analysis services and ``datasets``: how many datasets of it
+        the index holds."""
+        services: dict[str, list[dict[str, Any]]] = {}
+        for item in self.services():
+            services.setdefault(item["facility"]["id"], []).append(item)
+        facilities = sorted(self.registry.list(KINDS.facility, limit=LISTED).items, key=lambda f: f["name"].lower())
+        return [{**f, "datasets": datasets.get(f["id"], 0), "services": services.get(f["id"], [])} for f in facilities]
+
+    def _histories(self, items: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+        return self.health.histories(TargetType.SERVICE, [i["id"] for i in items], HISTORY)
 
     def services(self, *, facility: list[str] | None = None, kind: list[str] | None = None,
                  scientific_domain: str | None = None, gpu: bool | None = None, status: str | None = None,

@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import delete, select, update
 
+from broker.authz import Principal
 from broker.errors import NotFound
 from broker.registry_kinds import iso
 from connectors import connector_for
@@ -61,6 +62,11 @@ class HealthService:
                     found.append(Target(target_type, row.id, row.facility_id, row.kind, row.base_url,
                                         dict(row.connector_config or {})))
             return found
+
+    def check_all_as(self, actor: Principal) -> list[CheckOutcome]:
+        """A health round asked for by a caller (not the scheduler): admins only."""
+        actor.require_admin()
+        return self.check_all()
 
     def check_all(self) -> list[CheckOutcome]:
         """Probe every endpoint once, at most ``concurrency`` at a time, and record the results.

@@ -15,6 +15,7 @@ from email.message import EmailMessage
 from typing import Any
 from urllib.parse import urlsplit
 
+from broker.authz import Principal
 from broker.errors import FieldError, InvalidInput
 from broker.settings import Settings
 from connectors.errors import UpstreamError
@@ -38,6 +39,18 @@ class Preferences:
         return {"email_enabled": self.email_enabled, "email": self.email, "webhook_url": self.webhook_url}
 
 
+@dataclass(frozen=True)
+class NotificationView:
+    """The account's notification page: the person's choices and what this broker can send."""
+
+    preferences: Preferences
+    smtp: bool  # whether e-mail can be sent at all
+    after_seconds: float  # launches slower than this are told
+
+
+MINE = "notifications belong to a person's account: sign in as yourself"
+
+
 class Notifier:
     def __init__(self, store: Store, http: HttpClient, settings: Settings):
         self.store = store
@@ -46,6 +59,16 @@ class Notifier:
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="notify")
 
     # -- the person's choices --------------------------------------------------------------------
+    def view(self, actor: Principal, preferences: Preferences | None = None) -> NotificationView:
+        """The caller's own notification page (``preferences``: as just typed, instead of the stored ones)."""
+        person_id = actor.require_person(MINE)
+        return NotificationView(preferences or self.preferences(person_id), bool(self.settings.smtp_host),
+                                self.settings.notify_after_seconds)
+
+    def save_as(self, actor: Principal, email_enabled: bool, email: str, webhook_url: str) -> Preferences:
+        """Store the caller's own choices."""
+        return self.save(actor.require_person(MINE), email_enabled, email, webhook_url)
+
     def preferences(self, person_id: str) -> Preferences:
         with self.store.session() as session:
             row = session.get(NotificationSettings, person_id)

@@ -16,8 +16,8 @@ from typing import Any
 from marshmallow import fields, validate
 from sqlalchemy import select
 
-from broker.authz import Principal
-from broker.errors import AlreadyExists, Conflict, FieldError, Forbidden, InvalidInput, NotFound
+from broker.authz import PERSON, Principal
+from broker.errors import AlreadyExists, Conflict, FieldError, InvalidInput, NotFound
 from broker.registry_kinds import iso, load
 from registry.models import ApiToken, AuditEvent, Facility, Identity, Person, Role, RoleGrant, as_utc, utcnow
 from registry.schemas import ISSUER_NAME, SLUG, StrictSchema
@@ -61,7 +61,7 @@ class PeopleService:
 
     # -- people and identities -----------------------------------------------------------------
     def create(self, actor: Principal, payload: Any) -> dict[str, Any]:
-        actor.require_write(None)
+        actor.require_admin()
         values = load(PersonSchema, payload)
         with self.store.session() as session:
             person = Person(id=str(uuid.uuid4()), display_name=values["display_name"], email=values.get("email"))
@@ -76,18 +76,22 @@ class PeopleService:
         """The caller: roles, and when a person, their identities and where they can launch."""
         body: dict[str, Any] = {"subject": actor.subject, "admin": actor.admin,
                                 "operator_of": sorted(actor.operator_of), "person": None, "launch_facilities": []}
-        if actor.subject.startswith("person:"):
-            person_id = actor.subject.removeprefix("person:")
+        if (person_id := actor.person_id) is not None:
             body["person"], body["launch_facilities"] = self.get(person_id), self.launch_facilities(person_id)
         return body
 
     def get_as(self, actor: Principal, person_id: str) -> dict[str, Any]:
-        self._require_self_or_admin(actor, person_id)
+        actor.require_act_for(person_id)
         return self.get(person_id)
 
     def get(self, person_id: str) -> dict[str, Any]:
         with self.store.session() as session:
             return self._show(self._person(session, person_id))
+
+    def list_as(self, actor: Principal) -> list[dict[str, Any]]:
+        """Everyone registered: admins only."""
+        actor.require_admin()
+        return self.list()
 
     def list(self) -> list[dict[str, Any]]:
         with self.store.session() as session:
@@ -101,7 +105,7 @@ class PeopleService:
 
     def link(self, actor: Principal, person_id: str, payload: Any) -> dict[str, Any]:
         values = load(IdentitySchema, payload)
-        self._require_self_or_admin(actor, person_id)
+        actor.require_act_for(person_id)
         with self.store.session() as session:
             person = self._person(session, person_id)
             self._claim(session, person, values["issuer"], values["subject"])
@@ -120,7 +124,7 @@ class PeopleService:
                 identity.claims = dict(sorted(kept.items())[:50])
 
     def unlink(self, actor: Principal, person_id: str, issuer: str, subject: str) -> dict[str, Any]:
-        self._require_self_or_admin(actor, person_id)
+        actor.require_act_for(person_id)
         with self.store.session() as session:
             person = self._person(session, person_id)
             identity = next((i for i in person.identities if (i.issuer, i.subject) == (issuer, subject)), None)
@@ -143,7 +147,7 @@ class PeopleService:
 
     # -- roles ---------------------------------------------------------------------------------
     def grant(self, actor: Principal, person_id: str, payload: Any) -> dict[str, Any]:
-        actor.require_write(None)
+        actor.require_admin()
         values = load(RoleSchema, payload)
         role, facility = values["role"], values.get("facility_id")
         if (role == Role.OPERATOR) != bool(facility):
@@ -160,7 +164,7 @@ class PeopleService:
             return self._show(person)
 
     def revoke_role(self, actor: Principal, person_id: str, role: str, facility_id: str | None) -> dict[str, Any]:
-        actor.require_write(None)
+        actor.require_admin()
         with self.store.session() as session:
             person = self._person(session, person_id)
             grant = next((g for g in person.roles if (g.role, g.facility_id) == (role, facility_id)), None)
@@ -174,13 +178,13 @@ class PeopleService:
     def principal(self, person_id: str) -> Principal:
         with self.store.session() as session:
             person = self._person(session, person_id)
-            return Principal(f"person:{person.id}", admin=any(g.role == Role.ADMIN for g in person.roles),
+            return Principal(f"{PERSON}{person.id}", admin=any(g.role == Role.ADMIN for g in person.roles),
                              operator_of=frozenset(g.facility_id for g in person.roles if g.role == Role.OPERATOR))
 
     # -- personal API tokens -------------------------------------------------------------------
-    def issue_token(self, actor: Principal, person_id: str, payload: Any) -> dict[str, Any]:
-        """A new token; its secret is in this answer only."""
-        self._require_self_or_admin(actor, person_id)
+    def issue_token(self, actor: Principal, person_id: str | None, payload: Any) -> dict[str, Any]:
+        """A new token of the person (None: the caller); its secret is in this answer only."""
+        person_id = self._acting_for(actor, person_id)
         values = load(TokenSchema, payload)
         token_id, secret = secrets.token_hex(8), secrets.token_urlsafe(32)
         with self.store.session() as session:
@@ -192,14 +196,15 @@ class PeopleService:
             session.flush()
             return {**self._show_token(token), "token": f"{TOKEN_PREFIX}_{token_id}_{secret}"}
 
-    def tokens(self, actor: Principal, person_id: str) -> list[dict[str, Any]]:
-        self._require_self_or_admin(actor, person_id)
+    def tokens(self, actor: Principal, person_id: str | None = None) -> list[dict[str, Any]]:
+        """The person's tokens (None: the caller's), without their secrets."""
+        person_id = self._acting_for(actor, person_id)
         with self.store.session() as session:
             return [self._show_token(t) for t in session.scalars(
                 select(ApiToken).where(ApiToken.person_id == person_id).order_by(ApiToken.created_at))]
 
-    def revoke_token(self, actor: Principal, person_id: str, token_id: str) -> None:
-        self._require_self_or_admin(actor, person_id)
+    def revoke_token(self, actor: Principal, person_id: str | None, token_id: str) -> None:
+        person_id = self._acting_for(actor, person_id)
         with self.store.session() as session:
             token = session.get(ApiToken, token_id)
             if token is None or token.person_id != person_id:
@@ -225,9 +230,12 @@ class PeopleService:
 
     # -- helpers -------------------------------------------------------------------------------
     @staticmethod
-    def _require_self_or_admin(actor: Principal, person_id: str) -> None:
-        if not actor.admin and actor.subject != f"person:{person_id}":
-            raise Forbidden(f"{actor.subject} may act only for themselves")
+    def _acting_for(actor: Principal, person_id: str | None) -> str:
+        """The person an action is for: the one named, if the caller may act for them, else the caller."""
+        if person_id is None:
+            return actor.require_person()
+        actor.require_act_for(person_id)
+        return person_id
 
     @staticmethod
     def _person(session, person_id: str) -> Person:  # noqa: ANN001

@@ -81,15 +81,10 @@ class RegistryService:
         with self.store.session() as session:
             return kind.show(self._fetch(session, kind, key))
 
-    def editable(self, actor: Principal, kind: Kind, key: str, facility_id: str | None = None) -> dict[str, Any]:
-        """The stored object, for a form that edits it: ``NotFound`` unless ``actor`` may change it (and,
-        given ``facility_id``, it is that facility's), so no page shows what its viewer may not edit."""
+    def owner(self, kind: Kind, key: str) -> str | None:
+        """The facility the object belongs to (its operators may change it); None for none."""
         with self.store.session() as session:
-            obj = self._fetch(session, kind, key)
-            owner = kind.facility_id(session, kind.export(obj))
-            if not actor.can_write(owner) or (facility_id is not None and owner != facility_id):
-                raise NotFound(f"no {kind.name} {key!r}")
-            return kind.show(obj)
+            return kind.facility_id(session, kind.export(self._fetch(session, kind, key)))
 
     # -- writes --------------------------------------------------------------------------------
     def create(self, actor: Principal, kind: Kind, payload: Any) -> dict[str, Any]:
@@ -166,6 +161,13 @@ class RegistryService:
             session.delete(obj)
             self._flush(session, kind, key)
             self._audit(session, actor, "delete", kind, key, before, None, [])
+
+    def audit_log_as(self, actor: Principal, object_type: str | None = None, object_id: str | None = None,
+                     limit: int = 50, offset: int = 0, *, facility_id: str | None = None) -> Page:
+        """The audit log as ``actor`` may read it: the whole log for admins, one facility's changes for
+        its operators."""
+        actor.require_write(facility_id)
+        return self.audit_log(object_type, object_id, limit, offset, facility_id=facility_id)
 
     def audit_log(self, object_type: str | None = None, object_id: str | None = None,
                   limit: int = 50, offset: int = 0, *, facility_id: str | None = None) -> Page:

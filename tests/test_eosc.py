@@ -574,4 +574,4 @@ def test_the_operator_console_shows_each_services_completeness_to_its_operators_
     hub = page.text[page.text.index("<code>ill-hub</code>"):]
     assert "incomplete" in hub[:80] and "<code>logo</code>" in hub and "eosc_entry.logo" in hub
     assert 'href="/operator/ill/eosc-completeness"' in client.get("/operator/ill").text
-    assert client.get("/operator/esrf/eosc-completeness").status_code == 403
+    assert client.get("/operator/esrf/eosc-completeness").status_code == 404

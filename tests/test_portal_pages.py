@@ -72,11 +72,11 @@ def test_an_operator_works_on_their_own_facility_only_and_stale_edits_are_refuse
     broker, client = site
     signed_in(broker, client, "olga", operator_of="ill")
     assert client.get("/operator", follow_redirects=False).headers["location"].endswith("/operator/ill")
-    assert client.get("/operator/esrf").status_code == 403
+    assert client.get("/operator/esrf").status_code == 404  # what one may not edit is not there
     form = client.get("/operator/ill/services/ill-visa/edit").text
     token, version = token_of(form), re.search(r'name="version" value="(\d+)"', form).group(1)
     assert client.post("/operator/esrf/services", data={"csrf_token": token, "id": "x", "title": "x",
-                                                         "kind": "visa"}).status_code == 403
+                                                         "kind": "visa"}).status_code == 404
     # the esrf service cannot be reached through the ill console either
     assert client.post("/operator/ill/services/esrf-visa", data={"csrf_token": token, "title": "Mine",
                                                                  "version": "1"}).status_code == 404

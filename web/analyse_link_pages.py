@@ -61,19 +61,17 @@ def analyse_doi(doi: str) -> Response | str | tuple[str, int]:
             by_facility.setdefault(dataset.facility, []).append(dataset)
         return render_template("analyse_doi.html", doi=doi, by_facility=by_facility, count=len(datasets),
                                preselected=_preselected(request.args), quote=quote)
-    dataset = datasets[0]
-    candidates = broker().launches.preview(person, dataset, {})
-    fitting = {c["service_id"] for c in candidates if c["fits"]}
+    panel = broker().analyse.panel(person, datasets[0].pid)
     form, notes = {}, []
     if service:
-        if service in fitting:
+        if service in {offer.service_id for offer in panel.offers}:
             form["service_id"] = service
         else:
             notes.append(f"The link asks for the service {service!r}, which cannot take this dataset for you: "
                          "choose one of those offered.")
     if profile:
         form["profile"] = profile
-    return render_dataset(dataset.pid, form, {}, " ".join(notes))
+    return render_dataset(panel.dataset.pid, form, {}, " ".join(notes), panel=panel)
 
 
 @blueprint.get("/analyse-badge.svg")

@@ -10,14 +10,10 @@ from flask import current_app, render_template, request
 from markupsafe import Markup
 from werkzeug.wrappers import Response
 
-from broker.registry_kinds import KINDS
 from broker.search.model import SearchRequest
 from broker.search.service import parse_query
-from registry.models import EoscStatus, HealthStatus, ServiceKind, TargetType
+from registry.models import EoscStatus, HealthStatus, ServiceKind
 from web.common import blueprint, broker
-
-HISTORY = 30  # health checks drawn per service
-
 
 def _filters() -> dict[str, Any]:
     filters: dict[str, Any] = {}
@@ -62,27 +58,29 @@ def sparkline(history: list[dict[str, Any]], width: int = 120, height: int = 28)
                   f'<title>{Markup.escape(label)}</title>{"".join(marks)}{polyline}</svg>')
 
 
-def _histories(items: list[dict[str, Any]]) -> dict[str, Markup]:
-    histories = broker().health.histories(TargetType.SERVICE, [i["id"] for i in items], HISTORY)
+def _charts(histories: dict[str, list[dict[str, Any]]]) -> dict[str, Markup]:
     return {target_id: sparkline(history) for target_id, history in histories.items()}
 
 
 @blueprint.get("/services")
 def services_page() -> Response | str:
     filters = _filters()
-    items = broker().catalogue.services(**filters)
     wanted = request.args.get("format")
+    if wanted in ("csv", "json"):
+        return _export(broker().catalogue.services(**filters), wanted)
+    view = broker().catalogue.services_view(**filters)
+    return render_template("services.html", items=view.items, filters=filters, facilities=view.facilities,
+                           kinds=[k.value for k in ServiceKind], statuses=[s.value for s in HealthStatus],
+                           eosc_statuses=[s.value for s in EoscStatus], charts=_charts(view.histories),
+                           query=request.query_string.decode())
+
+
+def _export(items: list[dict[str, Any]], wanted: str) -> Response:
     if wanted == "csv":
         return Response(broker().catalogue.to_csv(items), mimetype="text/csv",
                         headers={"Content-Disposition": 'attachment; filename="panbroker-services.csv"'})
-    if wanted == "json":
-        return Response(json.dumps({"items": items, "total": len(items)}), mimetype="application/json",
-                        headers={"Content-Disposition": 'attachment; filename="panbroker-services.json"'})
-    facilities = broker().registry.list(KINDS.facility, limit=500).items
-    return render_template("services.html", items=items, filters=filters, facilities=facilities,
-                           kinds=[k.value for k in ServiceKind], statuses=[s.value for s in HealthStatus],
-                           eosc_statuses=[s.value for s in EoscStatus], charts=_histories(items),
-                           query=request.query_string.decode())
+    return Response(json.dumps({"items": items, "total": len(items)}), mimetype="application/json",
+                    headers={"Content-Disposition": 'attachment; filename="panbroker-services.json"'})
 
 
 # searches the landing page suggests; only those that find datasets in this index are shown
@@ -120,11 +118,7 @@ def facility_cards() -> list[dict[str, Any]]:
     """Every facility with its analysis services and how many datasets of it the index holds."""
     counts = _recent("counts", lambda: {b.value: b.count for b in broker().search.index.search(
         SearchRequest(limit=1, facets=("facility",))).facets.get("facility", [])})
-    services: dict[str, list[dict[str, Any]]] = {}
-    for item in broker().catalogue.services():
-        services.setdefault(item["facility"]["id"], []).append(item)
-    return [{**f, "datasets": counts.get(f["id"], 0), "services": services.get(f["id"], [])}
-            for f in sorted(broker().registry.list(KINDS.facility, limit=500).items, key=lambda f: f["name"].lower())]
+    return broker().catalogue.facility_cards(counts)
 
 
 @blueprint.get("/facilities")
@@ -134,9 +128,6 @@ def facilities_page() -> str:
 
 @blueprint.get("/facilities/<facility_id>")
 def facility_page(facility_id: str) -> str:
-    facility = broker().registry.get(KINDS.facility, facility_id)
-    items = broker().catalogue.services(facility=[facility_id])
-    endpoints = broker().registry.list(KINDS.search_endpoint, {"facility": facility_id}, limit=500).items
-    titles = {p.name: p.title for p in broker().auth.available()}
-    return render_template("facility.html", facility=facility, items=items, endpoints=endpoints,
-                           charts=_histories(items), issuers=[titles.get(i, i) for i in facility["accepted_issuers"]])
+    view = broker().catalogue.facility_view(facility_id)
+    return render_template("facility.html", facility=view.facility, items=view.items, endpoints=view.endpoints,
+                           charts=_charts(view.histories), issuers=view.issuers)

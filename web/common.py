@@ -113,7 +113,7 @@ def security_headers(response: Response) -> Response:
 @blueprint.app_context_processor
 def page_globals() -> dict[str, Any]:
     person = viewer() if request.blueprint in ("web", None) else None
-    return {"viewer": person, "is_operator": bool(person and (person.admin or person.operator_of))}
+    return {"viewer": person, "is_operator": bool(person and person.operates_any)}
 
 
 def facility_names() -> dict[str, str]:

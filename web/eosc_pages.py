@@ -3,17 +3,12 @@ would accept its profile, what is missing or invalid, the rule and catalogue ver
 and where in the registry to fill it."""
 from __future__ import annotations
 
-from flask import abort, render_template
+from flask import render_template
 
-from broker.registry_kinds import KINDS
 from web.common import blueprint, broker, require_viewer
 
 
 @blueprint.get("/operator/<facility_id>/eosc-completeness")
 def operator_eosc_completeness(facility_id: str) -> str:
-    person = require_viewer()
-    facility = broker().registry.get(KINDS.facility, facility_id)
-    if not person.can_write(facility_id):
-        abort(403, f"you are not an operator of {facility['name']}")
-    return render_template("eosc_completeness.html", facility=facility,
-                           report=broker().eosc.completeness(facility_id))
+    view = broker().operator.completeness(require_viewer(), facility_id)
+    return render_template("eosc_completeness.html", facility=view.facility, report=view.report)

@@ -6,14 +6,15 @@ from typing import Any
 from flask import redirect, render_template, request
 from werkzeug.wrappers import Response
 
-from broker.errors import BrokerError
-from web import analyse
-from web.common import blueprint, broker, facility_names, require_viewer
+from broker.launch.panel import plain
+from registry.models import LaunchState
+from web.common import blueprint, broker, require_viewer
 from web.search_pages import render_dataset
 
-PLAIN_STATES = {"requested": "Requested", "routed": "Chosen a service", "submitted": "Asked the service to start",
-                "starting": "Starting", "waiting": "Waiting in the facility's queue", "ready": "Ready", "failed": "Failed",
-                "cancelled": "Cancelled", "stopped": "Stopped"}
+PLAIN_STATES = {LaunchState.REQUESTED: "Requested", LaunchState.ROUTED: "Chosen a service",
+                LaunchState.SUBMITTED: "Asked the service to start", LaunchState.STARTING: "Starting",
+                LaunchState.WAITING: "Waiting in the facility's queue", LaunchState.READY: "Ready",
+                LaunchState.FAILED: "Failed", LaunchState.CANCELLED: "Cancelled", LaunchState.STOPPED: "Stopped"}
 
 
 def _resources(form: Any) -> tuple[dict[str, Any], dict[str, str]]:
@@ -40,78 +41,37 @@ def analyse_dataset() -> Response | tuple[str, int]:
     """Start a session, unless a field is wrong (every message at once, beside its field), the chosen
     service cannot take it now, or the same dataset already runs at that service: then nothing is
     recorded and the panel says why."""
-    person = require_viewer()
     resources, errors = _resources(request.form)
-    body: dict[str, Any] = {"dataset": request.form.get("dataset", ""), "resources": resources}
-    for name in ("service_id", "interface"):
-        if request.form.get(name):
-            body[name] = request.form[name]
-    dataset = broker().search.get(body["dataset"])
-    candidates = broker().launches.preview(person, dataset, {})
-    services = {s["id"]: s for s in broker().catalogue.services(
-        facility=sorted({c["facility_id"] for c in candidates}))} if candidates else {}
-    offers = analyse.offers(candidates, services, facility_names().get(dataset.facility, dataset.facility))
-    chosen = next((o for o in offers if o.service_id == body.get("service_id")), None if body.get("service_id")
-                  else (offers[0] if offers else None))
-    errors.update({k: v for k, v in analyse.check(chosen, resources, body.get("interface")).items() if k not in errors})
-    if errors:
-        return render_dataset(dataset.pid, request.form, errors, "Some choices need fixing: see the messages "
-                              "beside them."), 422
-    wanted = {**resources, "service_id": chosen.service_id, **({"interface": body["interface"]}
-                                                               if body.get("interface") else {})}
-    verdict = next((c for c in broker().launches.preview(person, dataset, wanted)
-                    if c["service_id"] == chosen.service_id), None)
-    if verdict is None or not verdict["fits"]:
-        reason = analyse.plain(verdict["reason"]) if verdict else "cannot take this dataset"
-        return render_dataset(dataset.pid, request.form, {"service_id": reason},
-                              f"{chosen.title} cannot start this session: {reason}."), 422
-    key = request.form.get("idempotency_key") or ""
-    same = analyse.running(broker().launches.list(person), dataset.pid, chosen.service_id)
-    if same and not (key and broker().launches.by_key(person, key)):  # a form sent twice is the same launch
-        return render_dataset(dataset.pid, request.form, {}, "", existing=same), 409
-    body["service_id"] = chosen.service_id
-    try:
-        launch, _created = broker().launches.create(person, request.form.get("idempotency_key"), body)
-        return redirect(f"/sessions/{launch['id']}", 303)
-    except BrokerError as exc:
-        errors = {e.field.removeprefix("resources."): analyse.plain(e.message) for e in exc.errors}
-        return render_dataset(body["dataset"], request.form, errors, analyse.plain(exc.detail)), 422
-
-
-def _described(launches: list[dict[str, Any]]) -> tuple[dict[str, str], dict[str, dict[str, Any]]]:
-    """The titles of the launches' datasets (pid when no longer found) and their services by id."""
-    titles = {}
-    for pid in {launch["dataset"] for launch in launches}:
-        found = broker().search.index.get(pid)
-        titles[pid] = found.title if found else pid
-    wanted = sorted({launch["facility_id"] for launch in launches if launch["facility_id"]})
-    services = {s["id"]: s for s in broker().catalogue.services(facility=wanted)} if wanted else {}
-    return titles, services
+    pid = request.form.get("dataset", "")
+    outcome = broker().analyse.start(require_viewer(), pid, resources,
+                                     service_id=request.form.get("service_id") or None,
+                                     interface=request.form.get("interface") or None,
+                                     key=request.form.get("idempotency_key") or None, errors=errors)
+    if outcome.launch is not None:
+        return redirect(f"/sessions/{outcome.launch.id}", 303)
+    if outcome.existing:
+        return render_dataset(pid, request.form, {}, "", existing=outcome.existing), 409
+    return render_dataset(pid, request.form, outcome.errors, outcome.summary), 422
 
 
 @blueprint.get("/sessions")
 def sessions_page() -> str:
-    person = require_viewer()
-    launches = broker().launches.list(person)
-    titles, services = _described(launches)
-    return render_template("sessions.html", launches=launches, plain=PLAIN_STATES, titles=titles, services=services)
+    view = broker().analyse.sessions(require_viewer())
+    return render_template("sessions.html", launches=view.launches, plain=PLAIN_STATES, titles=view.titles,
+                           services=view.services)
 
 
 @blueprint.get("/sessions/<launch_id>")
 def session_page(launch_id: str) -> str:
-    person = require_viewer()
-    launch = broker().launches.get(person, launch_id)
-    events = broker().launches.events(person, launch_id)
-    titles, services = _described([launch])
-    typical = broker().launches.typical_start_seconds(launch["service_id"]) if launch["service_id"] else None
-    return render_template("session.html", launch=launch, events=events, plain=PLAIN_STATES, titles=titles,
-                           services=services, typical=typical, reason=analyse.plain(launch["error"] or ""),
-                           plain_reason=analyse.plain)
+    view = broker().analyse.session(require_viewer(), launch_id)
+    launch = view.launches[0]
+    return render_template("session.html", launch=launch, events=view.events, plain=PLAIN_STATES, titles=view.titles,
+                           services=view.services, typical=view.typical_start_seconds, reason=plain(launch.error or ""),
+                           plain_reason=plain)
 
 
 @blueprint.post("/sessions/<launch_id>/stop")
 def stop_session(launch_id: str) -> Response:
-    person = require_viewer()
-    broker().launches.cancel(person, launch_id)
+    broker().launches.cancel(require_viewer(), launch_id)
     return redirect(request.form.get("back") if request.form.get("back") == "/sessions"
                     else f"/sessions/{launch_id}", 303)

@@ -1,37 +1,30 @@
 """The account's notification settings: opt in to an e-mail and/or a webhook when a slow launch is ready or failed."""
 from __future__ import annotations
 
-from flask import abort, render_template, request
-from werkzeug.wrappers import Response
+from flask import render_template, request
 
 from broker.errors import InvalidInput
+from broker.notify import NotificationView, Preferences
 from web.common import blueprint, broker, require_viewer
 
 
-def _person_id() -> str:
-    subject = require_viewer().subject
-    if not subject.startswith("person:"):
-        abort(403, "notifications belong to a person's account: sign in as yourself")
-    return subject.removeprefix("person:")
+def _render(view: NotificationView, errors: dict[str, str], saved: bool) -> str:
+    return render_template("notifications.html", form=view.preferences.as_dict(), errors=errors, saved=saved,
+                           smtp=view.smtp, after=view.after_seconds)
 
 
 @blueprint.get("/account/notifications")
 def notifications_page() -> str:
-    prefs = broker().notifier.preferences(_person_id())
-    return render_template("notifications.html", form=prefs.as_dict(), errors={}, saved=False,
-                           smtp=bool(broker().settings.smtp_host),
-                           after=broker().settings.notify_after_seconds)
+    return _render(broker().notifier.view(require_viewer()), {}, False)
 
 
 @blueprint.post("/account/notifications")
-def save_notifications() -> Response | tuple[str, int] | str:
-    form = {"email_enabled": request.form.get("email_enabled") == "1", "email": request.form.get("email", ""),
-            "webhook_url": request.form.get("webhook_url", "")}
+def save_notifications() -> tuple[str, int] | str:
+    person = require_viewer()
+    typed = Preferences(request.form.get("email_enabled") == "1", request.form.get("email", ""),
+                        request.form.get("webhook_url", ""))
     try:
-        prefs = broker().notifier.save(_person_id(), form["email_enabled"], form["email"], form["webhook_url"])
+        saved = broker().notifier.save_as(person, typed.email_enabled, typed.email or "", typed.webhook_url or "")
     except InvalidInput as exc:
-        return render_template("notifications.html", form=form, errors={e.field: e.message for e in exc.errors},
-                               saved=False, smtp=bool(broker().settings.smtp_host),
-                               after=broker().settings.notify_after_seconds), 422
-    return render_template("notifications.html", form=prefs.as_dict(), errors={}, saved=True,
-                           smtp=bool(broker().settings.smtp_host), after=broker().settings.notify_after_seconds)
+        return _render(broker().notifier.view(person, typed), {e.field: e.message for e in exc.errors}, False), 422
+    return _render(broker().notifier.view(person, saved), {}, True)

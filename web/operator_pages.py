@@ -1,7 +1,8 @@
 """The operator console: register, edit and delete the services, search endpoints and EOSC entries of
-one's own facilities, and read their audit log. Writes go through the registry service, whose role
-checks and validation are the API's; a refused form comes back with each message beside its field and
-with what the operator typed."""
+one's own facilities, and read their audit log. Pages read and write through the operator console
+service (``broker.operator``): what the viewer may not edit is not found there (404), and its writes are
+the registry's, with the API's permission checks and validation; a refused form comes back with each
+message beside its field and with what the operator typed."""
 from __future__ import annotations
 
 import re
@@ -14,10 +15,8 @@ from flask import abort, redirect, render_template, request
 from marshmallow import Schema, validate
 from werkzeug.wrappers import Response
 
-from broker.authz import Principal
 from broker.errors import BrokerError
 from broker.registry_kinds import KINDS, Kind
-from broker.registry_service import Precondition
 from registry.models import EoscStatus, LaunchMode, Lifecycle, SearchKind, ServiceKind
 from registry.schemas import CapabilitiesSchema
 from web.common import blueprint, broker, require_viewer
@@ -118,44 +117,9 @@ MESSAGES = {"missing data for required field": "required", "field may not be nul
 RANGE = re.compile(r"^must be greater than or equal to (\S+) and less than or equal to (\S+)$")
 
 
-def _facilities(person: Principal) -> list[dict[str, Any]]:
-    every = broker().registry.list(KINDS.facility, limit=500).items
-    return [f for f in every if person.can_write(f["id"])]
-
-
-def _facility(person: Principal, facility_id: str) -> dict[str, Any]:
-    facility = broker().registry.get(KINDS.facility, facility_id)
-    if not person.can_write(facility_id):
-        abort(403, f"you are not an operator of {facility['name']}")
-    return facility
-
-
-def _contents(facility_id: str) -> dict[str, Any]:
-    registry = broker().registry
-    scope = {"facility": facility_id}
-    audit = registry.audit_log(limit=30, facility_id=facility_id).items
-    return {"services": registry.list(KINDS.service, scope, limit=500).items,
-            "endpoints": registry.list(KINDS.search_endpoint, scope, limit=500).items,
-            "entries": registry.list(KINDS.eosc_entry, scope, limit=500).items,
-            "audit": audit, "actors": _actor_names({a["actor"] for a in audit})}
-
-
-def _actor_names(actors: set[str]) -> dict[str, str]:
-    """Who made each change, by display name (people); other actors (tokens, the CLI) as recorded."""
-    names = {}
-    for actor in actors:
-        if actor.startswith("person:"):
-            try:
-                names[actor] = broker().people.get(actor.removeprefix("person:"))["display_name"]
-            except BrokerError:
-                names[actor] = "a person no longer registered"
-    return names
-
-
 @blueprint.get("/operator")
 def operator_home() -> Response | str:
-    person = require_viewer()
-    facilities = _facilities(person)
+    facilities = broker().operator.facilities(require_viewer())
     if len(facilities) == 1:
         return redirect(f"/operator/{facilities[0]['id']}", 303)
     return render_template("operator_home.html", facilities=facilities)
@@ -163,20 +127,18 @@ def operator_home() -> Response | str:
 
 @blueprint.get("/operator/<facility_id>")
 def operator_facility(facility_id: str) -> str:
-    facility = _facility(require_viewer(), facility_id)
+    view = broker().operator.view(require_viewer(), facility_id)
     done = request.args.get("done") if request.args.get("done") in ("registered", "saved", "deleted") else None
     form = FORMS.get(request.args.get("what", ""))
     notice = f"{form.title[:1].upper()}{form.title[1:]} {request.args.get('key', '')} {done}." if done and form else None
-    return render_template("operator.html", facility=facility, notice=notice, **_contents(facility_id))
-
-
-def _service_choices(facility_id: str) -> tuple[str, ...]:
-    return tuple(s["id"] for s in broker().registry.list(KINDS.service, {"facility": facility_id}, limit=500).items)
+    return render_template("operator.html", facility=view.facility, notice=notice, services=view.services,
+                           endpoints=view.endpoints, entries=view.entries, audit=view.audit, actors=view.actors)
 
 
 def _render_form(form: Form, facility: dict[str, Any], values: dict[str, Any], errors: dict[str, str],
                  key: str | None, version: int | None, summary: str = "", status: int = 200) -> tuple[str, int]:
-    fields = [f if f.name != "service_id" else Field(**{**f.__dict__, "choices": _service_choices(facility["id"])})
+    fields = [f if f.name != "service_id" else Field(**{**f.__dict__, "choices": broker().operator.service_ids(
+              require_viewer(), facility["id"])})
               for f in form.fields if not (key and f.create_only)]
     return render_template("operator_form.html", form=form, fields=fields, facility=facility, values=values,
                            errors=errors, key=key, version=version, summary=summary), status
@@ -225,7 +187,7 @@ def say(message: str) -> str:
 @blueprint.get("/operator/<facility_id>/<slug>/new")
 def new_form(facility_id: str, slug: str) -> tuple[str, int]:
     form = FORMS.get(slug) or abort(404)
-    facility = _facility(require_viewer(), facility_id)
+    facility = broker().operator.facility(require_viewer(), facility_id)
     return _render_form(form, facility, {}, {}, None, None)
 
 
@@ -233,8 +195,8 @@ def new_form(facility_id: str, slug: str) -> tuple[str, int]:
 def edit_form(facility_id: str, slug: str, key: str) -> tuple[str, int]:
     form = FORMS.get(slug) or abort(404)
     person = require_viewer()
-    facility = _facility(person, facility_id)
-    stored = broker().registry.editable(person, form.kind, key, facility_id)
+    facility = broker().operator.facility(person, facility_id)
+    stored = broker().operator.editable(person, facility_id, form.kind, key)
     return _render_form(form, facility, _stored_values(form, stored), {}, key, stored["version"])
 
 
@@ -330,16 +292,16 @@ def _saved(facility_id: str, slug: str, key: str, verb: str) -> Response:
 def create_object(facility_id: str, slug: str) -> Response | tuple[str, int]:
     form = FORMS.get(slug) or abort(404)
     person = require_viewer()
-    facility = _facility(person, facility_id)
+    facility = broker().operator.facility(person, facility_id)
     payload, errors = _payload(form, request.form, None)
     if form.kind is not KINDS.eosc_entry:
         payload["facility_id"] = facility_id
-    elif payload.get("service_id") not in _service_choices(facility_id):
+    elif payload.get("service_id") not in broker().operator.service_ids(person, facility_id):
         errors["service_id"] = "choose one of this facility's services"
     errors.update(_schema_errors(form, payload, False, errors))
     if not errors:
         try:
-            created = broker().registry.create(person, form.kind, payload)
+            created = broker().operator.create(person, facility_id, form.kind, payload)
             return _saved(facility_id, slug, str(created.get(form.kind.key, "")), "registered")
         except BrokerError as exc:
             return _render_form(form, facility, request.form, _field_errors(form, exc), None, None,
@@ -351,8 +313,8 @@ def create_object(facility_id: str, slug: str) -> Response | tuple[str, int]:
 def update_object(facility_id: str, slug: str, key: str) -> Response | tuple[str, int]:
     form = FORMS.get(slug) or abort(404)
     person = require_viewer()
-    facility = _facility(person, facility_id)
-    stored = broker().registry.editable(person, form.kind, key, facility_id)
+    facility = broker().operator.facility(person, facility_id)
+    stored = broker().operator.editable(person, facility_id, form.kind, key)
     version = request.form.get("version", "")
     payload, errors = _payload(form, request.form, stored)
     if not version.isdigit():
@@ -360,8 +322,7 @@ def update_object(facility_id: str, slug: str, key: str) -> Response | tuple[str
     errors.update(_schema_errors(form, payload, True, errors))
     if not errors:
         try:
-            broker().registry.update(person, form.kind, key, payload, Precondition(int(version), from_header=False),
-                                     partial=True)
+            broker().operator.update(person, facility_id, form.kind, key, payload, int(version))
             return _saved(facility_id, slug, key, "saved")
         except BrokerError as exc:
             summary = exc.detail
@@ -376,12 +337,8 @@ def update_object(facility_id: str, slug: str, key: str) -> Response | tuple[str
 @blueprint.post("/operator/<facility_id>/<slug>/<key>/delete")
 def delete_object(facility_id: str, slug: str, key: str) -> Response:
     form = FORMS.get(slug) or abort(404)
-    person = require_viewer()
-    _facility(person, facility_id)
-    broker().registry.editable(person, form.kind, key, facility_id)
     version = request.form.get("version", "")
-    broker().registry.delete(person, form.kind, key,
-                             Precondition(int(version), from_header=False) if version.isdigit() else None)
+    broker().operator.delete(require_viewer(), facility_id, form.kind, key, int(version) if version.isdigit() else None)
     return _saved(facility_id, slug, key, "deleted")
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import uuid
-from dataclasses import replace
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
@@ -12,8 +11,8 @@ from flask import redirect, render_template, request
 from werkzeug.wrappers import Response
 
 from broker.errors import InvalidInput
-from broker.search.service import Mode, Query, parse_query
-from web import analyse
+from broker.launch.panel import AnalysePanel, plain
+from broker.search.page import search_page_for
 from web.common import blueprint, broker, facility_names, viewer
 
 LISTED = ("facility", "technique", "instrument", "parameter")
@@ -102,64 +101,6 @@ def _chosen(params: dict[str, Any], facet: str, value: str) -> bool:
     return value in params.get(facet, [])
 
 
-IDENTIFIER = re.compile(r"^(?:doi:|https?://(?:dx\.)?doi\.org/)?(?P<id>\S*\d\S*)$", re.IGNORECASE)
-FILTERS = ("facility", "technique", "instrument", "parameter", "year_from", "year_to", "public")
-
-
-def _identifier(params: dict[str, Any]) -> Response | Query | None:
-    """A DOI, pid or proposal number typed alone in the box: the dataset itself, or the datasets of
-    the proposal (None when it is not one)."""
-    match = IDENTIFIER.match((params.get("q") or "").strip())
-    if not match or any(params.get(f) for f in FILTERS) or params.get("mode") == "live":
-        return None
-    index = broker().search.index
-    found = index.get(match["id"])
-    if found is not None:
-        return redirect(f"/datasets/{quote(found.pid, safe='/')}", 303)
-    query = parse_query({**params, "q": ""})
-    request = replace(query.request, documents=(match["id"],))
-    probe = index.search(replace(request, limit=1, facets=()))
-    if probe.total == 1:
-        return redirect(f"/datasets/{quote(probe.items[0].pid, safe='/')}", 303)
-    return Query(request, query.mode, query.page, query.size) if probe.total else None
-
-
-def _facets_beside_choice(query: Query, result: Any) -> dict[str, Any]:
-    """Facet buckets where a value is chosen counted without that facet's own filter, so that a second
-    facility (instrument, technique) can be added to the first."""
-    facets = dict(result.facets)
-    request = query.request
-    for name, field in (("facility", "facilities"), ("instrument", "instruments"), ("technique", "techniques")):
-        if getattr(request, field) and name in request.facets:
-            other = broker().search.index.search(replace(request, **{field: ()}, offset=0, limit=1, facets=(name,)))
-            facets[name] = other.facets.get(name, facets.get(name, []))
-    return facets
-
-
-def _suggestions(params: dict[str, Any], query: Query) -> list[tuple[str, str, int]]:
-    """For a search that found nothing: the nearest searches that find something (a word left out,
-    the filters left out), as (label, url, count)."""
-    index = broker().search.index
-    out: list[tuple[str, str, int]] = []
-    words = (params.get("q") or "").split()
-    tried: list[tuple[str, dict[str, Any]]] = []
-    if len(words) > 1:
-        tried += [(" ".join(words[:i] + words[i + 1:]), {**params, "q": " ".join(words[:i] + words[i + 1:])})
-                  for i in range(min(len(words), 6))]
-    if any(params.get(f) for f in FILTERS):
-        tried.append((f"“{params.get('q')}” without filters" if params.get("q") else "all datasets",
-                      {k: v for k, v in params.items() if k not in FILTERS}))
-    for label, changed in tried:
-        try:
-            request = parse_query({**changed, "page": None}).request
-        except InvalidInput:
-            continue
-        total = index.search(replace(request, limit=1, facets=())).total
-        if total:
-            out.append((label, _url(changed, page=None), total))
-    return sorted(out, key=lambda s: -s[2])[:3]
-
-
 def _tidy(params: dict[str, Any]) -> str | None:
     """The URL of this search without the empty fields a submitted form carries, when it has any."""
     clean = _url(params)
@@ -171,29 +112,24 @@ def _tidy(params: dict[str, Any]) -> str | None:
 def search_page() -> tuple[str, int] | str | Response:
     params, field_errors = _params()
     shared = {"params": params, "field_errors": field_errors, "ranges": RANGES, "chosen_ranges": ranges_chosen(params),
-              "url": _url, "without_range": _without_range, "document": None}
+              "url": _url, "without_range": _without_range}
     if not field_errors and (clean := _tidy(params)):
         return redirect(clean, 303)
     try:
         if field_errors:
             raise InvalidInput("some filters are not right")
-        query = parse_query(params)
-        direct = _identifier(params)
+        page = search_page_for(broker().search, params)
     except InvalidInput as exc:
-        return render_template("search.html", result=None, errors=exc.errors, query=None, **shared), 400
-    if isinstance(direct, Response):
-        return direct
-    if direct is not None:
-        query, shared["document"] = direct, direct.request.documents[0]
-    result = broker().search.search(query)
-    if query.mode is not Mode.LIVE and result.total:
-        result = replace(result, facets=_facets_beside_choice(query, result))
+        return render_template("search.html", result=None, errors=exc.errors, query=None, document=None,
+                               **shared), 400
+    if page.dataset is not None:
+        return redirect(f"/datasets/{quote(page.dataset, safe='/')}", 303)
+    query, result = page.query, page.result
     pages = max(1, -(-result.total // query.size))
-    suggestions = _suggestions(params, query) if not result.total and query.mode is not Mode.LIVE else []
+    suggestions = [(s.label, _url(s.params, page=None), s.count) for s in page.suggestions]
     return render_template("search.html", result=result, errors=(), query=query, pages=pages, toggle=_toggle,
-                           chosen=_chosen, facet_titles=FACET_TITLES, suggestions=suggestions,
-                           names=facility_names(),
-                           failed=[s for s in result.sources if s.status in ("timeout", "error")], **shared)
+                           chosen=_chosen, facet_titles=FACET_TITLES, suggestions=suggestions, document=page.document,
+                           names=facility_names(), failed=result.unanswered, **shared)
 
 
 @blueprint.get("/datasets/<path:pid>")
@@ -202,29 +138,13 @@ def dataset_page(pid: str) -> str:
 
 
 def render_dataset(pid: str, form: Any = None, errors: dict[str, str] | None = None, summary: str = "",
-                   existing: list[dict[str, Any]] | None = None) -> str:
-    """The dataset with its "Analyse" panel; after a refused launch, with the user's choices and the
-    message beside each field."""
-    dataset = broker().search.get(pid)
+                   existing: list[Any] | None = None, panel: AnalysePanel | None = None) -> str:
+    """The dataset with its "Analyse" panel (``panel``, when the caller has read it already); after a
+    refused launch, with the user's choices and the message beside each field."""
     person = viewer()
-    candidates = broker().launches.preview(person, dataset, {})
-    services = {s["id"]: s for s in broker().catalogue.services(
-        facility=sorted({c["facility_id"] for c in candidates}))} if candidates else {}
-    names = facility_names()
-    home = names.get(dataset.facility, dataset.facility)
-    fitting = analyse.offers(candidates, services, home)
-    mine = analyse.running(broker().launches.list(person), dataset.pid) if person is not None else []
-    return render_template("dataset.html", dataset=dataset, candidates=candidates, services=services,
-                           offers=fitting, home=home, choices=_choices([services[o.service_id] for o in fitting]),
-                           idempotency_key=str(uuid.uuid4()), signed_in=person is not None, plain=analyse.plain,
-                           form=form or {}, errors=errors or {}, summary=summary, running=existing or mine,
-                           offered_existing=existing is not None, names=names)
-
-
-def _choices(fitting: list[dict[str, Any]]) -> dict[str, list[str]]:
-    """The partitions, profiles and plans the fitting services offer, for the Analyse panel's selects."""
-    offered: dict[str, dict[str, None]] = {"partition": {}, "profile": {}, "plan": {}}
-    for service in fitting:
-        for name, values in offered.items():
-            values.update(dict.fromkeys(service["capabilities"][f"{name}s"]))
-    return {name: list(values) for name, values in offered.items() if values}
+    panel = panel or broker().analyse.panel(person, pid)
+    return render_template("dataset.html", dataset=panel.dataset, candidates=panel.candidates,
+                           services=panel.services, offers=panel.offers, home=panel.home, choices=panel.choices,
+                           idempotency_key=str(uuid.uuid4()), signed_in=person is not None, plain=plain,
+                           form=form or {}, errors=errors or {}, summary=summary, running=existing or panel.running,
+                           offered_existing=existing is not None, names=panel.facility_names)

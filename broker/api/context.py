@@ -5,7 +5,7 @@ from typing import TYPE_CHECKING
 
 from flask import current_app
 
-from broker.authz import Principal
+from broker.authz import ANONYMOUS, Principal
 
 if TYPE_CHECKING:
     from broker.app import Broker
@@ -18,6 +18,6 @@ def broker() -> "Broker":
 def principal(token_info: dict | None) -> Principal:
     """The caller, as established by ``broker.api.security``."""
     if not token_info:
-        return Principal("anonymous")
+        return ANONYMOUS
     return Principal(token_info["sub"], admin=bool(token_info.get("admin")),
                      operator_of=frozenset(token_info.get("operator_of", ())))

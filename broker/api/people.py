@@ -5,14 +5,6 @@ from typing import Any
 
 from broker.api.context import broker, principal
 from broker.api.registry import JSON
-from broker.errors import Forbidden
-
-
-def _person_id(token_info: dict | None) -> str:
-    subject = principal(token_info).subject
-    if not subject.startswith("person:"):
-        raise Forbidden(f"{subject} is not a person; use a personal API token or sign in")
-    return subject.removeprefix("person:")
 
 
 def me(token_info: dict | None = None) -> tuple:
@@ -20,23 +12,20 @@ def me(token_info: dict | None = None) -> tuple:
 
 
 def my_tokens(token_info: dict | None = None) -> tuple:
-    person_id = _person_id(token_info)
-    return {"items": broker().people.tokens(principal(token_info), person_id)}, 200, JSON
+    return {"items": broker().people.tokens(principal(token_info))}, 200, JSON
 
 
 def issue_my_token(body: dict[str, Any], token_info: dict | None = None) -> tuple:
-    person_id = _person_id(token_info)
-    return broker().people.issue_token(principal(token_info), person_id, body), 201, JSON
+    return broker().people.issue_token(principal(token_info), None, body), 201, JSON
 
 
 def revoke_my_token(token_id: str, token_info: dict | None = None) -> tuple:
-    broker().people.revoke_token(principal(token_info), _person_id(token_info), token_id)
+    broker().people.revoke_token(principal(token_info), None, token_id)
     return "", 204
 
 
 def list_people(token_info: dict | None = None) -> tuple:
-    principal(token_info).require_write(None)
-    items = broker().people.list()
+    items = broker().people.list_as(principal(token_info))
     return {"items": items, "total": len(items)}, 200, JSON
 
 

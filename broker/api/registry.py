@@ -88,5 +88,5 @@ def _operations(kind: Kind, path_param: str) -> tuple:
 
 def audit_log(token_info: dict | None = None, limit: int = 50, offset: int = 0,
               object_type: str | None = None, object_id: str | None = None) -> tuple:
-    principal(token_info).require_write(None)
-    return asdict(broker().registry.audit_log(object_type, object_id, limit, offset)), 200, JSON
+    page = broker().registry.audit_log_as(principal(token_info), object_type, object_id, limit, offset)
+    return asdict(page), 200, JSON

@@ -63,8 +63,8 @@ class Placement:
         (no launch is recorded). Without a signed-in person, no identity is accepted anywhere."""
         identities: tuple[LinkedIdentity, ...] = ()
         with self.store.session() as session:
-            if actor is not None and actor.subject.startswith("person:"):
-                person = session.get(Person, actor.subject.removeprefix("person:"))
+            if actor is not None and actor.person_id is not None:
+                person = session.get(Person, actor.person_id)
                 identities = identities_of(person) if person else ()
             return [c.as_dict() for c in self.candidates(session, dataset, identities, wanted)]
 

@@ -16,7 +16,7 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from broker.authz import Principal
-from broker.errors import Forbidden, NotFound
+from broker.errors import NotFound
 from broker.registry_kinds import iso
 from broker.secretbox import SecretBox
 from registry.models import FINAL_LAUNCH_STATES, ComputeService, Launch, LaunchEvent, LaunchMode, LaunchState, as_utc, utcnow
@@ -26,6 +26,9 @@ DEFAULT_START_TIMEOUT = 300
 TROUBLE = "trouble reaching the service, trying again: "
 STOP_FAILED = "the service did not stop the session: "
 ALIVE = frozenset({LaunchState.READY, LaunchState.STARTING, LaunchState.WAITING})
+CLOSED = frozenset({LaunchState.FAILED, LaunchState.CANCELLED, LaunchState.STOPPED})
+ACTIVE = frozenset(LaunchState) - CLOSED
+"""Starting or ready: a session of the same dataset at the same service is offered instead of a second one."""
 
 
 class ReadsAsJson:
@@ -128,7 +131,7 @@ class LaunchRecords:
     @staticmethod
     def own(session: Session, actor: Principal, launch_id: str) -> Launch:
         launch = session.get(Launch, launch_id)
-        if launch is None or (not actor.admin and actor.subject != f"person:{launch.person_id}"):
+        if launch is None or not actor.may_act_for(launch.person_id):
             raise NotFound(f"no launch {launch_id!r} of yours")
         return launch
 
@@ -213,10 +216,8 @@ class LaunchRecords:
 
 
 def person_of(actor: Principal) -> str:
-    if not actor.subject.startswith("person:"):
-        raise Forbidden("launches are made by people: sign in, or use a personal API token")
-    return actor.subject.removeprefix("person:")
+    return actor.require_person("launches are made by people: sign in, or use a personal API token")
 
 
-__all__ = ["ALIVE", "DEFAULT_START_TIMEOUT", "LaunchEventView", "LaunchRecords", "LaunchView", "STOP_FAILED",
-           "TROUBLE", "person_of", "start_timeout"]
+__all__ = ["ACTIVE", "ALIVE", "CLOSED", "DEFAULT_START_TIMEOUT", "LaunchEventView", "LaunchRecords", "LaunchView",
+           "STOP_FAILED", "TROUBLE", "person_of", "start_timeout"]

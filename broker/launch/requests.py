@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from broker.authz import Principal
 from broker.errors import Conflict, FieldError, InvalidInput, MalformedRequest, NotFound
 from broker.launch.placement import Placement, wanted_of
-from broker.launch.records import LaunchEventView, LaunchRecords, LaunchView, person_of
+from broker.launch.records import CLOSED, LaunchEventView, LaunchRecords, LaunchView, person_of
 from broker.launch.schemas import LaunchRequestSchema
 from broker.launch.targets import LaunchTargets
 from broker.registry_kinds import load
@@ -22,8 +22,6 @@ from broker.search.service import SearchService
 from connectors.http import HttpClient
 from registry.models import ComputeService, Launch, LaunchEvent, LaunchMode, LaunchState, as_utc
 from registry.store import Store
-
-CLOSED = frozenset({LaunchState.FAILED, LaunchState.CANCELLED, LaunchState.STOPPED})
 
 
 class LaunchRequests:

@@ -209,6 +209,11 @@ class SearchResult:
         return any(s.status in (SourceState.TIMEOUT, SourceState.ERROR, SourceState.SKIPPED) or not s.complete
                    for s in self.sources)
 
+    @property
+    def unanswered(self) -> list[SourceStatus]:
+        """The facilities asked that did not answer (timed out or failed)."""
+        return [s for s in self.sources if s.status in (SourceState.TIMEOUT, SourceState.ERROR)]
+
 
 def parameter_value_term(name: str, value: str) -> str:
     """The index term of a text-valued parameter (canonical name, value in lower case)."""

@@ -21,7 +21,7 @@ from broker.search.units import COMMON, canonical_name, dimension_of, to_si
 from connectors import connector_for
 from connectors.errors import UpstreamError
 from broker.registry_service import deleted_search_endpoints
-from registry.models import SearchEndpoint, SearchKind
+from registry.models import HarvestState, SearchEndpoint, SearchKind
 from registry.store import Store
 
 MAX_QUERY_CHARS = 500
@@ -249,7 +249,7 @@ class SearchService:
                 continue
             if job is None:
                 statuses.append(SourceStatus(facility, SourceState.SKIPPED, None, 0, "not harvested yet"))
-            elif job["state"] == "failed":
+            elif job["state"] == HarvestState.FAILED:
                 statuses.append(SourceStatus(facility, SourceState.INDEX, None, counts.get(facility, 0),
                                              f"last harvest failed ({job['error']}); results are from the harvest "
                                              "before"))
