@@ -77,7 +77,7 @@ def test_an_object_of_another_facility_has_no_edit_page_and_cannot_be_saved_or_d
     token = token_of(client.get("/operator/ill/services/new").text)
     page = client.get("/operator/ill/services/esrf-visa/edit")
     assert page.status_code == 404 and "ESRF VISA" not in page.text and "visa.esrf.example" not in page.text
-    assert client.get("/operator/esrf/services/esrf-visa/edit").status_code == 403  # not their console at all
+    assert client.get("/operator/esrf/services/esrf-visa/edit").status_code == 404  # not their console at all
     saved = client.post("/operator/ill/services/esrf-visa", data={"csrf_token": token, "version": "1",
                                                                   "title": "Mine now"})
     deleted = client.post("/operator/ill/services/esrf-visa/delete", data={"csrf_token": token, "version": "1"})

@@ -82,7 +82,7 @@ def test_an_admin_opens_every_facilitys_console(federation):  # noqa: ANN001
     broker, client = federation
     person = signed_in(broker, client, "ada")
     broker.people.grant(ADMIN, person["id"], {"role": "admin"})
-    client.cookies.set(COOKIE, broker.auth._open_session(person["id"], "idp"))  # noqa: SLF001
+    client.cookies.set(COOKIE, broker.auth.sessions.open(person["id"], "idp"))
     for path in (*OWN_PAGES, "/operator/esrf", "/operator/esrf/services/esrf-visa/edit",
                  "/operator/esrf/eosc-entries/esrf-visa/edit"):
         assert client.get(path).status_code == 200, path

@@ -10,7 +10,7 @@ from flask import g, redirect, render_template, request
 from werkzeug.wrappers import Response
 
 from broker.errors import BrokerError
-from web import analyse
+from broker.launch.panel import plain
 from web.common import blueprint, broker, facility_names, require_viewer, viewer
 
 
@@ -60,8 +60,8 @@ def analyse_basket() -> Response | tuple[str, int]:
     try:
         launch, _created = broker().launches.create(person, request.form.get("idempotency_key"), {"basket": pids})
     except BrokerError as exc:
-        reasons = "; ".join(analyse.plain(e.message) for e in exc.errors)
-        return _render(analyse.plain(exc.detail) + (f" ({reasons})" if reasons else "")), exc.status
+        reasons = "; ".join(plain(e.message) for e in exc.errors)
+        return _render(plain(exc.detail) + (f" ({reasons})" if reasons else "")), exc.status
     return redirect(f"/sessions/{launch['id']}", 303)
 
 
@@ -73,4 +73,4 @@ def _render(summary: str = "") -> str:
     services = {s["id"]: s for s in broker().catalogue.services(facility=wanted)} if wanted else {}
     left: dict[str, Any] = dict(plan.left_out) if plan else {}
     return render_template("basket.html", page=page, plan=plan, services=services, left=left, summary=summary,
-                           names=facility_names(), idempotency_key=str(uuid.uuid4()), plain=analyse.plain)
+                           names=facility_names(), idempotency_key=str(uuid.uuid4()), plain=plain)
