@@ -97,8 +97,9 @@ def test_a_session_page_names_things_says_a_deep_link_continues_and_shows_failur
     hub(broker)
     person = signed_in(broker, client, "emil")
     visa = client.post("/analyse", data={**form_of(client), "service_id": "ill-visa"}, follow_redirects=False)
-    for _ in range(3):  # the worker's steps: a deep link is ready at once
+    for _ in range(3):  # the worker's steps (each on a starter thread): a deep link is ready at once
         broker.launch_runner.advance()
+        broker.launch_runner.wait_for_steps()
     page = client.get(visa.headers["location"]).text
     assert "Analysis of “SANS of lysozyme”" in page and "ILL VISA at" in page  # titles, not ids
     assert "Continues at the service" in page and "Continue at ILL VISA" in page  # a deep link, not "Ready"
