@@ -10,10 +10,10 @@ import socket
 
 import uvicorn
 
-from broker import datalock, logs
+from broker import datalock, logs, metrics
 from broker.app import Broker, build_broker, create_app
 from broker.errors import ConfigurationError
-from broker.settings import Settings
+from broker.settings import Settings, prometheus_multiproc_dir
 from broker.worker import make_scheduler
 
 log = logging.getLogger(__name__)
@@ -60,6 +60,11 @@ def run(settings: Settings, host: str, port: int, with_worker: bool, broker: Bro
     if with_worker:
         datalock.hold(settings.data_dir, "panbroker serve")
     check_bind(host, port)
+    if metrics.prune_dead_processes():
+        log.info("metrics: dropped the multiprocess files of processes that are gone")
+    if workers > 1 and not prometheus_multiproc_dir():
+        log.warning("%s web workers and no PROMETHEUS_MULTIPROC_DIR: each scrape of /metrics sees one worker's "
+                    "counts (set it to an empty folder shared by the broker's processes)", workers)
     broker = broker or build_broker(settings)
     broker.harvest.runs_here = with_worker
     datalock.private_files(settings.data_dir)
