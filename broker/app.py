@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from broker import logs, metrics
 from broker.api import problems
+from broker.api.reads import ReadReplay
 from broker.api.validation import VALIDATORS, BrokerScope
 from broker.errors import BrokerError, ConfigurationError
 from broker.auth import AuthService, load_issuers
@@ -145,6 +146,7 @@ def create_app(settings: Settings | None = None, broker: Broker | None = None) -
     app._middleware_app.asgi_app = WSGIMiddleware(app.app.wsgi_app, workers=settings.request_threads)  # noqa: SLF001
     app.add_middleware(BrokerScope, position=MiddlewarePosition.BEFORE_SWAGGER, broker=broker,
                        allowed_methods=lambda path: _allowed_methods(app.app, path))
+    app.add_middleware(ReadReplay, position=MiddlewarePosition.BEFORE_SWAGGER, store=broker.store)
     app.add_middleware(metrics.MetricsMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION, store=broker.store,
                        route_of=lambda method, path: _route(app.app, method, path),
                        networks=settings.effective_metrics_networks, token=settings.metrics_token)

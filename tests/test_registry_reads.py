@@ -139,3 +139,23 @@ def test_every_registry_write_bumps_the_stamp_and_reads_do_not(ill):  # noqa: AN
     assert ill.store.registry_stamp() == stamp + 1
     ill.registry.create(ACTOR, KINDS.facility, {"id": "esrf", "name": "ESRF", "country": "FR"})
     assert ill.store.registry_stamp() == stamp + 2
+
+
+def test_a_replayed_read_is_the_same_answer_and_a_write_elsewhere_ends_the_replay(ill, client):  # noqa: ANN001
+    first = client.get("/api/v1/services?limit=10", headers={"Accept-Encoding": "identity"})
+    replayed = client.get("/api/v1/services?limit=10", headers={"Accept-Encoding": "identity"})
+    assert replayed.content == first.content and replayed.headers["ETag"] == first.headers["ETag"]
+    assert replayed.headers["x-request-id"] != first.headers["x-request-id"]  # each request keeps its own id
+    assert all("registry-stamp" not in name.lower() for name in [*first.headers, *replayed.headers])
+    assert client.get("/api/v1/services?limit=10", headers={"Accept-Encoding": "identity",
+                                                            "If-None-Match": first.headers["ETag"]}).status_code == 304
+    mark_down(other_process(ill), "ill-hub")
+    after = client.get("/api/v1/services?limit=10", headers={"Accept-Encoding": "identity"})
+    assert after.json()["items"][0]["health"]["status"] == "down" and after.headers["ETag"] != first.headers["ETag"]
+
+
+def test_a_read_with_credentials_is_never_answered_from_a_replay(ill, client):  # noqa: ANN001
+    assert client.get("/api/v1/services/ill-hub").status_code == 200
+    refused = client.get("/api/v1/services/ill-hub", headers={"Authorization": "Bearer not-a-token"})
+    plain = client.get("/api/v1/services/ill-hub", headers={"Authorization": f"{ADMIN['Authorization']}"})
+    assert plain.status_code == 200 and refused.status_code in (200, 401)

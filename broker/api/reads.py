@@ -1,5 +1,7 @@
 """Public reads of the registry and the catalogue, answered from serialised bodies kept per process and
 checked against the registry stamp (one primary-key read), with ETags and 304 on ``If-None-Match``.
+``ReadReplay`` answers a repeated read (same path, query and ``Accept-Encoding``, no cookie, no
+credentials) with the very response the handler gave, before routing, validation and Flask.
 
 Safe because these reads are the same for every caller and every write to what they show (an
 operator's edit, a health round, an EOSC sync, from any process) bumps the stamp in its own
@@ -8,6 +10,7 @@ shows.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import threading
@@ -17,11 +20,15 @@ from dataclasses import dataclass
 from typing import Callable
 
 import flask
+from anyio import to_thread
 from connexion import request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from registry.store import Store
 
 MAX_ENTRIES = 1024
+MAX_REPLAY_BYTES = 2 * 1024 * 1024  # larger answers are built again each time (from the cached body)
+STAMP_HEADER = "X-Panbroker-Registry-Stamp"  # handler -> ReadReplay only; never sent to the client
 
 
 @dataclass(frozen=True)
@@ -30,6 +37,7 @@ class Body:
 
     data: bytes
     etag: str
+    stamp: int = -1  # the registry stamp it was built under (-1: not kept)
 
 
 class ReadCache:
@@ -57,7 +65,7 @@ class ReadCache:
             if body is not None:
                 self._bodies.move_to_end(key)
                 return body
-        body = build()
+        body = dataclasses.replace(build(), stamp=stamp)
         with self._lock:
             if stamp == self._stamp:
                 self._bodies[key] = body
@@ -94,7 +102,7 @@ def matches(if_none_match: str | None, etag: str) -> str | None:
         return None
     if if_none_match.strip() == "*":
         return etag
-    bare = etag.removeprefix("W/")
+    bare = _bare(etag)
     return next((tag.strip() for tag in if_none_match.split(",") if _bare(tag) == bare), None)
 
 
@@ -108,7 +116,116 @@ def answer(body: Body, content_type: str = "application/json", headers: dict[str
            status: int = 200) -> flask.Response:
     """The body, or 304 Not Modified when the request's ``If-None-Match`` names its tag."""
     extra = {"ETag": body.etag, "Cache-Control": "no-cache", **(headers or {})}
+    if body.stamp >= 0:
+        extra[STAMP_HEADER] = str(body.stamp)
     named = matches(request.headers.get("If-None-Match"), body.etag) if status == 200 else None
     if named:  # the tag as the client holds it (a compressed answer's carries ":br")
         return flask.Response(status=304, headers={**extra, "ETag": named})
     return flask.Response(body.data, status=status, headers=extra, content_type=content_type)
+
+
+@dataclass(frozen=True)
+class _Recorded:
+    headers: list[tuple[bytes, bytes]]
+    body: bytes
+    etag: str
+    stamp: int
+
+
+_REPLAYED_ON_304 = frozenset({b"etag", b"cache-control", b"vary"})
+_STAMP_KEY = STAMP_HEADER.lower().encode()
+
+
+class ReadReplay:
+    """ASGI middleware: records the 200s the read handlers mark with the registry stamp and replays one
+    to an identical anonymous request while the stamp (read in a thread, as the handler would) is the
+    same. Anything else, or any doubt, goes down the normal path."""
+
+    def __init__(self, app: ASGIApp, store: Store, max_entries: int = MAX_ENTRIES // 2):
+        self.app = app
+        self.store = store
+        self.max_entries = max_entries
+        self._recorded: OrderedDict[tuple, _Recorded] = OrderedDict()
+        self._lock = threading.Lock()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        key = _replay_key(scope)
+        if key is None:
+            await self.app(scope, receive, _without_stamp(send))
+            return
+        with self._lock:
+            recorded = self._recorded.get(key)
+        if recorded is not None:
+            try:
+                current = await to_thread.run_sync(self.store.registry_stamp)
+            except Exception:  # noqa: BLE001 - the normal path tells the fault properly
+                current = None
+            if current == recorded.stamp:
+                await _replay(recorded, dict(scope["headers"]).get(b"if-none-match"), send)
+                return
+        await self.app(scope, receive, self._recording(key, send))
+
+    def _recording(self, key: tuple, send: Send) -> Send:
+        start: list[Message] = []
+        chunks: list[bytes] = []
+
+        async def sending(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = message.get("headers", [])
+                stamp = next((v for k, v in headers if k.lower() == _STAMP_KEY), None)
+                message = {**message, "headers": [(k, v) for k, v in headers if k.lower() != _STAMP_KEY]}
+                if stamp is not None and message["status"] == 200 and not any(
+                        k.lower() == b"set-cookie" for k, _ in headers):
+                    start.append({**message, "stamp": int(stamp)})
+            elif message["type"] == "http.response.body" and start:
+                chunks.append(message.get("body", b""))
+                if not message.get("more_body", False):
+                    self._keep(key, start[0], b"".join(chunks))
+            await send(message)
+
+        return sending
+
+    def _keep(self, key: tuple, start: Message, body: bytes) -> None:
+        if len(body) > MAX_REPLAY_BYTES:
+            return
+        etag = next((v.decode("latin-1") for k, v in start["headers"] if k.lower() == b"etag"), "")
+        with self._lock:
+            stale = [k for k, r in self._recorded.items() if r.stamp != start["stamp"]]
+            for old in stale:
+                del self._recorded[old]
+            self._recorded[key] = _Recorded(start["headers"], body, etag, start["stamp"])
+            self._recorded.move_to_end(key)
+            if len(self._recorded) > self.max_entries:
+                self._recorded.popitem(last=False)
+
+
+def _replay_key(scope: Scope) -> tuple | None:
+    """What identifies a replayable request: an anonymous GET of the API, by path, query and encoding."""
+    if scope["type"] != "http" or scope.get("method") != "GET" or not scope.get("path", "").startswith("/api/"):
+        return None
+    headers = dict(scope.get("headers") or [])
+    if b"cookie" in headers or b"authorization" in headers:
+        return None
+    return scope["path"], scope.get("query_string", b""), headers.get(b"accept-encoding", b"")
+
+
+async def _replay(recorded: _Recorded, if_none_match: bytes | None, send: Send) -> None:
+    named = matches(if_none_match.decode("latin-1"), recorded.etag) if if_none_match and recorded.etag else None
+    if named:
+        headers = [(k, v) for k, v in recorded.headers if k.lower() in _REPLAYED_ON_304 and k.lower() != b"etag"]
+        await send({"type": "http.response.start", "status": 304,
+                    "headers": [*headers, (b"etag", named.encode("latin-1"))]})
+        await send({"type": "http.response.body", "body": b""})
+        return
+    await send({"type": "http.response.start", "status": 200, "headers": recorded.headers})
+    await send({"type": "http.response.body", "body": recorded.body})
+
+
+def _without_stamp(send: Send) -> Send:
+    async def sending(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [(k, v) for k, v in message.get("headers", [])
+                                              if k.lower() != _STAMP_KEY]}
+        await send(message)
+
+    return sending
