@@ -18,6 +18,9 @@ from broker.worker import make_scheduler
 
 log = logging.getLogger(__name__)
 GRACEFUL_SHUTDOWN_SECONDS = 5
+# uvicorn kills a worker that does not answer its ping within this; its default of 5 s killed workers that
+# were still building the app on a busy machine, again and again (measured here at load 10 on 2 cores)
+WORKER_HEALTHCHECK_SECONDS = 60
 PR_SET_PDEATHSIG = 1  # open event streams are ended after this at Ctrl-C / SIGTERM
 
 
@@ -78,7 +81,8 @@ def run(settings: Settings, host: str, port: int, with_worker: bool, broker: Bro
     try:
         if workers > 1:
             os.environ.setdefault("PANBROKER_DATA_DIR", str(settings.data_dir))
-            uvicorn.run("broker.server:worker_app", factory=True, workers=workers, **options)
+            uvicorn.run("broker.server:worker_app", factory=True, workers=workers,
+                        timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS, **options)
         else:
             uvicorn.run(create_app(broker=broker), **options)
     finally:
