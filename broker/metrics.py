@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+import logging
 import os
 import threading
 import time
@@ -28,6 +29,7 @@ from broker.settings import prometheus_multiproc_dir
 from registry.models import ComputeService, HarvestJob, Launch, SearchEndpoint
 from registry.store import Store
 
+log = logging.getLogger(__name__)
 PATH = "/metrics"
 OTHER = "other"  # the facility label of calls to no registered endpoint (login providers, the EOSC catalogue)
 BREAKER_STATES = {"closed": 0, "half-open": 1, "open": 2}
@@ -84,7 +86,11 @@ def outbound_observer(http: Any, store: Store) -> Callable[[str, str], None]:
     origins = Origins(store)
 
     def observe(endpoint: str, outcome: str) -> None:
-        facility = origins.facility(endpoint)
+        try:
+            facility = origins.facility(endpoint)
+        except Exception:  # noqa: BLE001 - a store that cannot be read must not fail the call counted
+            log.warning("metrics: cannot read which facility %s belongs to", endpoint, exc_info=True)
+            facility = OTHER
         OUTBOUND_CALLS.labels(facility, outcome).inc()
         state = http.breaker(endpoint).current_state
         BREAKER_STATE.labels(facility, endpoint).set(BREAKER_STATES.get(state, 0))

@@ -63,12 +63,12 @@ def run(settings: Settings, host: str, port: int, with_worker: bool, broker: Bro
     if with_worker:
         datalock.hold(settings.data_dir, "panbroker serve")
     check_bind(host, port)
+    broker = broker or build_broker(settings)
     if metrics.prune_dead_processes():
         log.info("metrics: dropped the multiprocess files of processes that are gone")
     if workers > 1 and not prometheus_multiproc_dir():
         log.warning("%s web workers and no PROMETHEUS_MULTIPROC_DIR: each scrape of /metrics sees one worker's "
                     "counts (set it to an empty folder shared by the broker's processes)", workers)
-    broker = broker or build_broker(settings)
     broker.harvest.runs_here = with_worker
     datalock.private_files(settings.data_dir)
     scheduler = make_scheduler(broker, background=True) if with_worker else None

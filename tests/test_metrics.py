@@ -150,3 +150,16 @@ def test_several_workers_answer_for_all_of_them_in_multiprocess_mode(tmp_path, m
                 text))
     assert not (folder / "counter_999999999.db").exists()
     assert seen and min(seen) >= sent, (seen, sent)  # every scrape counted both workers' requests
+
+
+def test_an_unreadable_store_does_not_fail_the_outbound_call_it_counts(site, monkeypatch):  # noqa: ANN001
+    broker, _client = site
+
+    def broken() -> int:
+        raise OSError("database unreachable")
+
+    monkeypatch.setattr(broker.store, "registry_stamp", broken)
+    before = sample("panbroker_outbound_calls_total", facility="other", outcome="unavailable")
+    with pytest.raises(UpstreamUnavailable):  # the call's own fault, not the metrics' one
+        broker.http.get(f"http://127.0.0.1:{closed_port()}/x")
+    assert sample("panbroker_outbound_calls_total", facility="other", outcome="unavailable") == before + 1
