@@ -45,7 +45,7 @@ request = function() return wrk.format("GET", paths[math.random(#paths)]) end
 done = function(summary, latency, requests)
   io.write(string.format("PCT %%.3f %%.3f %%.3f\\n", latency:percentile(50) / 1000,
                          latency:percentile(95) / 1000, latency:percentile(99) / 1000))
-  io.write(string.format("NON2XX %%d\\n", summary.errors.status))
+  io.write(string.format("NON2XX %%d\\n", summary.errors.status + summary.errors.timeout))
 end
 """
 
@@ -99,11 +99,12 @@ def drive_wrk(paths: list[str], base: str, seconds: float, clients: int) -> tupl
         listing, script = Path(tmp) / "paths", Path(tmp) / "paths.lua"
         listing.write_text("\n".join(paths) + "\n")
         script.write_text(WRK_SCRIPT % listing)
-        out = subprocess.run(["wrk", "-t2", f"-c{clients}", f"-d{max(1, round(seconds))}s", "-s", str(script), base],
+        out = subprocess.run(["wrk", "-t2", f"-c{clients}", f"-d{max(1, round(seconds))}s", "--timeout", "10s", "-s", str(script),
+                              base],
                              capture_output=True, text=True, check=True).stdout
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     if int(re.search(r"NON2XX (\d+)", out).group(1)):
-        raise RuntimeError(f"{paths[0]}: some answers were not 2xx:\n{out}")
+        raise RuntimeError(f"{paths[0]}: some answers were not 2xx or timed out (10 s):\n{out}")
     return rate, [float(x) for x in re.search(r"PCT (\S+) (\S+) (\S+)", out).groups()]
 
 

@@ -159,3 +159,20 @@ def test_a_read_with_credentials_is_never_answered_from_a_replay(ill, client):  
     refused = client.get("/api/v1/services/ill-hub", headers={"Authorization": "Bearer not-a-token"})
     plain = client.get("/api/v1/services/ill-hub", headers={"Authorization": f"{ADMIN['Authorization']}"})
     assert plain.status_code == 200 and refused.status_code in (200, 401)
+
+
+def test_kept_answers_hold_one_stamp_refuse_older_builds_and_stay_within_their_bytes() -> None:
+    from broker.api.reads import Kept
+
+    kept = Kept(max_bytes=10)
+    assert kept.get(3, ("a",)) is None
+    kept.put(3, ("a",), "A", 4)
+    kept.put(3, ("b",), "B", 4)
+    assert kept.get(3, ("a",)) == "A"  # now the most recently used
+    kept.put(3, ("c",), "C", 4)  # 12 bytes: the least recently used (b) goes
+    assert kept.get(3, ("b",)) is None and kept.get(3, ("a",)) == "A" and kept.get(3, ("c",)) == "C"
+    kept.put(2, ("d",), "D", 1)  # built under an older stamp: never kept
+    assert kept.get(3, ("d",)) is None
+    assert kept.get(4, ("a",)) is None and kept.get(4, ("c",)) is None  # a write happened: all gone
+    kept.put(4, ("a",), "A2", 4)
+    assert kept.get(1, ("a",)) is None and kept.get(4, ("a",)) is None  # the stamp went back (row emptied)

@@ -26,8 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from registry.store import Store
 
-MAX_ENTRIES = 1024
-MAX_REPLAY_BYTES = 2 * 1024 * 1024  # larger answers are built again each time (from the cached body)
+MAX_KEPT_BYTES = 64 * 1024 * 1024  # per process, for the handlers' bodies and again for the replayed answers
 STAMP_HEADER = "X-Panbroker-Registry-Stamp"  # handler -> ReadReplay only; never sent to the client
 
 
@@ -40,37 +39,69 @@ class Body:
     stamp: int = -1  # the registry stamp it was built under (-1: not kept)
 
 
-class ReadCache:
-    """Bodies by request key, valid for one registry stamp; least recently used first out."""
+class Kept:
+    """Values by key, all built under one registry stamp (a newer stamp empties it), least recently used
+    out beyond ``max_bytes`` in all."""
 
-    def __init__(self, store: Store, max_entries: int = MAX_ENTRIES):
-        self.store = store
-        self.max_entries = max_entries
+    def __init__(self, max_bytes: int = MAX_KEPT_BYTES):
+        self.max_bytes = max_bytes
         self._stamp: int | None = None
-        self._bodies: OrderedDict[tuple, Body] = OrderedDict()
+        self._items: OrderedDict[tuple, tuple[object, int]] = OrderedDict()
+        self._size = 0
         self._lock = threading.Lock()
+
+    def holds(self, key: tuple) -> bool:
+        """Whether anything is kept under ``key`` (of whatever stamp): worth reading the stamp for."""
+        return key in self._items
+
+    def get(self, stamp: int, key: tuple) -> object | None:
+        """The value kept under ``key`` if it was built under ``stamp``; another stamp (newer, or lower after
+        the stamp row was emptied by hand) empties the lot."""
+        with self._lock:
+            if stamp != self._stamp:
+                self._clear(None if stamp < 0 else stamp)
+                return None
+            if key not in self._items:
+                return None
+            self._items.move_to_end(key)
+            return self._items[key][0]
+
+    def put(self, stamp: int, key: tuple, value: object, size: int) -> None:
+        with self._lock:
+            if stamp < 0 or size > self.max_bytes:
+                return
+            if self._stamp is None or stamp > self._stamp:
+                self._clear(stamp)
+            if stamp != self._stamp:
+                return  # built under an older stamp than one already seen: never kept
+            old = self._items.pop(key, None)
+            self._size += size - (old[1] if old else 0)
+            self._items[key] = (value, size)
+            while self._size > self.max_bytes:
+                self._size -= self._items.popitem(last=False)[1][1]
+
+    def _clear(self, stamp: int | None) -> None:
+        self._items.clear()
+        self._size = 0
+        self._stamp = stamp
+
+
+class ReadCache:
+    """Bodies of public reads by request key, kept while the registry stamp they were built under is current."""
+
+    def __init__(self, store: Store, max_bytes: int = MAX_KEPT_BYTES):
+        self.store = store
+        self.kept = Kept(max_bytes)
 
     def get(self, key: tuple, build: Callable[[], Body]) -> Body:
         stamp = self.store.registry_stamp()  # before the data: see the module's docstring
+        body = self.kept.get(stamp, key)
+        if isinstance(body, Body):
+            return body
         if stamp < 0:  # no stamp row (a database emptied by hand): nothing can be kept safely
-            with self._lock:
-                self._bodies.clear()
-                self._stamp = None
             return build()
-        with self._lock:
-            if stamp != self._stamp:
-                self._bodies.clear()
-                self._stamp = stamp
-            body = self._bodies.get(key)
-            if body is not None:
-                self._bodies.move_to_end(key)
-                return body
         body = dataclasses.replace(build(), stamp=stamp)
-        with self._lock:
-            if stamp == self._stamp:
-                self._bodies[key] = body
-                if len(self._bodies) > self.max_entries:
-                    self._bodies.popitem(last=False)
+        self.kept.put(stamp, key, body, len(body.data))
         return body
 
 
@@ -141,26 +172,23 @@ class ReadReplay:
     to an identical anonymous request while the stamp (read in a thread, as the handler would) is the
     same. Anything else, or any doubt, goes down the normal path."""
 
-    def __init__(self, app: ASGIApp, store: Store, max_entries: int = MAX_ENTRIES // 2):
+    def __init__(self, app: ASGIApp, store: Store, max_bytes: int = MAX_KEPT_BYTES):
         self.app = app
         self.store = store
-        self.max_entries = max_entries
-        self._recorded: OrderedDict[tuple, _Recorded] = OrderedDict()
-        self._lock = threading.Lock()
+        self.kept = Kept(max_bytes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         key = _replay_key(scope)
         if key is None:
             await self.app(scope, receive, _without_stamp(send))
             return
-        with self._lock:
-            recorded = self._recorded.get(key)
-        if recorded is not None:
+        if self.kept.holds(key):
             try:
                 current = await to_thread.run_sync(self.store.registry_stamp)
             except Exception:  # noqa: BLE001 - the normal path tells the fault properly
-                current = None
-            if current == recorded.stamp:
+                current = -1
+            recorded = self.kept.get(current, key)
+            if isinstance(recorded, _Recorded):
                 await _replay(recorded, dict(scope["headers"]).get(b"if-none-match"), send)
                 return
         await self.app(scope, receive, self._recording(key, send))
@@ -186,17 +214,9 @@ class ReadReplay:
         return sending
 
     def _keep(self, key: tuple, start: Message, body: bytes) -> None:
-        if len(body) > MAX_REPLAY_BYTES:
-            return
         etag = next((v.decode("latin-1") for k, v in start["headers"] if k.lower() == b"etag"), "")
-        with self._lock:
-            stale = [k for k, r in self._recorded.items() if r.stamp != start["stamp"]]
-            for old in stale:
-                del self._recorded[old]
-            self._recorded[key] = _Recorded(start["headers"], body, etag, start["stamp"])
-            self._recorded.move_to_end(key)
-            if len(self._recorded) > self.max_entries:
-                self._recorded.popitem(last=False)
+        recorded = _Recorded(start["headers"], body, etag, start["stamp"])
+        self.kept.put(start["stamp"], key, recorded, len(body) + sum(len(k) + len(v) for k, v in start["headers"]))
 
 
 def _replay_key(scope: Scope) -> tuple | None:
