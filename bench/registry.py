@@ -99,9 +99,9 @@ def drive_wrk(paths: list[str], base: str, seconds: float, clients: int) -> tupl
         listing, script = Path(tmp) / "paths", Path(tmp) / "paths.lua"
         listing.write_text("\n".join(paths) + "\n")
         script.write_text(WRK_SCRIPT % listing)
-        out = subprocess.run(["wrk", "-t2", f"-c{clients}", f"-d{max(1, round(seconds))}s", "--timeout", "10s", "-s", str(script),
-                              base],
-                             capture_output=True, text=True, check=True).stdout
+        command = ["wrk", "-t2", f"-c{clients}", f"-d{max(1, round(seconds))}s", "--timeout", "10s",
+                   "-s", str(script), base]
+        out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     if int(re.search(r"NON2XX (\d+)", out).group(1)):
         raise RuntimeError(f"{paths[0]}: some answers were not 2xx or timed out (10 s):\n{out}")
