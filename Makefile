@@ -11,6 +11,8 @@ OIDC   := demo/oidc/node_modules/.installed
 CHROMIUM := /usr/bin/chromium
 # Debian's Slurm and MUNGE for the launch tests against jupyterhub-moss (the tests start the daemons)
 SLURM  := /usr/sbin/slurmctld
+# Debian's wrk, the HTTP load generator bench/registry.py drives the server with (it falls back to Python without)
+WRK    := /usr/bin/wrk
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # the real PaNOSC reference Search API (LoopBack 3), copied from the shared peers folder and installed once per
 # package-lock.json; the tests point its memory connector at their own data file through DB_FILE
@@ -65,6 +67,10 @@ $(SLURM):
 	$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq \
 		slurm-wlm munge || echo "slurm-wlm could not be installed: the moss+Slurm launch tests will SKIP"
 
+$(WRK):
+	$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq \
+		wrk || echo "wrk could not be installed: bench/registry.py falls back to its Python load generator"
+
 test: $(STAMP) $(OIDC) $(CHROMIUM) $(SLURM) $(PANOSC)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(COVERAGE_ARGS) $(PYTEST_ARGS)
@@ -74,7 +80,7 @@ test-fast: $(STAMP) $(OIDC)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not slow" $(PYTEST_ARGS)
 
-bench: $(STAMP) $(OIDC) $(SLURM) $(PANOSC)
+bench: $(STAMP) $(OIDC) $(SLURM) $(PANOSC) $(WRK)
 	$(BIN)/python bench/registry.py
 	$(BIN)/python bench/search.py
 	$(BIN)/python bench/synonyms.py

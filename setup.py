@@ -46,6 +46,7 @@ setup(
         "defusedxml>=0.7",
         "authlib>=1.3",
         "pint>=0.24",
+        "prometheus_client>=0.20",
     ],
     extras_require={
         "test": ["pytest>=8", "responses>=0.25", "httpx>=0.27", "pytest-timeout>=2.3", "schemathesis>=4.0",

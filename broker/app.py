@@ -15,8 +15,9 @@ from connexion.middleware import MiddlewarePosition
 from connexion.options import SwaggerUIOptions
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from broker import logs
+from broker import logs, metrics
 from broker.api import problems
+from broker.api.reads import ReadReplay
 from broker.api.validation import VALIDATORS, BrokerScope
 from broker.errors import BrokerError, ConfigurationError
 from broker.auth import AuthService, UserTokens, load_issuers
@@ -93,6 +94,7 @@ def build_broker(settings: Settings, *, run_migrations: bool = True) -> Broker:
         retries=settings.http_retries, breaker_fail_max=settings.breaker_fail_max,
         breaker_reset_seconds=settings.breaker_reset_seconds, endpoint_concurrency=settings.http_endpoint_concurrency,
         min_bytes_per_second=settings.http_min_bytes_per_second))
+    http.observer = metrics.outbound_observer(http, store)
     box = SecretBox.from_settings(settings.encryption_keys, settings.data_dir)
     registry = RegistryService(store, box, policy.is_allowed)
     health = HealthService(store, http, timeout=settings.health_timeout_seconds,
@@ -146,6 +148,15 @@ def _allowed_methods(flask_app: Any, path: str) -> list[str]:
     return sorted(set(methods) - {"OPTIONS"})
 
 
+def _route(flask_app: Any, method: str, path: str) -> str:
+    """The route template ``path`` matches (``/api/v1/services/<service_id>``), for metrics labels."""
+    try:
+        rule, _ = flask_app.url_map.bind("broker").match(path, method=method, return_rule=True)
+    except Exception:  # noqa: BLE001 - 404s, 405s and redirects share one label
+        return "(unmatched)"
+    return rule.rule
+
+
 def make_index(settings: Settings) -> DatasetIndex:
     """Elasticsearch when PANBROKER_ELASTICSEARCH_URL is set, else the embedded Tantivy index."""
     if settings.elasticsearch_url:
@@ -169,6 +180,10 @@ def create_app(settings: Settings | None = None, broker: Broker | None = None) -
     app._middleware_app.asgi_app = WSGIMiddleware(app.app.wsgi_app, workers=settings.request_threads)  # noqa: SLF001
     app.add_middleware(BrokerScope, position=MiddlewarePosition.BEFORE_SWAGGER, broker=broker,
                        allowed_methods=lambda path: _allowed_methods(app.app, path))
+    app.add_middleware(ReadReplay, position=MiddlewarePosition.BEFORE_SWAGGER, store=broker.store)
+    app.add_middleware(metrics.MetricsMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION, store=broker.store,
+                       route_of=lambda method, path: _route(app.app, method, path),
+                       networks=settings.effective_metrics_networks, token=settings.metrics_token)
     app.add_error_handler(BrokerError, problems.broker_error)
     app.add_error_handler(ProblemException, problems.connexion_problem)
     app.add_error_handler(StarletteHTTPException, problems.http_error)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from sqlalchemy import select
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import joinedload
 
 from broker.eosc import PAN_DOMAIN
 from broker.errors import FieldError, InvalidInput
@@ -87,8 +87,8 @@ class CatalogueService:
         _check(kind, [k.value for k in ServiceKind], "kind")
         _check([status] if status else None, [s.value for s in HealthStatus], "status")
         _check([eosc_status] if eosc_status else None, [s.value for s in EoscStatus], "eosc_status")
-        query = select(ComputeService).options(selectinload(ComputeService.facility),
-                                               selectinload(ComputeService.eosc_entry)).order_by(ComputeService.id)
+        query = select(ComputeService).options(joinedload(ComputeService.facility),
+                                               joinedload(ComputeService.eosc_entry)).order_by(ComputeService.id)
         if facility:
             query = query.where(ComputeService.facility_id.in_(facility))
         if kind:

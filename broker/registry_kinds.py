@@ -11,7 +11,7 @@ from typing import Any, Callable, ClassVar
 
 from marshmallow import Schema, ValidationError
 from sqlalchemy import ColumnElement, func, select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, joinedload
 from sqlalchemy.orm.interfaces import LoaderOption
 
 from broker.errors import FieldError, InvalidInput
@@ -172,7 +172,7 @@ class ComputeServices(Kind):
     name = "service"
     model = ComputeService
     schema = ComputeServiceSchema
-    eager = (selectinload(ComputeService.eosc_entry),)
+    eager = (joinedload(ComputeService.eosc_entry),)
     filters = {
         "facility": lambda v: ComputeService.facility_id == v,
         "kind": lambda v: ComputeService.kind == v,

@@ -70,12 +70,16 @@ class RegistryService:
                 raise InvalidInput.from_fields([FieldError(name, f"unknown filter; use one of {sorted(kind.filters)}")])
             clauses.append(kind.filters[name](value))
         with self.store.session() as session:
-            total = session.scalar(select(func.count()).select_from(kind.model).where(*clauses))
-            rows = session.scalars(
-                select(kind.model).where(*clauses).options(*kind.eager)
+            # one query: the page, its related rows joined, and the count over all matches as a window
+            rows = session.execute(
+                select(kind.model, func.count().over()).where(*clauses).options(*kind.eager)
                 .order_by(getattr(kind.model, kind.key)).limit(limit).offset(offset)
-            ).all()
-            return Page([kind.show(row) for row in rows], total, limit, offset)
+            ).unique().all()
+            if rows:
+                total = rows[0][1]
+            else:  # a page past the end has no row to carry the count
+                total = session.scalar(select(func.count()).select_from(kind.model).where(*clauses))
+            return Page([kind.show(row[0]) for row in rows], total, limit, offset)
 
     def get(self, kind: Kind, key: str) -> dict[str, Any]:
         with self.store.session() as session:

@@ -10,14 +10,17 @@ import socket
 
 import uvicorn
 
-from broker import datalock, logs
+from broker import datalock, logs, metrics
 from broker.app import Broker, build_broker, create_app
 from broker.errors import ConfigurationError
-from broker.settings import Settings
+from broker.settings import Settings, prometheus_multiproc_dir
 from broker.worker import make_scheduler
 
 log = logging.getLogger(__name__)
 GRACEFUL_SHUTDOWN_SECONDS = 5
+# uvicorn kills a worker that does not answer its ping within this; its default of 5 s killed workers that
+# were still building the app on a busy machine, again and again (measured here at load 10 on 2 cores)
+WORKER_HEALTHCHECK_SECONDS = 60
 PR_SET_PDEATHSIG = 1  # open event streams are ended after this at Ctrl-C / SIGTERM
 
 
@@ -61,6 +64,11 @@ def run(settings: Settings, host: str, port: int, with_worker: bool, broker: Bro
         datalock.hold(settings.data_dir, "panbroker serve")
     check_bind(host, port)
     broker = broker or build_broker(settings)
+    if metrics.prune_dead_processes():
+        log.info("metrics: dropped the multiprocess files of processes that are gone")
+    if workers > 1 and not prometheus_multiproc_dir():
+        log.warning("%s web workers and no PROMETHEUS_MULTIPROC_DIR: each scrape of /metrics sees one worker's "
+                    "counts (set it to an empty folder shared by the broker's processes)", workers)
     broker.harvest.runs_here = with_worker
     datalock.private_files(settings.data_dir)
     scheduler = make_scheduler(broker, background=True) if with_worker else None
@@ -73,7 +81,8 @@ def run(settings: Settings, host: str, port: int, with_worker: bool, broker: Bro
     try:
         if workers > 1:
             os.environ.setdefault("PANBROKER_DATA_DIR", str(settings.data_dir))
-            uvicorn.run("broker.server:worker_app", factory=True, workers=workers, **options)
+            uvicorn.run("broker.server:worker_app", factory=True, workers=workers,
+                        timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS, **options)
         else:
             uvicorn.run(create_app(broker=broker), **options)
     finally:

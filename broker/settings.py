@@ -98,8 +98,17 @@ class Settings:
     oai_repository_identifier: str = field(default="", metadata={"help": "Repository part of OAI record identifiers (oai:ID:pid); default: the public URL's host name."})
     oai_admin_email: str = field(default="", metadata={"help": "adminEmail of the OAI-PMH provider; default: panbroker@ the repository identifier."})
     oai_page_size: int = field(default=100, metadata={"help": "Records or headers per OAI-PMH list page (then a resumption token)."})
+    metrics_networks: str = field(default="127.0.0.0/8,::1/128", metadata={"help": "CIDRs that may read `/metrics` (Prometheus); others need the metrics token."})
+    metrics_token: str = field(default="", metadata={"help": "Bearer token that opens `/metrics` from anywhere (secret); empty: networks only."})
     log_level: str = field(default="INFO", metadata={"help": "Python logging level."})
     log_format: str = field(default="text", metadata={"help": "`text`, or `json` (one object per line, with the request id)."})
+
+    @property
+    def effective_metrics_networks(self) -> tuple:
+        try:
+            return _networks(self.metrics_networks)
+        except ConfigurationError as exc:
+            raise ConfigurationError(f"{PREFIX}METRICS_NETWORKS: {exc.__cause__}") from exc
 
     @property
     def effective_public_url(self) -> str:
@@ -144,6 +153,12 @@ def _convert(name: str, default: Any, raw: str) -> Any:
         return raw
     except ValueError as exc:
         raise ConfigurationError(f"{PREFIX}{name.upper()}: {exc}") from exc
+
+
+def prometheus_multiproc_dir() -> str | None:
+    """The folder prometheus_client's multiprocess mode shares between processes (it reads
+    ``PROMETHEUS_MULTIPROC_DIR`` itself, when imported; this is for the broker to know)."""
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
 
 
 def loopback_networks() -> tuple:

@@ -21,7 +21,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 from urllib.parse import urljoin, urlsplit
 
 import pybreaker
@@ -161,6 +161,12 @@ class _GuardedAdapter(HTTPAdapter):
         self.poolmanager.pool_classes_by_scheme = self._pool_classes
 
 
+#: what /metrics calls each way an outbound call can end without an answer (subclasses first)
+OUTCOMES: dict[type, str] = {CircuitOpen: "circuit_open", EndpointBusy: "busy", UpstreamTimeout: "timeout",
+                             UpstreamUnavailable: "unavailable", UpstreamTooLarge: "too_large",
+                             UpstreamBadResponse: "bad_response", AddressBlocked: "blocked"}
+
+
 class _ServerError(Exception):
     """A 5xx answer: counted by the breaker, then handed back to the caller as a response."""
 
@@ -184,6 +190,8 @@ class HttpClient:
         self._in_flight: dict[str, int] = {}
         self._trials: set[str] = set()
         self._lock = threading.Lock()
+        #: told ``(endpoint, outcome)`` after every call (the broker counts them for /metrics)
+        self.observer: Callable[[str, str], None] | None = None
 
     def _session(self) -> requests.Session:
         session = getattr(self._local, "session", None)
@@ -244,6 +252,20 @@ class HttpClient:
         (default: the URL's origin).
         """
         key = endpoint or _origin(url)
+        outcome = "error"
+        try:
+            response = self._request(key, method, url, headers, params, json, form, timeout)
+            outcome = "server_error" if response.status_code >= 500 else (
+                "client_error" if response.status_code >= 400 else "ok")
+            return response
+        except Exception as exc:
+            outcome = next((name for kind, name in OUTCOMES.items() if isinstance(exc, kind)), "error")
+            raise
+        finally:
+            if self.observer is not None:
+                self.observer(key, outcome)
+
+    def _request(self, key, method, url, headers, params, json, form, timeout) -> requests.Response:  # noqa: ANN001
         self._admit(key, hold=True)
         failure: BaseException | None = None
         try:

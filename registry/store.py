@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,7 +15,19 @@ from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from registry.models import RegistryStamp
+
 MIGRATIONS = Path(__file__).parent / "migrations"
+#: tables whose writes bump the registry stamp (what registry and catalogue reads show)
+REGISTRY_TABLES = frozenset({"facilities", "compute_services", "search_endpoints", "eosc_entries"})
+_WRITTEN_TABLE = re.compile(r'^\s*(?:INSERT\s+(?:OR\s+\w+\s+)?INTO|UPDATE|DELETE\s+FROM)\s+"?(\w+)', re.IGNORECASE)
+_READ_STAMP = f"SELECT stamp FROM {RegistryStamp.__tablename__} WHERE id = 1"
+# an upsert (SQLite and PostgreSQL alike), so a stamp row lost to a TRUNCATE comes back with the next write
+_BUMP_STAMP = text(f"INSERT INTO {RegistryStamp.__tablename__} (id, stamp) VALUES (1, 1) "
+                   f"ON CONFLICT (id) DO UPDATE SET stamp = {RegistryStamp.__tablename__}.stamp + 1")
+#: every request thread keeps its SQLite connection (QueuePool's default 5 + 10 opened and closed one per
+#: request beyond 5 at once, each with its PRAGMAs)
+SQLITE_POOL_SIZE = 32
 MIGRATION_LOCK = "panbroker:migrations"
 log = logging.getLogger(__name__)
 
@@ -25,7 +38,8 @@ def make_engine(url: str) -> Engine:
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        pool = {"pool_size": SQLITE_POOL_SIZE, "max_overflow": SQLITE_POOL_SIZE} if path and path != ":memory:" else {}
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **pool)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection, _record):  # noqa: ANN001 - DBAPI hook
@@ -98,7 +112,10 @@ class Store:
     """Hands out sessions bound to one engine; one unit of work per ``session()`` block.
 
     ``generation`` counts the transactions this process committed that wrote something (ORM or plain
-    statements alike), so that a reader can keep a snapshot until the next write.
+    statements alike), so that a reader can keep a snapshot until the next write. ``registry_stamp()`` is
+    the same for every process on the database: each transaction writing ``REGISTRY_TABLES`` bumps it
+    as its last statement before commit (last, so the row lock is held only to the commit and two
+    writers cannot deadlock on it).
     """
 
     def __init__(self, engine: Engine):
@@ -107,27 +124,55 @@ class Store:
         self.generation = 0
 
         @event.listens_for(engine, "after_cursor_execute")
-        def _note_write(connection, _cursor, _statement, _parameters, context, _many):  # noqa: ANN001
+        def _note_write(connection, _cursor, statement, _parameters, context, _many):  # noqa: ANN001
             if context is not None and (context.isinsert or context.isupdate or context.isdelete):
                 connection.info["wrote"] = True
+                table = _WRITTEN_TABLE.match(statement)
+                if table and table.group(1).lower() in REGISTRY_TABLES:
+                    connection.info["registry_wrote"] = True
 
         @event.listens_for(engine, "commit")
         def _count_write(connection):  # noqa: ANN001
+            connection.info.pop("registry_wrote", None)
             if connection.info.pop("wrote", False):
                 self.generation += 1
 
         @event.listens_for(engine, "rollback")
         def _forget_write(connection):  # noqa: ANN001
             connection.info.pop("wrote", None)
+            connection.info.pop("registry_wrote", None)
 
     @contextmanager
     def session(self) -> Iterator[Session]:
         session = self._factory()
         try:
             yield session
+            self._stamp_registry_writes(session)
             session.commit()
         except BaseException:
             session.rollback()
             raise
         finally:
             session.close()
+
+    def registry_stamp(self) -> int:
+        """The registry stamp as committed now (``-1`` on a database not migrated to it). Read on the
+        pooled DBAPI connection: a session around one primary-key read cost more than the read."""
+        connection = self.engine.raw_connection()
+        try:
+            cursor = connection.cursor()
+            cursor.execute(_READ_STAMP)
+            row = cursor.fetchone()
+            cursor.close()
+            connection.rollback()
+        finally:
+            connection.close()
+        return -1 if row is None else row[0]
+
+    @staticmethod
+    def _stamp_registry_writes(session: Session) -> None:
+        if not session.in_transaction():
+            return
+        session.flush()
+        if session.connection().info.pop("registry_wrote", False):
+            session.execute(_BUMP_STAMP)

@@ -8,6 +8,7 @@ origin are refused by their Origin header as well.
 from __future__ import annotations
 
 import hashlib
+import re
 import hmac
 from typing import Any
 from urllib.parse import urlsplit
@@ -73,6 +74,7 @@ def check_form_origin_and_token() -> None:
 # no inline script or style, nothing from another origin; no framing (clickjacking)
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
        "font-src 'self'; object-src 'none'; base-uri 'self'; frame-ancestors 'none'")
+VERSION_ETAG = re.compile(r"^\d+(?:\.[0-9a-f]+)?$")  # a registry object's: If-Match names it as it is
 STATIC_MAX_AGE = 3600  # seconds a browser keeps the portal's CSS and JS before asking again (ETag)
 
 
@@ -89,7 +91,7 @@ def compress_responses(state: Any) -> None:
 
     @state.app.after_request
     def _compressed(response: Response) -> Response:
-        if request.path.startswith("/api/") and response.get_etag()[0]:
+        if request.path.startswith("/api/") and VERSION_ETAG.match(response.get_etag()[0] or ""):
             return response
         if response.status_code in (204, 304):  # no body: nothing to compress, nor to vary on
             return response

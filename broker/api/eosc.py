@@ -4,15 +4,28 @@ from __future__ import annotations
 from typing import Any
 
 from broker.api.context import broker, principal
+from broker.api.reads import Body, answer, cache_of, digest_tag, json_body
 from broker.api.registry import JSON
 
+CSV_HEADERS = {"Content-Disposition": 'attachment; filename="pan-services.csv"'}
 
-def catalogue(format: str = "json", **filters: Any) -> tuple:  # noqa: A002 - the query parameter's name
-    items = broker().catalogue.services(**filters)
+
+def catalogue(format: str = "json", **filters: Any) -> Any:  # noqa: A002 - the query parameter's name
+    services = broker()
+
+    def build() -> Body:
+        items = services.catalogue.services(**filters)
+        if format == "csv":
+            data = services.catalogue.to_csv(items).encode()
+            return Body(data, digest_tag(data))
+        return json_body({"items": items, "total": len(items)})
+
+    key = ("catalogue", format, tuple(sorted((k, tuple(v) if isinstance(v, list) else v)
+                                             for k, v in filters.items() if v is not None)))
+    body = cache_of(services.store).get(key, build)
     if format == "csv":
-        return broker().catalogue.to_csv(items), 200, {"Content-Type": "text/csv",
-                                                       "Content-Disposition": 'attachment; filename="pan-services.csv"'}
-    return {"items": items, "total": len(items)}, 200, JSON
+        return answer(body, "text/csv; charset=utf-8", CSV_HEADERS)
+    return answer(body)
 
 
 def sync(service_id: str, token_info: dict | None = None) -> tuple:

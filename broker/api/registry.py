@@ -2,17 +2,19 @@
 from __future__ import annotations
 
 import re
-from dataclasses import asdict
 from typing import Any, Callable
 
 from connexion import request
 
 from broker.api.context import broker, principal
+from broker.api.reads import Body, answer, cache_of, digest_tag, json_body
 from broker.errors import FieldError, InvalidInput
 from broker.registry_kinds import KINDS, Kind
-from broker.registry_service import Precondition
+from broker.registry_service import Page, Precondition
 
-ETAG = re.compile(r'^\s*(?:W/)?"?(\d+)"?\s*$')
+# the version, then the tag of the state the server keeps on the object (health, EOSC sync), if any
+ETAG = re.compile(r'^\s*(?:W/)?"?(\d+)(?:\.[0-9a-f]+)?"?\s*$')
+SERVER_MANAGED = ("version", "created_at", "updated_at")
 
 
 def _precondition() -> Precondition | None:
@@ -28,20 +30,43 @@ def _precondition() -> Precondition | None:
 JSON = {"Content-Type": "application/json"}
 
 
-def _with_etag(item: dict[str, Any], status: int = 200) -> tuple[dict, int, dict]:
-    return item, status, {**JSON, "ETag": f'"{item["version"]}"'}
+def object_etag(kind: Kind, item: dict[str, Any]) -> str:
+    """``"<version>"``, the version ``If-Match`` names; objects that also show state the server changes
+    without a new version (health, EOSC sync) add a digest of it, so ``If-None-Match`` sees it change."""
+    state = {k: v for k, v in item.items()
+             if k not in kind.exported_fields and k not in SERVER_MANAGED and not k.startswith("has_")}
+    if not state:
+        return f'"{item["version"]}"'
+    return f'"{item["version"]}.{digest_tag(json_body(state).data)[1:9]}"'
 
 
-def _lister(kind: Kind) -> Callable[..., dict]:
-    def handler(limit: int = 50, offset: int = 0, **filters: str) -> tuple:
-        return asdict(broker().registry.list(kind, filters, limit, offset)), 200, JSON
+def _with_etag(kind: Kind, item: dict[str, Any], status: int = 200) -> tuple[dict, int, dict]:
+    return item, status, {**JSON, "ETag": object_etag(kind, item)}
+
+
+def _page(page: Page) -> dict[str, Any]:
+    return {"items": page.items, "total": page.total, "limit": page.limit, "offset": page.offset}
+
+
+def _lister(kind: Kind) -> Callable[..., Any]:
+    def handler(limit: int = 50, offset: int = 0, **filters: str) -> Any:
+        key = ("list", kind.name, limit, offset, tuple(sorted((k, v) for k, v in filters.items() if v is not None)))
+        services = broker()
+        return answer(cache_of(services.store).get(
+            key, lambda: json_body(_page(services.registry.list(kind, filters, limit, offset)))))
 
     return handler
 
 
-def _getter(kind: Kind, path_param: str) -> Callable[..., tuple]:
-    def handler(**params: str) -> tuple:
-        return _with_etag(broker().registry.get(kind, params[path_param]))
+def _getter(kind: Kind, path_param: str) -> Callable[..., Any]:
+    def handler(**params: str) -> Any:
+        services = broker()
+
+        def build() -> Body:
+            item = services.registry.get(kind, params[path_param])
+            return json_body(item, object_etag(kind, item))
+
+        return answer(cache_of(services.store).get(("get", kind.name, params[path_param]), build))
 
     return handler
 
@@ -49,7 +74,7 @@ def _getter(kind: Kind, path_param: str) -> Callable[..., tuple]:
 def _creator(kind: Kind) -> Callable[..., tuple]:
     def handler(body: Any, token_info: dict | None = None, **_: Any) -> tuple:
         item = broker().registry.create(principal(token_info), kind, body)
-        return _with_etag(item, 201)
+        return _with_etag(kind, item, 201)
 
     return handler
 
@@ -58,7 +83,7 @@ def _updater(kind: Kind, path_param: str, partial: bool) -> Callable[..., tuple]
     def handler(body: Any, token_info: dict | None = None, **params: Any) -> tuple:
         item = broker().registry.update(principal(token_info), kind, params[path_param], body,
                                         _precondition(), partial=partial)
-        return _with_etag(item)
+        return _with_etag(kind, item)
 
     return handler
 
@@ -89,4 +114,4 @@ def _operations(kind: Kind, path_param: str) -> tuple:
 def audit_log(token_info: dict | None = None, limit: int = 50, offset: int = 0,
               object_type: str | None = None, object_id: str | None = None) -> tuple:
     page = broker().registry.audit_log_as(principal(token_info), object_type, object_id, limit, offset)
-    return asdict(page), 200, JSON
+    return _page(page), 200, JSON

@@ -2,7 +2,8 @@
 launches. Schema changes go through the Alembic migrations in registry/migrations."""
 from registry.models.base import (  # noqa: F401
     ServiceKind, SearchKind, LaunchMode, Lifecycle, EoscStatus, HealthStatus, TargetType, Base, as_utc, utcnow)
-from registry.models.registry import Facility, ComputeService, SearchEndpoint, EoscEntry, HealthCheck, AuditEvent, EoscSyncEvent  # noqa: F401
+from registry.models.registry import (  # noqa: F401
+    Facility, ComputeService, SearchEndpoint, EoscEntry, HealthCheck, AuditEvent, EoscSyncEvent, RegistryStamp)
 from registry.models.harvest import HarvestState, HarvestStage, HarvestJob, HarvestError  # noqa: F401
 from registry.models.people import (  # noqa: F401
     Role, Person, Identity, RoleGrant, ApiToken, LoginTransaction, WebSession, UserToken, NotificationSettings)

@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Float, ForeignKey, Index, Integer, String, Text, text
+from sqlalchemy import JSON, BigInteger, Float, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from registry.models.base import Base, EoscStatus, HealthFields, Lifecycle, Versioned, utcnow
@@ -171,3 +171,13 @@ class EoscSyncEvent(Base):
     __table_args__ = (Index("ix_eosc_sync_events_service", "service_id", "at"),)
 
 
+
+
+class RegistryStamp(Base):
+    """One row: bumped by every transaction that writes facilities, services, search endpoints or EOSC
+    entries (``registry.store.Store.session``), so a cached read can be checked in one primary-key read."""
+
+    __tablename__ = "registry_stamp"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    stamp: Mapped[int] = mapped_column(BigInteger, nullable=False)
