@@ -19,10 +19,11 @@ setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.11",
-    packages=find_packages(include=["broker*", "connectors*", "registry*", "web*", "openapi*", "demo*"]),
+    packages=find_packages(include=["panmodel*", "panbroker*", "broker*", "connectors*", "registry*", "web*", "openapi*",
+                                    "demo*"]),
     package_data={
         "openapi": ["*.yaml"],
-        "broker": ["search/data/*.json"],
+        "panmodel": ["data/*.json"],
         "registry": ["seed/*.yaml", "vocabularies/eosc/*.json", "migrations/*.py", "migrations/*.mako", "migrations/versions/*.py"],
         "web": ["templates/*.html", "static/*"],
         "demo": ["oidc/package.json", "oidc/package-lock.json", "oidc/provider.mjs"],
@@ -59,7 +60,9 @@ setup(
         "elasticsearch": ["elasticsearch>=8.13,<10"],
     },
     entry_points={
-        "console_scripts": ["panbroker = broker.cli:main"],
+        "console_scripts": ["panbroker = panbroker.cli:main"],
+        # `panbroker demo`: the CLI reaches the demo only through this entry point
+        "panbroker.commands": ["demo = demo.run:command"],
         "panbroker.connectors": BUILTIN_CONNECTORS,
     },
 )

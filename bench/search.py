@@ -25,14 +25,14 @@ sys.path.append(str(Path(__file__).resolve().parent.parent))  # tests.panosc_ref
 import requests  # noqa: E402
 import tantivy  # noqa: E402
 
-from broker.app import build_broker  # noqa: E402
+from panbroker.app import build_broker  # noqa: E402
 from broker.authz import Principal  # noqa: E402
 from broker.registry_kinds import KINDS  # noqa: E402
 from broker.search.index import FACETS  # noqa: E402
-from broker.search.model import Dataset, DocumentRef, TechniqueRef  # noqa: E402
+from panmodel.datasets import Dataset, DocumentRef, TechniqueRef  # noqa: E402
 from broker.search.service import parse_query  # noqa: E402
 from broker.search.tantivy_index import TantivyIndex  # noqa: E402
-from broker.search.techniques import panet  # noqa: E402
+from panmodel.techniques import panet  # noqa: E402
 from broker.settings import Settings, loopback_networks  # noqa: E402
 from connectors import connector_for  # noqa: E402
 from connectors.panosc_search import parameter, to_dataset  # noqa: E402

@@ -28,12 +28,13 @@ from joserfc.errors import JoseError
 from sqlalchemy import delete, select
 
 from broker.authz import Principal
-from broker.errors import BrokerError, ConfigurationError, NotFound
+from panmodel.errors import BrokerError, ConfigurationError, NotFound
 from broker.people import PeopleService
 from broker.secretbox import SecretBox
 from connectors.errors import UpstreamError
 from connectors.http import HttpClient, json_body
-from registry.models import LoginTransaction, RoleGrant, UserToken, WebSession, as_utc, utcnow
+from panmodel.clock import as_utc, utcnow
+from registry.models import LoginTransaction, RoleGrant, UserToken, WebSession
 from registry.store import Store
 
 TRANSACTION_TTL = timedelta(minutes=10)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from broker.errors import Forbidden
+from panmodel.errors import Forbidden
 
 
 @dataclass(frozen=True)

@@ -19,8 +19,8 @@ from typing import Any
 from sqlalchemy import select
 
 from broker.authz import Principal
-from broker.errors import FieldError, InvalidInput, NotFound
-from broker.search.model import Dataset
+from panmodel.errors import FieldError, InvalidInput, NotFound
+from panmodel.datasets import Dataset
 from registry.models import ComputeService
 
 MAX_BASKET = 50

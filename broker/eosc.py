@@ -17,13 +17,15 @@ from sqlalchemy import select, update
 from broker.authz import Principal
 from broker.eosc_profile import (  # noqa: F401 - re-exported for the catalogue view and the tests
     CATALOGUE_VERSIONS, LIFECYCLE, PAN_DOMAIN, REQUIRED, Profile, build_profile)
-from broker.errors import Conflict, NotConfigured, NotFound
+from panmodel.errors import Conflict, NotConfigured, NotFound
 from broker.registry_kinds import KINDS, iso
 from broker.registry_service import Precondition, RegistryService
 from connectors.eosc import (CatalogueDenied, CatalogueRefused, CatalogueService, EoscCatalogueClient,
                              NotInCatalogue, OnboardingPending, TokenSource)
 from connectors.errors import UpstreamError
-from registry.models import ComputeService, EoscEntry, EoscStatus, EoscSyncEvent, Facility, Lifecycle, utcnow
+from panmodel.clock import utcnow
+from panmodel.states import EoscStatus, Lifecycle
+from registry.models import ComputeService, EoscEntry, EoscSyncEvent, Facility
 from registry.store import Store
 
 log = logging.getLogger(__name__)

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from registry import vocabularies
-from registry.models import ComputeService, EoscEntry, Facility, Lifecycle
+from panmodel.states import Lifecycle
+from registry.models import ComputeService, EoscEntry, Facility
 
 CATALOGUE_VERSIONS = ("v5", "v6")
 LIFECYCLE = {Lifecycle.PRODUCTION: "life_cycle_status-production", Lifecycle.PILOT: "life_cycle_status-beta",

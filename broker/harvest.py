@@ -16,23 +16,18 @@ from typing import Any, Iterable
 from sqlalchemy import func, select
 
 from broker.authz import Principal
-from broker.errors import FieldError, InvalidInput, NotFound
+from panmodel.errors import FieldError, InvalidInput, NotFound
 from broker.oai.records import RecordLog
 from broker.registry_kinds import iso
 from broker.registry_service import deleted_search_endpoints
 from broker.search.index import DatasetIndex
-from broker.search.model import Dataset
+from panmodel.datasets import Dataset
 from connectors import connector_for
 from connectors.errors import UpstreamError
 from connectors.http import HttpClient
-from registry.models import (
-    HarvestError,
-    HarvestJob,
-    HarvestStage,
-    HarvestState,
-    SearchEndpoint,
-    utcnow,
-)
+from panmodel.clock import utcnow
+from panmodel.states import HarvestStage, HarvestState
+from registry.models import HarvestError, HarvestJob, SearchEndpoint
 from registry.store import Store
 
 log = logging.getLogger(__name__)

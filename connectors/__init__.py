@@ -4,7 +4,7 @@ from __future__ import annotations
 from functools import cache
 from importlib.metadata import entry_points
 
-from registry.models import TargetType
+from panmodel.states import TargetType
 
 GROUP = "panbroker.connectors"
 

@@ -18,7 +18,7 @@ from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validat
 
 from connectors.errors import AddressBlocked, UpstreamError
 from connectors.http import HttpClient, json_body
-from registry.models import HealthStatus, TargetType
+from panmodel.states import HealthStatus, TargetType
 
 
 PLACEHOLDER = re.compile(r"\{([^{}]*)\}")

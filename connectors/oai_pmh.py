@@ -11,11 +11,11 @@ from defusedxml import ElementTree
 from defusedxml.common import DefusedXmlException
 from marshmallow import fields, validate
 
-from broker.search.model import Dataset
+from panmodel.datasets import Dataset
 from connectors.base import ConfigSchema, SearchConnector, url_field
 from connectors.errors import UpstreamBadResponse
 from connectors.http import HttpClient
-from registry.models import as_utc
+from panmodel.clock import as_utc
 
 NS = {"oai": "http://www.openarchives.org/OAI/2.0/", "dc": "http://purl.org/dc/elements/1.1/",
       "oai_dc": "http://www.openarchives.org/OAI/2.0/oai_dc/"}

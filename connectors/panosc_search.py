@@ -19,13 +19,13 @@ from urllib.parse import quote
 import requests
 from marshmallow import fields
 
-from broker.search.model import Dataset, DocumentRef, FileRef, Member, Parameter, SampleRef, TechniqueRef
-from broker.search.techniques import panet
-from broker.search.units import UnknownUnit, to_si
+from panmodel.datasets import Dataset, DocumentRef, FileRef, Member, Parameter, SampleRef, TechniqueRef
+from panmodel.techniques import panet
+from panmodel.units import UnknownUnit, to_si
 from connectors.base import ConfigSchema, ProbeResult, SearchConnector, url_field
 from connectors.errors import AddressBlocked, UpstreamBadResponse, UpstreamError
 from connectors.http import HttpClient, json_body
-from registry.models import HealthStatus
+from panmodel.states import HealthStatus
 
 #: every Dataset relation some implementation has, in the order they are asked for
 RELATIONS = ("techniques", "instrument", "parameters", "files", "samples", "documents", "document")

@@ -7,7 +7,7 @@ from typing import Any, Iterator
 
 from marshmallow import ValidationError, fields, validate
 
-from broker.search.model import Dataset, DocumentRef
+from panmodel.datasets import Dataset, DocumentRef
 from connectors.base import ConfigSchema, JsonProbe, SearchConnector, TolerantSchema, url_field
 from connectors.errors import UpstreamBadResponse
 from connectors.http import HttpClient, json_body

@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from broker.app import Broker, build_broker, create_app
+from panbroker.app import Broker, build_broker, create_app
 from broker.settings import Settings, loopback_networks
 from registry.models import Base
 

@@ -10,11 +10,11 @@ from datetime import datetime, timezone
 import pytest
 import responses
 
-from broker.app import build_broker, create_app
+from panbroker.app import build_broker, create_app
 from broker.auth import IssuerConfig
 from broker.authz import Principal
 from broker.registry_kinds import KINDS
-from broker.search.model import Dataset, DocumentRef, TechniqueRef
+from panmodel.datasets import Dataset, DocumentRef, TechniqueRef
 from connectors.base import LaunchTarget
 from connectors.http import HttpClient, HttpLimits
 from connectors.jupyterhub import JupyterHubConnector
@@ -149,7 +149,7 @@ def test_visa_and_public_data_fallbacks_open_the_services_own_pages(broker):  # 
     ({"dataset": "ill/embargoed-1", "kind": "binderhub"}, ("ill-idp", "umbrellaid"), "no service fits"),
 ])
 def test_no_fit_is_a_409_naming_each_candidates_reason(broker, body, person_issuers, reason):  # noqa: ANN001
-    from broker.errors import Conflict
+    from panmodel.errors import Conflict
 
     someone = person(broker, f"p{uuid.uuid4().hex[:6]}", issuers=person_issuers)
     with pytest.raises(Conflict) as refused:
@@ -242,7 +242,8 @@ def test_twenty_launches_of_different_datasets_at_once_all_end_ready(broker, hub
 def test_visa_api_mode_creates_an_instance_for_the_users_experiments_and_follows_it_to_active(broker):  # noqa: ANN001
     from demo import federation as sim
     from demo.visa_sim import SimulatedVisa
-    from registry.models import UserToken, utcnow
+    from panmodel.clock import utcnow
+    from registry.models import UserToken
     from datetime import timedelta
 
     visa = SimulatedVisa("ill", users={"gina-visa-token": "gina"}, build_seconds=1.0,
@@ -342,7 +343,7 @@ def test_the_admission_bound_halves_under_strain_and_grows_back_one_at_a_time_up
     ({"dataset": DATASET.pid, "service_id": "ill-nowhere"}, "service_id", "no service 'ill-nowhere'"),
 ])
 def test_an_unknown_dataset_or_service_is_a_422_naming_the_field(broker, body, field, message):  # noqa: ANN001
-    from broker.errors import InvalidInput
+    from panmodel.errors import InvalidInput
 
     someone = person(broker, f"p{uuid.uuid4().hex[:6]}")
     with pytest.raises(InvalidInput) as refused:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from broker.authz import Principal
 from broker.registry_kinds import KINDS
-from broker.search.model import Dataset
+from panmodel.datasets import Dataset
 from registry.models import Identity
 from tests.test_login import broker, browser, me, providers  # noqa: F401 - the real OpenID provider's fixtures
 

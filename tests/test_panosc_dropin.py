@@ -13,7 +13,7 @@ from urllib.parse import quote
 import pytest
 import requests
 
-from broker.app import build_broker, create_app
+from panbroker.app import build_broker, create_app
 from broker.authz import Principal
 from broker.registry_kinds import KINDS
 from tests.conftest import make_settings

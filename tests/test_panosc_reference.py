@@ -17,9 +17,9 @@ from werkzeug.wrappers import Response
 from broker.authz import Principal
 from broker.registry_kinds import KINDS
 from broker.registry_service import Precondition
-from broker.search.model import SourceState
+from panmodel.datasets import SourceState
 from broker.search.service import parse_query
-from broker.search.techniques import panet
+from panmodel.techniques import panet
 from demo import federation as sim
 from demo.catalogue import generate
 from tests.conftest import make_settings
@@ -72,7 +72,7 @@ def references(reference_factory):  # noqa: ANN001, ANN201, F811
 
 @pytest.fixture
 def broker(tmp_path, references):  # noqa: ANN001, ANN201
-    from broker.app import build_broker
+    from panbroker.app import build_broker
 
     built = build_broker(make_settings(tmp_path, search_deadline_seconds=5.0))
     for facility, server in references.items():

@@ -11,9 +11,10 @@ from markupsafe import Markup
 from werkzeug.wrappers import Response
 
 from broker.registry_kinds import KINDS
-from broker.search.model import SearchRequest
+from panmodel.datasets import SearchRequest
 from broker.search.service import parse_query
-from registry.models import EoscStatus, HealthStatus, ServiceKind, TargetType
+from panmodel.states import EoscStatus, HealthStatus, TargetType
+from connectors import kinds
 from web.common import blueprint, broker
 
 HISTORY = 30  # health checks drawn per service
@@ -80,7 +81,7 @@ def services_page() -> Response | str:
                         headers={"Content-Disposition": 'attachment; filename="panbroker-services.json"'})
     facilities = broker().registry.list(KINDS.facility, limit=500).items
     return render_template("services.html", items=items, filters=filters, facilities=facilities,
-                           kinds=[k.value for k in ServiceKind], statuses=[s.value for s in HealthStatus],
+                           kinds=kinds(TargetType.SERVICE), statuses=[s.value for s in HealthStatus],
                            eosc_statuses=[s.value for s in EoscStatus], charts=_histories(items),
                            query=request.query_string.decode())
 

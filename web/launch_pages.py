@@ -6,7 +6,7 @@ from typing import Any
 from flask import redirect, render_template, request
 from werkzeug.wrappers import Response
 
-from broker.errors import BrokerError
+from panmodel.errors import BrokerError
 from web import analyse
 from web.common import blueprint, broker, facility_names, require_viewer
 from web.search_pages import render_dataset

@@ -4,7 +4,7 @@ from __future__ import annotations
 from flask import abort, render_template, request
 from werkzeug.wrappers import Response
 
-from broker.errors import InvalidInput
+from panmodel.errors import InvalidInput
 from web.common import blueprint, broker, require_viewer
 
 

@@ -11,7 +11,7 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 from flask import redirect, render_template, request
 from werkzeug.wrappers import Response
 
-from broker.errors import InvalidInput
+from panmodel.errors import InvalidInput
 from broker.search.service import Mode, Query, parse_query
 from web import analyse
 from web.common import blueprint, broker, facility_names, viewer

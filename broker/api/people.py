@@ -5,7 +5,7 @@ from typing import Any
 
 from broker.api.context import broker, principal
 from broker.api.registry import JSON
-from broker.errors import Forbidden
+from panmodel.errors import Forbidden
 
 
 def _person_id(token_info: dict | None) -> str:

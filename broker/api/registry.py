@@ -8,7 +8,7 @@ from typing import Any, Callable
 from connexion import request
 
 from broker.api.context import broker, principal
-from broker.errors import FieldError, InvalidInput
+from panmodel.errors import FieldError, InvalidInput
 from broker.registry_kinds import KINDS, Kind
 from broker.registry_service import Precondition
 

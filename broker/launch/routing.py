@@ -10,8 +10,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from broker.search.model import Dataset
-from registry.models import ComputeService, Facility, HealthStatus, LaunchMode, Lifecycle
+from panmodel.datasets import Dataset
+from panmodel.states import HealthStatus, LaunchMode, Lifecycle
+from registry.models import ComputeService, Facility
 
 KIND_PREFERENCE = ("jupyterhub", "visa", "binderhub", "remote-desktop")
 

@@ -23,30 +23,21 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from broker.authz import Principal
-from broker.errors import BrokerError, Conflict, FieldError, Forbidden, InvalidInput, MalformedRequest, NotFound
+from panmodel.errors import BrokerError, Conflict, FieldError, Forbidden, InvalidInput, MalformedRequest, NotFound
 from broker.launch.admission import AdmissionBounds, configured_bound
 from broker.launch.routing import Candidate, LinkedIdentity, hub_username, judge, rank
 from broker.launch.schemas import LaunchRequestSchema
 from broker.registry_kinds import iso, load
-from broker.search.model import Dataset
+from panmodel.datasets import Dataset
 from broker.search.service import SearchService
 from broker.secretbox import SecretBox
 from connectors import connector_for
 from connectors.base import LaunchProgress, LaunchTarget, RequestRefused, ServiceConnector
 from connectors.errors import UpstreamError
 from connectors.http import HttpClient
-from registry.models import (
-    FINAL_LAUNCH_STATES,
-    ComputeService,
-    Facility,
-    Launch,
-    LaunchEvent,
-    LaunchMode,
-    LaunchState,
-    Person,
-    as_utc,
-    utcnow,
-)
+from panmodel.clock import as_utc, utcnow
+from panmodel.states import FINAL_LAUNCH_STATES, LaunchMode, LaunchState
+from registry.models import ComputeService, Facility, Launch, LaunchEvent, Person
 from registry.store import Store
 
 log = logging.getLogger(__name__)

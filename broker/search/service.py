@@ -11,17 +11,17 @@ from typing import Any, Callable
 
 from sqlalchemy import select
 
-from broker.errors import FieldError, InvalidInput, NotFound
+from panmodel.errors import FieldError, InvalidInput, NotFound
 from broker.search.index import FACETS, DatasetIndex
 from broker.search.live import LiveSearch, LiveSource
-from broker.search.model import Dataset, Range, SearchRequest, SearchResult, Sort, SourceState, SourceStatus
+from panmodel.datasets import Dataset, Range, SearchRequest, SearchResult, Sort, SourceState, SourceStatus
 from broker.search.synonyms import FACILITIES
-from broker.search.techniques import panet
-from broker.search.units import COMMON, canonical_name, dimension_of, to_si
+from panmodel.techniques import panet
+from panmodel.units import COMMON, canonical_name, dimension_of, to_si
 from connectors import connector_for
 from connectors.errors import UpstreamError
 from broker.registry_service import deleted_search_endpoints
-from registry.models import SearchEndpoint, SearchKind
+from registry.models import SearchEndpoint
 from registry.store import Store
 
 MAX_QUERY_CHARS = 500
@@ -188,7 +188,7 @@ class SearchService:
     def sources(self, facilities: tuple[str, ...] = ()) -> list[LiveSource]:
         """The facilities' PaNOSC Search API endpoints that live search can ask."""
         with self.store.session() as session:
-            query = select(SearchEndpoint).where(SearchEndpoint.kind == SearchKind.PANOSC_SEARCH_API.value)
+            query = select(SearchEndpoint).where(SearchEndpoint.kind == "panosc-search-api")
             if facilities:
                 query = query.where(SearchEndpoint.facility_id.in_(facilities))
             return [LiveSource(e.id, e.facility_id, e.kind, e.base_url)

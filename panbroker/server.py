@@ -11,10 +11,10 @@ import socket
 import uvicorn
 
 from broker import datalock, logs
-from broker.app import Broker, build_broker, create_app
-from broker.errors import ConfigurationError
+from panbroker.app import Broker, build_broker, create_app
+from panmodel.errors import ConfigurationError
 from broker.settings import Settings
-from broker.worker import make_scheduler
+from panbroker.worker import make_scheduler
 
 log = logging.getLogger(__name__)
 GRACEFUL_SHUTDOWN_SECONDS = 5

@@ -18,7 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from broker import logs
 from broker.api import problems
 from broker.api.validation import VALIDATORS, BrokerScope
-from broker.errors import BrokerError, ConfigurationError
+from panmodel.errors import BrokerError, ConfigurationError
 from broker.auth import AuthService, load_issuers
 from broker.catalogue import CatalogueService
 from broker.eosc import CATALOGUE_VERSIONS, EoscService

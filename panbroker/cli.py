@@ -1,4 +1,4 @@
-"""The ``panbroker`` command line: serve, worker, demo, registry import/export, CRUD of every registry
+"""The ``panbroker`` command line: serve, worker, the commands of other packages (demo), registry import/export, CRUD of every registry
 object, and a one-off health check.
 
 Registry commands act on the configured database directly, as the local administrator.
@@ -10,6 +10,7 @@ import json
 import os
 import sys
 import warnings
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Callable
 
@@ -20,14 +21,16 @@ import yaml
 warnings.filterwarnings("ignore", message=".*starlette.testclient.*")
 
 from broker.authz import Principal  # noqa: E402
-from broker.errors import BrokerError, ConfigurationError
+from panmodel.errors import BrokerError, ConfigurationError
 from broker.registry_kinds import KINDS, Kind
 from broker.registry_service import Precondition
 from broker.settings import Settings
 
+COMMANDS = "panbroker.commands"
+
 
 def _broker():  # noqa: ANN202 - broker.app.Broker
-    from broker.app import build_broker
+    from panbroker.app import build_broker
 
     return build_broker(Settings.from_env())
 
@@ -96,7 +99,7 @@ def main() -> None:
 @_fail_cleanly
 def serve(host: str | None, port: int | None, worker: bool | None, workers: int | None) -> None:
     """Serve the API and portal."""
-    from broker.server import run
+    from panbroker.server import run
 
     os.umask(0o077)  # whatever the broker writes (database, index, keys) is its own
     settings = Settings.from_env()
@@ -109,24 +112,12 @@ def serve(host: str | None, port: int | None, worker: bool | None, workers: int 
 def worker() -> None:
     """Run the scheduled jobs (health checks, harvests, launches, EOSC sync) in the foreground."""
     from broker import datalock
-    from broker.worker import run_forever
+    from panbroker.worker import run_forever
 
     os.umask(0o077)
     settings = Settings.from_env()
     datalock.hold(settings.data_dir, "panbroker worker")
     run_forever(_broker())
-
-
-@main.command()
-@click.option("--port", type=int, default=8080, help="Port of the broker.")
-@click.option("--data-dir", type=click.Path(path_type=Path), default=Path(".demo"), help="Demo state folder.")
-@_fail_cleanly
-def demo(port: int, data_dir: Path) -> None:
-    """Start the simulated federation on loopback and the broker on http://127.0.0.1:PORT."""
-    from demo.run import run_demo
-
-    os.umask(0o077)
-    run_demo(port, data_dir)
 
 
 @main.command()
@@ -411,6 +402,21 @@ def person_token(person_id: str, name: str, days: int) -> None:
     issued = _broker().people.issue_token(_actor(), person_id, {"name": name, "expires_in_days": days})
     click.echo(issued["token"])
 
+
+def _add_plugged_commands() -> None:
+    """Commands other packages add under the entry-point group ``panbroker.commands`` (``panbroker demo``
+    is one: the CLI reaches the demo only through it)."""
+    for entry in entry_points(group=COMMANDS):
+        command = entry.load()
+        main.add_command(_fail_cleanly_command(command), entry.name)
+
+
+def _fail_cleanly_command(command: click.Command) -> click.Command:
+    command.callback = _fail_cleanly(command.callback)
+    return command
+
+
+_add_plugged_commands()
 
 if __name__ == "__main__":  # pragma: no cover
     main()
