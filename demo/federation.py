@@ -274,7 +274,31 @@ def demo_federation() -> Federation:
     federation.add("sim-ess-jupyterhub", jupyterhub(fail_status=503))  # the deliberately broken one
     federation.add("sim-egi-binder", binderhub())
     federation.add("sim-eosc", demo_catalogue())
+    for kind, simulator in joining().items():
+        federation.add(f"sim-{kind}", simulator.peer().handler)
     return federation
+
+
+def joining() -> dict[str, Any]:
+    """The simulators (``demo/simulators/``) that bring their kind into the demo (``DEMO_SERVICE``), by kind."""
+    from demo.simulators import simulators  # its modules build on the handlers here
+
+    return {kind: module for kind, module in simulators().items() if hasattr(module, "DEMO_SERVICE")}
+
+
+def _joined_services(registry: dict[str, Any], federation: Federation) -> dict[str, Any]:
+    """``registry`` with a service of each joining kind at the facility its simulator names."""
+    for kind, simulator in joining().items():
+        if f"sim-{kind}" not in federation.systems:
+            continue
+        service = dict(simulator.DEMO_SERVICE)
+        facility = next(f for f in registry["facilities"] if f["id"] == service.pop("facility"))
+        peer = simulator.peer()
+        facility.setdefault("services", []).append({
+            "id": f"{facility['id']}-{kind}", "kind": kind, "base_url": federation.url(f"sim-{kind}"),
+            "connector_config": peer.config, **({"credential": peer.credential} if peer.credential else {}),
+            **service})
+    return registry
 
 
 def demo_catalogue() -> SimulatedCatalogue:
@@ -301,7 +325,7 @@ def demo_registry(federation: Federation) -> dict[str, Any]:
     """The demo's registry, in the seed-file format, pointing at the running simulators."""
     u = federation.url
     eosc = federation.systems["sim-eosc"].handler.demo_refresh_tokens if "sim-eosc" in federation.systems else {}
-    return {"facilities": [
+    return _joined_services({"facilities": [
         {"id": "sim-ill", "name": "ILL (simulated)", "country": "FR", "accepted_issuers": ["demo-idp", "umbrellaid"],
          **({"eosc_provider_id": "21.T15999/SIMILL", "eosc_credential": eosc["21.T15999/SIMILL"]} if eosc else {}),
          "services": [
@@ -343,4 +367,4 @@ def demo_registry(federation: Federation) -> dict[str, Any]:
              {"id": "sim-egi-binder", "kind": "binderhub", "title": "EGI Binder (simulated)",
               "base_url": u("sim-egi-binder"), "launch_mode": "api", "lifecycle": "pilot",
               "connector_config": {"default_repository": "gh/panosc-eu/panosc-notebooks/HEAD"}}]},
-    ]}
+    ]}, federation)

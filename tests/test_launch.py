@@ -122,7 +122,7 @@ def test_after_a_crash_between_start_and_record_the_launch_is_reconciled(broker,
     carol = person(broker, "Carol")
     launch, _ = broker.launches.create(carol, "k-crash", {"dataset": DATASET.pid, "kind": "jupyterhub"})
     target, _service = broker.launches._target(launch["id"])  # noqa: SLF001 - simulate the lost half of a step
-    JupyterHubConnector().launch(broker.http, target)  # the start reached the hub; the broker died before recording
+    JupyterHubConnector().start(broker.http, target)  # the start reached the hub; the broker died before recording
     restarted = build_broker(broker.settings)  # a new process on the same database
     done = run_to_end(restarted, launch["id"], carol)
     assert done["state"] == "ready"
@@ -197,7 +197,7 @@ def test_a_5xx_while_the_spawn_goes_on_is_reconciled_by_reading_state_not_by_pos
     responses.post(f"{api}/users/alice/servers/pb-1", status=500, json={"message": "Timeout"})
     responses.get(f"{api}/users/alice", json={"name": "alice", "servers": {"pb-1": {"ready": False,
                                                                                        "pending": "spawn"}}})
-    progress = JupyterHubConnector().launch(HttpClient(AddressPolicy(), HttpLimits(retries=0)), TARGET)
+    progress = JupyterHubConnector().start(HttpClient(AddressPolicy(), HttpLimits(retries=0)), TARGET)
     assert progress.state == "starting"
     assert sum(1 for c in responses.calls if c.request.method == "POST") == 1
     assert responses.calls[1].request.headers["Authorization"] == "token svc-token"
@@ -208,7 +208,7 @@ def test_a_429_waits_for_retry_after():
     api = "https://hub.facility.example/hub/api"
     responses.get(f"{api}/users/alice", json={"name": "alice", "servers": {}})
     responses.post(f"{api}/users/alice/servers/pb-1", status=429, headers={"Retry-After": "7"})
-    progress = JupyterHubConnector().launch(HttpClient(AddressPolicy(), HttpLimits(retries=0)), TARGET)
+    progress = JupyterHubConnector().start(HttpClient(AddressPolicy(), HttpLimits(retries=0)), TARGET)
     assert progress.state == "submitted" and progress.retry_after == 7.0
 
 

@@ -1,7 +1,10 @@
 """The body of a launch request."""
 from __future__ import annotations
 
-from marshmallow import fields, validate
+from marshmallow import ValidationError, fields, validate
+
+from connectors import kinds_with
+from connectors.base import Capability
 
 from registry.schemas import SLUG, StrictSchema
 
@@ -20,9 +23,16 @@ class ResourcesSchema(StrictSchema):
 class LaunchRequestSchema(StrictSchema):
     dataset = fields.String(required=True, validate=validate.Length(min=1, max=500))
     service_id = fields.String(validate=SLUG)
-    kind = fields.String(validate=validate.OneOf(["jupyterhub", "visa", "binderhub", "remote-desktop"]))
+    kind = fields.String(validate=lambda kind: _launch_kind(kind))
     interface = fields.String(validate=validate.OneOf(["desktop", "notebook"]))
     resources = fields.Nested(ResourcesSchema, load_default=dict)
+
+
+def _launch_kind(kind: str) -> None:
+    """A kind some installed connector launches (the kinds are the connectors', not a list here)."""
+    known = kinds_with(Capability.LAUNCH)
+    if kind not in known:
+        raise ValidationError(f"Must be one of: {', '.join(known)}.")
 
 
 __all__ = ["LaunchRequestSchema", "ResourcesSchema"]

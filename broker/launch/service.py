@@ -32,7 +32,8 @@ from panmodel.datasets import Dataset
 from broker.search.service import SearchService
 from broker.secretbox import SecretBox
 from connectors import connector_for
-from connectors.base import LaunchProgress, LaunchTarget, RequestRefused, ServiceConnector
+from connectors.base import LaunchProgress, LaunchTarget, RequestRefused
+from connectors.capabilities import SessionLauncher
 from connectors.errors import UpstreamError
 from connectors.http import HttpClient
 from panmodel.clock import as_utc, utcnow
@@ -240,7 +241,8 @@ class LaunchService:
                 identity = next(i for i in identities if i.issuer in (facility.accepted_issuers or []))
                 launch.service_id, launch.facility_id = service.id, service.facility_id
                 # JupyterHub lower-cases user names; a hub may name people by another claim (username_claim)
-                launch.username = (hub_username(service, facility, identities)[0] if service.kind == "jupyterhub"
+                launch.username = (hub_username(service, facility, identities)[0]
+                                   if connector_for(service.kind).username_from_claims
                                    else None) or identity.subject.lower()
                 launch.server_name = "pb-" + hashlib.sha256(dataset.pid.encode()).hexdigest()[:12]
                 new_state, message = LaunchState.ROUTED, f"routed to {service.title} ({chosen.reason})"
@@ -365,11 +367,11 @@ class LaunchService:
             if not self._move(launch_id, LaunchState.SUBMITTED, f"asking {service.title} to start a session",
                               deadline=utcnow() + timedelta(seconds=timeout)):
                 return  # cancelled meanwhile: nothing is sent
-            progress = connector.launch(self.start_http, target)
+            progress = connector.start(self.start_http, target)
         elif state == LaunchState.SUBMITTED:
             if time.monotonic() < self._retry_at.get(launch_id, 0.0):
                 return
-            progress = connector.launch(self.start_http, target)  # tolerates "already running": never a second one
+            progress = connector.start(self.start_http, target)  # tolerates "already running": never a second one
         else:
             progress = connector.poll(self.http, target)
         if progress.overloaded and not progress.retry_after:
@@ -403,11 +405,11 @@ class LaunchService:
         with self.store.session() as session:
             return LaunchState(session.get(Launch, launch_id).state)
 
-    def _follow_if_possible(self, launch_id: str, connector: ServiceConnector, target: LaunchTarget,
+    def _follow_if_possible(self, launch_id: str, connector: SessionLauncher, target: LaunchTarget,
                             deadline: datetime | None) -> bool:
         """Hand a starting launch to a follower thread that reads the service's event stream; False when
         the launch is to be polled (the service has no stream, or it failed for this launch)."""
-        if type(connector).follow is ServiceConnector.follow or launch_id in self._polling_only:
+        if type(connector).follow is SessionLauncher.follow or launch_id in self._polling_only:
             return False
         with self._lock:
             if launch_id in self._following:
@@ -419,7 +421,7 @@ class LaunchService:
                                time.monotonic() + max(1.0, remaining))
         return True
 
-    def _follow(self, launch_id: str, connector: ServiceConnector, target: LaunchTarget, service: ComputeService,
+    def _follow(self, launch_id: str, connector: SessionLauncher, target: LaunchTarget, service: ComputeService,
                 until: float) -> None:
         def report(message: str, state: str | None = None) -> None:
             if state and state != self._state(launch_id).value:

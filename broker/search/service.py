@@ -18,7 +18,8 @@ from panmodel.datasets import Dataset, Range, SearchRequest, SearchResult, Sort,
 from broker.search.synonyms import FACILITIES
 from panmodel.techniques import panet
 from panmodel.units import COMMON, canonical_name, dimension_of, to_si
-from connectors import connector_for
+from connectors import connector_for, kinds_with
+from connectors.base import Capability
 from connectors.errors import UpstreamError
 from broker.registry_service import deleted_search_endpoints
 from registry.models import SearchEndpoint
@@ -186,9 +187,9 @@ class SearchService:
         self._names_read: tuple[int, float] = (-1, 0.0)
 
     def sources(self, facilities: tuple[str, ...] = ()) -> list[LiveSource]:
-        """The facilities' PaNOSC Search API endpoints that live search can ask."""
+        """The facilities' search endpoints that live search can ask (their connectors have live search)."""
         with self.store.session() as session:
-            query = select(SearchEndpoint).where(SearchEndpoint.kind == "panosc-search-api")
+            query = select(SearchEndpoint).where(SearchEndpoint.kind.in_(kinds_with(Capability.LIVE_SEARCH)))
             if facilities:
                 query = query.where(SearchEndpoint.facility_id.in_(facilities))
             return [LiveSource(e.id, e.facility_id, e.kind, e.base_url)
