@@ -20,7 +20,7 @@ from urllib.parse import unquote
 from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.wrappers import Request, Response
 
-from demo import loopback_sim
+from demo import panosc_filter_sim
 from demo.catalogue import generate
 from demo.eosc_catalogue import SimulatedCatalogue
 from demo.visa_sim import SimulatedVisa
@@ -52,24 +52,24 @@ def panosc_search_api(facility: str, records: list[dict[str, Any]] | None = None
             if path == "/":
                 return _json({"facility": facility, "api_version": "simulated", "simulated": True})
             if path == "/api/Datasets/count":
-                where = loopback_sim.read_json(request.args.get("where"))
-                return _json({"count": sum(1 for r in records if loopback_sim.where_holds(where, r))})
+                where = panosc_filter_sim.read_json(request.args.get("where"))
+                return _json({"count": sum(1 for r in records if panosc_filter_sim.where_holds(where, r))})
             if path == "/api/Datasets":
-                return _json(loopback_sim.find(records, loopback_sim.read_json(request.args.get("filter"))))
+                return _json(panosc_filter_sim.find(records, panosc_filter_sim.read_json(request.args.get("filter"))))
             if path.startswith("/api/Datasets/"):
                 pid = unquote(path.removeprefix("/api/Datasets/"))
                 if pid in by_pid:
-                    include = loopback_sim.includes(loopback_sim.read_json(request.args.get("filter")).get("include"))
-                    return _json(loopback_sim.project(by_pid[pid], include))
-                return _loopback_error(404, f'Unknown "Dataset" id "{pid}".')
-        except loopback_sim.SimulatedError as exc:
-            return _loopback_error(exc.status, exc.message)
-        return _loopback_error(404, f"Shared class not found for {path}")
+                    include = panosc_filter_sim.includes(panosc_filter_sim.read_json(request.args.get("filter")).get("include"))
+                    return _json(panosc_filter_sim.project(by_pid[pid], include))
+                return _panosc_error(404, f'Unknown "Dataset" id "{pid}".')
+        except panosc_filter_sim.SimulatedError as exc:
+            return _panosc_error(exc.status, exc.message)
+        return _panosc_error(404, f"Shared class not found for {path}")
 
     return handle
 
 
-def _loopback_error(status: int, message: str) -> Response:
+def _panosc_error(status: int, message: str) -> Response:
     name = "Error" if status != 400 else "BadRequestError"
     return _json({"error": {"statusCode": status, "name": name, "message": message}}, status)
 

@@ -130,7 +130,7 @@ def make_index(settings: Settings) -> DatasetIndex:
 def openapi_spec() -> dict[str, Any]:
     """The OpenAPI contract, with the kinds of compute services and search endpoints the installed
     connectors declare (the file lists none: a connector joins the API by its entry point)."""
-    spec = yaml.safe_load((OPENAPI / "registry.yaml").read_text(encoding="utf-8"))
+    spec = yaml.safe_load((OPENAPI / "broker.yaml").read_text(encoding="utf-8"))
     schemas = spec["components"]["schemas"]
     schemas["ServiceKind"]["enum"] = kinds(TargetType.SERVICE)
     schemas["SearchKind"]["enum"] = kinds(TargetType.SEARCH_ENDPOINT)

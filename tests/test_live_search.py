@@ -133,7 +133,7 @@ def test_an_open_circuit_skips_the_facility_without_calling_it(tmp_path):  # noq
     broker.index.close()
 
 
-def test_filters_travel_as_loopback_filters(broker):  # noqa: ANN001
+def test_filters_travel_as_panosc_filters(broker):  # noqa: ANN001
     with sim.Federation() as fed:
         fed.add("ill", sim.panosc_search_api("sim-ill", generate("sim-ill", 200)))
         fed.start()

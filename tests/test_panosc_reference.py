@@ -65,9 +65,9 @@ def catalogue(facility: str) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def references(reference_factory):  # noqa: ANN001, ANN201, F811
-    from tests.panosc_reference import to_loopback_db
+    from tests.panosc_reference import to_reference_db
 
-    return {facility: reference_factory(to_loopback_db(catalogue(facility)), facility) for facility in FACILITIES}
+    return {facility: reference_factory(to_reference_db(catalogue(facility)), facility) for facility in FACILITIES}
 
 
 @pytest.fixture
