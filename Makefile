@@ -57,7 +57,9 @@ $(SLURM):
 	$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq \
 		slurm-wlm munge || echo "slurm-wlm could not be installed: the moss+Slurm launch tests will SKIP"
 
+# the layering contracts first (.importlinter: which layer may import which), then the tests
 test: $(STAMP) $(OIDC) $(CHROMIUM) $(SLURM) $(PANOSC)
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: $(STAMP) $(OIDC) $(SLURM) $(PANOSC)

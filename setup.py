@@ -56,7 +56,9 @@ setup(
                  # ESRF's spawner (Slurm jobs through batchspawner), for the moss+Slurm launch tests
                  "jupyterhub-moss>=10.1", "batchspawner>=1.3",
                  # XML Schema validation of the OAI-PMH provider's answers; a loopback SMTP server for notifications
-                 "lxml>=5.2", "aiosmtpd>=1.4"],
+                 "lxml>=5.2", "aiosmtpd>=1.4",
+                 # the layering contracts in .importlinter, checked by `make test`
+                 "import-linter>=2.1"],
         "elasticsearch": ["elasticsearch>=8.13,<10"],
     },
     entry_points={
