@@ -99,6 +99,8 @@ def test_a_session_launcher_starts_follows_and_stops_a_session(running, http) ->
             time.sleep(0.2)
     assert progress.state == "ready", progress.message
     assert progress.url and progress.url.startswith(("http://", "https://"))
+    if not progress.secret:  # a session opened by a secret (Binder's token) is checked by its own tests
+        assert http.get(progress.url, timeout=5).status_code < 400, "the ready session's URL does not open"
     assert connector.stop(http, session).state == "stopped"
 
 
