@@ -292,7 +292,8 @@ def _joined_services(registry: dict[str, Any], federation: Federation) -> dict[s
         if f"sim-{kind}" not in federation.systems:
             continue
         service = dict(simulator.DEMO_SERVICE)
-        facility = next(f for f in registry["facilities"] if f["id"] == service.pop("facility"))
+        at = service.pop("facility")
+        facility = next(f for f in registry["facilities"] if f["id"] == at)
         peer = simulator.peer()
         facility.setdefault("services", []).append({
             "id": f"{facility['id']}-{kind}", "kind": kind, "base_url": federation.url(f"sim-{kind}"),
