@@ -85,7 +85,23 @@ def _dig(row: dict[str, Any], path: str) -> Any:
     return row
 
 
-@click.group()
+class _Commands(click.Group):
+    """The CLI's own commands and those other packages add under the entry-point group ``panbroker.commands``
+    (``panbroker demo`` is one: the CLI reaches the demo only through it), each loaded when it is asked for."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *(e.name for e in entry_points(group=COMMANDS))})
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        command = super().get_command(ctx, name)
+        entry = next((e for e in entry_points(group=COMMANDS) if e.name == name), None)
+        if command is None and entry is not None:
+            command = entry.load()
+            command.callback = _fail_cleanly(command.callback)
+        return command
+
+
+@click.group(cls=_Commands)
 def main() -> None:
     """PaN Broker: federated dataset search and analysis launch for photon and neutron facilities."""
 
@@ -402,21 +418,6 @@ def person_token(person_id: str, name: str, days: int) -> None:
     issued = _broker().people.issue_token(_actor(), person_id, {"name": name, "expires_in_days": days})
     click.echo(issued["token"])
 
-
-def _add_plugged_commands() -> None:
-    """Commands other packages add under the entry-point group ``panbroker.commands`` (``panbroker demo``
-    is one: the CLI reaches the demo only through it)."""
-    for entry in entry_points(group=COMMANDS):
-        command = entry.load()
-        main.add_command(_fail_cleanly_command(command), entry.name)
-
-
-def _fail_cleanly_command(command: click.Command) -> click.Command:
-    command.callback = _fail_cleanly(command.callback)
-    return command
-
-
-_add_plugged_commands()
 
 if __name__ == "__main__":  # pragma: no cover
     main()

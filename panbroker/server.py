@@ -73,7 +73,7 @@ def run(settings: Settings, host: str, port: int, with_worker: bool, broker: Bro
     try:
         if workers > 1:
             os.environ.setdefault("PANBROKER_DATA_DIR", str(settings.data_dir))
-            uvicorn.run("broker.server:worker_app", factory=True, workers=workers, **options)
+            uvicorn.run("panbroker.server:worker_app", factory=True, workers=workers, **options)
         else:
             uvicorn.run(create_app(broker=broker), **options)
     finally:
