@@ -39,6 +39,11 @@ class Launcher(Connector):
     def deep_link(self, target: LaunchTarget) -> str | None:
         """The service's own launch page for the dataset, or None when none is configured."""
 
+    def user_options(self, target: LaunchTarget) -> dict[str, Any]:
+        """Translate the request: the dataset and resources in this service's vocabulary (a launch page may
+        preselect them too); raises ``RequestRefused`` naming what the service cannot take."""
+        return generic_user_options(target)
+
     def describe(self, where: str, home: str, away: bool) -> str:
         """What opens, and where the data will be, in one sentence for the analyse panel."""
         text = f"Opens a session at {where}, with the data on its file system."
@@ -76,11 +81,6 @@ class SessionLauncher(Launcher):
         """Follow a starting session's event stream until ready, failed or the monotonic time ``until``,
         passing each progress message to ``report``. ``None``: no stream to follow, poll instead."""
         return None
-
-    def user_options(self, target: LaunchTarget) -> dict[str, Any]:
-        """The request in this service's vocabulary; raises ``RequestRefused`` naming what the service
-        cannot take."""
-        return generic_user_options(target)
 
     def refusal(self, config: dict[str, Any], *, api_mode: bool, has_credential: bool,
                 issuers: set[str]) -> str | None:

@@ -74,7 +74,10 @@ def test_health_is_up_at_the_simulator_and_down_where_nothing_answers(running, h
 def test_a_launch_connector_opens_its_page_and_words_its_session(running) -> None:  # noqa: ANN001
     kind, connector, peer, url = running
     assert isinstance(connector, Launcher)
-    link = connector.deep_link(target(peer, url, "pb-deeplink"))
+    page = target(peer, url, "pb-deeplink")
+    page = replace(page, user_options=connector.user_options(page))  # the broker translates before either mode
+    assert isinstance(page.user_options, dict)
+    link = connector.deep_link(page)
     assert link is None or link.startswith(url)
     assert isinstance(connector.preference, int)
     assert set(connector.eosc_categories) <= set(CATEGORIES)
