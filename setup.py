@@ -9,6 +9,7 @@ BUILTIN_CONNECTORS = [
     "panosc-search-api = connectors.panosc_search:PanoscSearchConnector",
     "scicat = connectors.scicat:SciCatConnector",
     "oai-pmh = connectors.oai_pmh:OaiPmhConnector",
+    "ood = connectors.ood:OodConnector",
 ]
 
 setup(
