@@ -71,13 +71,16 @@ $(WRK):
 	$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq \
 		wrk || echo "wrk could not be installed: bench/registry.py falls back to its Python load generator"
 
+# the house rules first: lint, the layering contracts (.importlinter: which layer may import which), then the tests
 test: $(STAMP) $(OIDC) $(CHROMIUM) $(SLURM) $(PANOSC)
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(COVERAGE_ARGS) $(PYTEST_ARGS)
 
 # the tests that start no real peer and take under ~1 s each (pytest -m "not slow"): under 2 minutes
 test-fast: $(STAMP) $(OIDC)
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not slow" $(PYTEST_ARGS)
 
 bench: $(STAMP) $(OIDC) $(SLURM) $(PANOSC) $(WRK)

@@ -9,6 +9,7 @@ BUILTIN_CONNECTORS = [
     "panosc-search-api = connectors.panosc_search:PanoscSearchConnector",
     "scicat = connectors.scicat:SciCatConnector",
     "oai-pmh = connectors.oai_pmh:OaiPmhConnector",
+    "ood = connectors.ood:OodConnector",
 ]
 
 setup(
@@ -19,10 +20,11 @@ setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.11",
-    packages=find_packages(include=["broker*", "connectors*", "registry*", "web*", "openapi*", "demo*"]),
+    packages=find_packages(include=["panmodel*", "panbroker*", "broker*", "connectors*", "registry*", "web*", "openapi*",
+                                    "demo*"]),
     package_data={
         "openapi": ["*.yaml"],
-        "broker": ["search/data/*.json"],
+        "panmodel": ["data/*.json"],
         "registry": ["seed/*.yaml", "vocabularies/eosc/*.json", "migrations/*.py", "migrations/*.mako",
                      "migrations/versions/*.py"],
         "web": ["templates/*.html", "static/*"],
@@ -59,11 +61,15 @@ setup(
                  # XML Schema validation of the OAI-PMH provider's answers; a loopback SMTP server for notifications
                  "lxml>=5.2", "aiosmtpd>=1.4",
                  # the house rules `make test` runs: lint, both cores, a coverage floor
-                 "ruff>=0.17", "pytest-xdist>=3.8", "pytest-cov>=7.0"],
+                 "ruff>=0.17", "pytest-xdist>=3.8", "pytest-cov>=7.0",
+                 # the layering contracts in .importlinter, checked by `make test`
+                 "import-linter>=2.1"],
         "elasticsearch": ["elasticsearch>=8.13,<10"],
     },
     entry_points={
-        "console_scripts": ["panbroker = broker.cli:main"],
+        "console_scripts": ["panbroker = panbroker.cli:main"],
+        # `panbroker demo`: the CLI reaches the demo only through this entry point
+        "panbroker.commands": ["demo = demo.run:command"],
         "panbroker.connectors": BUILTIN_CONNECTORS,
     },
 )

@@ -21,10 +21,10 @@ sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != 
 
 import requests  # noqa: E402
 
-from broker.app import build_broker  # noqa: E402
+from panbroker.app import build_broker  # noqa: E402
 from broker.authz import Principal  # noqa: E402
 from broker.registry_kinds import KINDS  # noqa: E402
-from broker.search.model import Dataset  # noqa: E402
+from panmodel.datasets import Dataset  # noqa: E402
 from broker.settings import Settings, loopback_networks  # noqa: E402
 from tests.jupyterhub_fixture import start_hub, stop_hub  # noqa: E402
 from tests.moss_fixture import BIN, start_moss_hub  # noqa: E402

@@ -28,10 +28,10 @@ sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != 
 import requests  # noqa: E402
 from requests.adapters import HTTPAdapter  # noqa: E402
 
-from broker.app import build_broker  # noqa: E402
+from panbroker.app import build_broker  # noqa: E402
 from broker.authz import Principal  # noqa: E402
 from broker.registry_kinds import KINDS  # noqa: E402
-from broker.search.model import SearchRequest  # noqa: E402
+from panmodel.datasets import SearchRequest  # noqa: E402
 from broker.settings import Settings, loopback_networks  # noqa: E402
 from demo import federation as sim  # noqa: E402
 from demo.catalogue import generate  # noqa: E402
@@ -117,7 +117,7 @@ def main() -> None:
                "PANBROKER_SEARCH_DEADLINE_SECONDS": str(DEADLINE),
                "PANBROKER_LAUNCH_POLL_SECONDS": "3600"}  # the followed launches stay where they are
         log = (work / "server.log").open("w")  # the broker's own log, apart from the figures
-        server = subprocess.Popen([sys.executable, "-m", "broker.cli", "serve", "--port", str(port),
+        server = subprocess.Popen([sys.executable, "-m", "panbroker.cli", "serve", "--port", str(port),
                                    "--workers", str(args.workers)], env=env, cwd=ROOT, stdout=log, stderr=log)
         base = f"http://127.0.0.1:{port}"
         try:

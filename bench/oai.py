@@ -14,8 +14,8 @@ from pathlib import Path
 
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
-from broker.app import build_broker, create_app  # noqa: E402
-from broker.search.model import Dataset, TechniqueRef  # noqa: E402
+from panbroker.app import build_broker, create_app  # noqa: E402
+from panmodel.datasets import Dataset, TechniqueRef  # noqa: E402
 from broker.settings import Settings, loopback_networks  # noqa: E402
 
 TOKEN = re.compile(r"<resumptionToken[^>]*>([^<]+)<")

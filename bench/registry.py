@@ -28,7 +28,7 @@ sys.path.append(str(Path(__file__).resolve().parent.parent))  # for tests.loopba
 
 import requests  # noqa: E402
 
-from broker.app import build_broker  # noqa: E402
+from panbroker.app import build_broker  # noqa: E402
 from broker.authz import Principal  # noqa: E402
 from broker.registry_kinds import KINDS  # noqa: E402
 from broker.settings import Settings  # noqa: E402

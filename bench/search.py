@@ -25,14 +25,14 @@ sys.path.append(str(Path(__file__).resolve().parent.parent))  # tests.panosc_ref
 import requests  # noqa: E402
 import tantivy  # noqa: E402
 
-from broker.app import build_broker  # noqa: E402
+from panbroker.app import build_broker  # noqa: E402
 from broker.authz import Principal  # noqa: E402
 from broker.registry_kinds import KINDS  # noqa: E402
 from broker.search.index import FACETS  # noqa: E402
-from broker.search.model import Dataset, DocumentRef, TechniqueRef  # noqa: E402
+from panmodel.datasets import Dataset, DocumentRef, TechniqueRef  # noqa: E402
 from broker.search.service import parse_query  # noqa: E402
 from broker.search.tantivy_index import TantivyIndex  # noqa: E402
-from broker.search.techniques import panet  # noqa: E402
+from panmodel.techniques import panet  # noqa: E402
 from broker.settings import Settings, loopback_networks  # noqa: E402
 from connectors import connector_for  # noqa: E402
 from connectors.panosc_search import parameter, to_dataset  # noqa: E402
@@ -274,7 +274,7 @@ def bench_reference(tmp: Path, per_provider: int, repeat: int) -> None:
     """Over real PaNOSC reference servers: the broker's live overhead over the slowest provider (time spent
     beyond what the providers themselves took for the same calls), and /panosc/api answering from the index
     against one provider answering the same filter itself."""
-    from tests.panosc_reference import reference_unavailable, start_reference, to_loopback_db
+    from tests.panosc_reference import reference_unavailable, start_reference, to_reference_db
 
     reason = reference_unavailable()
     if reason:
@@ -287,7 +287,7 @@ def bench_reference(tmp: Path, per_provider: int, repeat: int) -> None:
         for record in records:  # as the reference keeps techniques: a local pid, PaNET in panetId
             for technique in record["techniques"]:
                 technique["panetId"], technique["pid"] = technique["pid"], f"{facility}/t/{technique['pid'][-5:]}"
-        servers[facility] = start_reference(to_loopback_db(records), tmp / f"ref-{facility}")
+        servers[facility] = start_reference(to_reference_db(records), tmp / f"ref-{facility}")
     data_dir = tmp / "panosc-bench"
     try:
         broker = build_broker(Settings(data_dir=data_dir, log_level="WARNING", allowed_networks=loopback_networks(),

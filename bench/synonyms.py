@@ -15,7 +15,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # bench.search, beside this file
 
 from bench.search import percentiles, synthetic, timed  # noqa: E402
-from broker.search.model import SearchRequest  # noqa: E402
+from panmodel.datasets import SearchRequest  # noqa: E402
 from broker.search.synonyms import FACILITIES  # noqa: E402
 from broker.search.tantivy_index import TantivyIndex  # noqa: E402
 

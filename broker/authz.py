@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from broker.errors import Forbidden
+from panmodel.errors import Forbidden
 
 PERSON = "person:"  # the subject prefix of a signed-in person (other subjects: tokens, the CLI)
 

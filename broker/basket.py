@@ -22,12 +22,13 @@ from typing import Any
 from sqlalchemy import delete, select
 
 from broker.authz import Principal
-from broker.errors import FieldError, InvalidInput, NotFound
+from panmodel.errors import FieldError, InvalidInput, NotFound
 from broker.launch.placement import assign, identities_of, wanted_of
 from broker.launch.records import person_of
 from broker.launch.schemas import MAX_BASKET
-from broker.search.model import Dataset
-from registry.models import BasketItem, ComputeService, Launch, LaunchState, Person
+from panmodel.datasets import Dataset
+from panmodel.states import LaunchState
+from registry.models import BasketItem, ComputeService, Launch, Person
 
 MANIFEST_FILE = "panbroker-basket.json"  # in the session's root folder
 

@@ -11,11 +11,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import joinedload
 
 from broker.eosc import PAN_DOMAIN
-from broker.errors import FieldError, InvalidInput
+from panmodel.errors import FieldError, InvalidInput
 from broker.health import HealthService
 from broker.registry_kinds import KINDS, iso
 from broker.registry_service import RegistryService
-from registry.models import ComputeService, EoscStatus, HealthStatus, ServiceKind, TargetType
+from connectors import kinds
+from panmodel.states import EoscStatus, HealthStatus, TargetType
+from registry.models import ComputeService
 from registry.store import Store
 
 CSV_COLUMNS = ["id", "title", "facility_id", "facility_name", "country", "kind", "lifecycle", "url", "gpu",
@@ -84,7 +86,7 @@ class CatalogueService:
     def services(self, *, facility: list[str] | None = None, kind: list[str] | None = None,
                  scientific_domain: str | None = None, gpu: bool | None = None, status: str | None = None,
                  eosc_status: str | None = None) -> list[dict[str, Any]]:
-        _check(kind, [k.value for k in ServiceKind], "kind")
+        _check(kind, kinds(TargetType.SERVICE), "kind")
         _check([status] if status else None, [s.value for s in HealthStatus], "status")
         _check([eosc_status] if eosc_status else None, [s.value for s in EoscStatus], "eosc_status")
         query = select(ComputeService).options(joinedload(ComputeService.facility),

@@ -19,7 +19,8 @@ from typing import Iterator
 from sqlalchemy import delete, text
 from sqlalchemy.exc import IntegrityError
 
-from registry.models import ScheduledRun, utcnow
+from panmodel.clock import utcnow
+from registry.models import ScheduledRun
 from registry.store import Store, lock_key
 
 log = logging.getLogger(__name__)

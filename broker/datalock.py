@@ -11,7 +11,7 @@ import threading
 from datetime import datetime, timezone
 from pathlib import Path
 
-from broker.errors import ConfigurationError
+from panmodel.errors import ConfigurationError
 
 LOCK_NAME = "panbroker.lock"
 _held: dict[Path, int] = {}

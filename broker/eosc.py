@@ -17,13 +17,15 @@ from sqlalchemy import select, update
 from broker.authz import Principal
 from broker.eosc_profile import (  # noqa: F401 - re-exported for the catalogue view and the tests
     CATALOGUE_VERSIONS, LIFECYCLE, PAN_DOMAIN, REQUIRED, Profile, build_profile)
-from broker.errors import Conflict, NotConfigured, NotFound
+from panmodel.errors import Conflict, NotConfigured, NotFound
 from broker.registry_kinds import KINDS, iso
 from broker.registry_service import Precondition, RegistryService
-from connectors.eosc import (CatalogueDenied, CatalogueRefused, CatalogueService, EoscCatalogueClient,
+from connectors.eosc import (CatalogueDenied, CatalogueRefused, EoscServiceRecord, EoscCatalogueClient,
                              NotInCatalogue, OnboardingPending, TokenSource)
 from connectors.errors import UpstreamError
-from registry.models import ComputeService, EoscEntry, EoscStatus, EoscSyncEvent, Facility, Lifecycle, utcnow
+from panmodel.clock import utcnow
+from panmodel.states import EoscStatus, Lifecycle
+from registry.models import ComputeService, EoscEntry, EoscSyncEvent, Facility
 from registry.store import Store
 
 log = logging.getLogger(__name__)
@@ -32,7 +34,7 @@ ONBOARDING = {"approved resource": "approved", "pending resource": "pending", "r
               "approved": "approved", "pending": "pending", "rejected": "rejected"}
 
 
-def registration_status(found: CatalogueService) -> EoscStatus | None:
+def registration_status(found: EoscServiceRecord) -> EoscStatus | None:
     """The broker's registration state from the catalogue's bundle; ``None`` when the read carries no status
     (a bare read), so that it never changes the stored state."""
     if not found.has_status:
@@ -49,7 +51,7 @@ def registration_status(found: CatalogueService) -> EoscStatus | None:
     return None  # a state this broker does not know: recorded on the entry, the registration state kept
 
 
-def drift(service: ComputeService, entry: EoscEntry, found: CatalogueService) -> list[dict[str, Any]]:
+def drift(service: ComputeService, entry: EoscEntry, found: EoscServiceRecord) -> list[dict[str, Any]]:
     """Fields where the broker's record and the catalogue's differ."""
     pairs = {"name": (service.title, found.name), "webpage": (entry.webpage or service.base_url, found.webpage),
              "lifeCycleStatus": (LIFECYCLE.get(Lifecycle(service.lifecycle)), found.lifecycle_status)}

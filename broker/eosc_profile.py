@@ -11,8 +11,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from connectors import all_connectors
 from registry import vocabularies
-from registry.models import ComputeService, EoscEntry, Facility, Lifecycle
+from panmodel.states import Lifecycle
+from registry.models import ComputeService, EoscEntry, Facility
 
 CATALOGUE_VERSIONS = ("v5", "v6")
 LIFECYCLE = {Lifecycle.PRODUCTION: "life_cycle_status-production", Lifecycle.PILOT: "life_cycle_status-beta",
@@ -25,6 +27,7 @@ ANALYSIS = {"category": "category-processing_and_analysis-data_analysis",
             "subcategory": "subcategory-processing_and_analysis-data_analysis-image_data_analysis"}
 COMPUTE = {"category": "category-access_physical_and_eInfrastructures-compute",
            "subcategory": "subcategory-access_physical_and_eInfrastructures-compute-virtual_machine_management"}
+CATEGORIES = {"analysis": ANALYSIS, "compute": COMPUTE}  # the words connectors declare (eosc_categories)
 DEFAULT_ORDER_TYPE = "order_type-open_access"  # no ordering procedure, but users sign in
 
 V5_REQUIRED = ("abbreviation", "name", "resourceOrganisation", "webpage", "description", "tagline", "logo",
@@ -107,8 +110,7 @@ def build_profile(service: ComputeService, facility: Facility, entry: EoscEntry 
     common: dict[str, Any] = {
         "name": service.title, "webpage": e.webpage or service.base_url, "description": service.description,
         "logo": e.logo, "scientificDomains": e.scientific_domains or [PAN_DOMAIN],
-        "categories": e.categories or ([ANALYSIS, COMPUTE] if service.kind in ("visa", "remote-desktop")
-                                       else [ANALYSIS]),
+        "categories": e.categories or _categories(service.kind),
         "accessTypes": e.access_types or ["access_type-virtual"], "tags": ["photon and neutron", service.kind],
         "trl": e.trl or TRL[lifecycle], "termsOfUse": e.terms_of_use, "privacyPolicy": e.privacy_policy,
         "accessPolicy": e.access_policy, "orderType": e.order_type or DEFAULT_ORDER_TYPE, "order": e.order_url,
@@ -199,3 +201,10 @@ def _empty(value: Any) -> bool:
 
 def _as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [] if value is None else [value]
+
+
+def _categories(kind: str) -> list[dict[str, str]]:
+    """The EOSC categories a service of ``kind`` is in, as its connector declares them."""
+    connector = all_connectors().get(kind)
+    words = connector.eosc_categories if connector is not None else ("analysis",)  # a kind no longer installed
+    return [CATEGORIES[word] for word in words]

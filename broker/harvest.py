@@ -18,23 +18,19 @@ from typing import Any, Callable, ContextManager, Iterable, Iterator
 from sqlalchemy import func, select, update
 
 from broker.authz import Principal
-from broker.errors import FieldError, InvalidInput, NotFound
+from panmodel.errors import FieldError, InvalidInput, NotFound
 from broker.oai.records import RecordLog
 from broker.registry_kinds import iso
 from broker.registry_service import deleted_search_endpoints
 from broker.search.index import DatasetIndex
-from broker.search.model import Dataset
+from panmodel.datasets import Dataset
 from connectors import connector_for
+from connectors.capabilities import Harvester
 from connectors.errors import UpstreamError
 from connectors.http import HttpClient
-from registry.models import (
-    HarvestError,
-    HarvestJob,
-    HarvestStage,
-    HarvestState,
-    SearchEndpoint,
-    utcnow,
-)
+from panmodel.clock import utcnow
+from panmodel.states import HarvestStage, HarvestState
+from registry.models import HarvestError, HarvestJob, SearchEndpoint
 from registry.store import Store
 
 log = logging.getLogger(__name__)
@@ -142,23 +138,24 @@ class HarvestService:
         counts = {"gathered": 0, "imported": 0, "deleted": 0}
         stamps: dict[str, Any] = {}
         failure = None
-        incremental = getattr(connector, "incremental", False)
+        harvester = connector if isinstance(connector, Harvester) else None
+        incremental = harvester is not None and harvester.incremental
         removed: list[str] = []
         gone: set[str] = set()
         published = self.records.batch()
-        if not hasattr(connector, "harvest"):
+        if harvester is None:
             failure = f"connector {kind!r} cannot harvest"
         try:
             extra = {"since": self._last_success(endpoint_id, job_id)} if incremental else {}
-            pages = connector.harvest(self.http, base_url, config, self.timeout, **extra) if failure is None else []
+            pages = harvester.gather(self.http, base_url, config, self.timeout, **extra) if harvester else []
             for page in pages:
                 removed.extend(item["deleted"] for item in page if isinstance(item, dict) and "deleted" in item)
                 page = [item for item in page if not (isinstance(item, dict) and "deleted" in item)]
                 counts["gathered"] += len(page)
                 stamps["gathered_at"] = utcnow()
-                fetched = self._fetch(connector, page, errors)
+                fetched = self._fetch(harvester, self.http, page, errors)
                 stamps["fetched_at"] = utcnow()
-                datasets = self._unclaimed(self._import(connector, fetched, facility, endpoint_id, errors),
+                datasets = self._unclaimed(self._import(harvester, fetched, facility, endpoint_id, errors),
                                            endpoint_id, errors)
                 seen.update(d.pid for d in datasets)
                 published.add(datasets)
@@ -203,21 +200,20 @@ class HarvestService:
                 .order_by(HarvestJob.id.desc()).limit(1))
 
     @staticmethod
-    def _fetch(connector: Any, page: Iterable[Any], errors: list) -> list[Any]:
+    def _fetch(harvester: Harvester, http: HttpClient, page: Iterable[Any], errors: list) -> list[Any]:
         """Complete each gathered item (a no-op for sources whose listings carry whole records)."""
-        fetch = getattr(connector, "fetch", None)
-        if fetch is None:
+        if type(harvester).fetch is Harvester.fetch:
             return list(page)
         out = []
         for item in page:
             try:
-                out.append(fetch(item))
+                out.append(harvester.fetch(http, item))
             except UpstreamError as exc:
                 errors.append((_item_id(item), HarvestStage.FETCH.value, exc.detail))
         return out
 
     @staticmethod
-    def _import(connector: Any, items: Iterable[Any], facility: str, source: str, errors: list) -> list[Dataset]:
+    def _import(connector: Harvester, items: Iterable[Any], facility: str, source: str, errors: list) -> list[Dataset]:
         datasets = []
         for item in items:
             try:

@@ -12,12 +12,14 @@ from typing import Any
 from sqlalchemy import delete, select, update
 
 from broker.authz import Principal
-from broker.errors import NotFound
+from panmodel.errors import NotFound
 from broker.registry_kinds import iso
 from connectors import connector_for
 from connectors.base import ProbeResult
 from connectors.http import HttpClient
-from registry.models import ComputeService, HealthCheck, HealthStatus, SearchEndpoint, TargetType, utcnow
+from panmodel.clock import utcnow
+from panmodel.states import HealthStatus, TargetType
+from registry.models import ComputeService, HealthCheck, SearchEndpoint
 from registry.store import Store
 
 log = logging.getLogger(__name__)

@@ -16,11 +16,13 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from broker.authz import Principal
-from broker.errors import FieldError, InvalidInput
+from panmodel.errors import FieldError, InvalidInput
 from broker.settings import Settings
 from connectors.errors import UpstreamError
 from connectors.http import HttpClient
-from registry.models import Launch, LaunchState, NotificationSettings, as_utc, utcnow
+from panmodel.clock import as_utc, utcnow
+from panmodel.states import LaunchState
+from registry.models import Launch, NotificationSettings
 from registry.store import Store
 
 log = logging.getLogger(__name__)

@@ -9,7 +9,7 @@ from typing import Any
 
 from broker.authz import PERSON, Principal
 from broker.eosc import EoscService
-from broker.errors import BrokerError, NotFound
+from panmodel.errors import BrokerError, NotFound
 from broker.people import PeopleService
 from broker.registry_kinds import KINDS, Kind
 from broker.registry_service import Precondition, RegistryService

@@ -17,9 +17,10 @@ from marshmallow import fields, validate
 from sqlalchemy import select
 
 from broker.authz import PERSON, Principal
-from broker.errors import AlreadyExists, Conflict, FieldError, InvalidInput, NotFound
+from panmodel.errors import AlreadyExists, Conflict, FieldError, InvalidInput, NotFound
 from broker.registry_kinds import iso, load
-from registry.models import ApiToken, AuditEvent, Facility, Identity, Person, Role, RoleGrant, as_utc, utcnow
+from panmodel.clock import as_utc, utcnow
+from registry.models import ApiToken, AuditEvent, Facility, Identity, Person, Role, RoleGrant
 from registry.schemas import ISSUER_NAME, SLUG, StrictSchema
 from registry.store import Store
 

@@ -14,17 +14,11 @@ from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session, joinedload
 from sqlalchemy.orm.interfaces import LoaderOption
 
-from broker.errors import FieldError, InvalidInput
+from panmodel.errors import FieldError, InvalidInput
 from connectors import all_connectors, connector_for
-from registry.models import (
-    as_utc,
-    ComputeService,
-    EoscEntry,
-    EoscStatus,
-    Facility,
-    SearchEndpoint,
-    TargetType,
-)
+from panmodel.clock import as_utc
+from panmodel.states import EoscStatus, TargetType
+from registry.models import ComputeService, EoscEntry, Facility, SearchEndpoint
 from registry.schemas import (
     ComputeServiceSchema,
     EoscEntrySchema,

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
 from broker.authz import Principal
-from broker.errors import (
+from panmodel.errors import (
     AlreadyExists,
     Conflict,
     FieldError,

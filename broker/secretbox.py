@@ -6,7 +6,7 @@ from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
-from broker.errors import ConfigurationError
+from panmodel.errors import ConfigurationError
 
 KEY_FILE = "encryption.key"
 

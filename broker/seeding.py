@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 
 from broker.authz import Principal
-from broker.errors import FieldError, InvalidInput, NotFound
+from panmodel.errors import FieldError, InvalidInput, NotFound
 from broker.registry_kinds import KINDS, Kind, load
 from broker.registry_service import Precondition, RegistryService
 

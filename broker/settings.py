@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
 
-from broker.errors import ConfigurationError
+from panmodel.errors import ConfigurationError
 
 PREFIX = "PANBROKER_"
 

@@ -1,24 +1,25 @@
-"""Capability base classes for connectors.
+"""The base of every connector: the capability every kind has — a cheap health probe — its configuration
+schema, and the types the launch capability passes (``LaunchTarget``, ``LaunchProgress``).
 
-A connector adapts one kind of external system. This foundation defines the capability every kind
-has — a cheap health probe — and the connector's own configuration schema; search, harvest, launch
-and catalogue capabilities are added by the issues that need them. Connectors are registered under
-the entry-point group ``panbroker.connectors`` (the built-in ones too) and looked up by kind.
+The other capabilities (launch, sessions, harvest, live search) are in ``connectors.capabilities``.
+Connectors are registered under the entry-point group ``panbroker.connectors`` (the built-in ones too)
+and looked up by kind.
 """
 from __future__ import annotations
 
+import enum
 import math
 import re
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar
+from typing import Any, ClassVar
 
 import requests
 from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validate
 
 from connectors.errors import AddressBlocked, UpstreamError
 from connectors.http import HttpClient, json_body
-from registry.models import HealthStatus, LaunchState, TargetType
+from panmodel.states import HealthStatus, LaunchState, TargetType
 
 
 PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
@@ -49,14 +50,39 @@ def url_field(**kwargs: Any) -> fields.Url:
     return fields.Url(schemes={"http", "https"}, require_tld=False, validate=validate.Length(max=2048), **kwargs)
 
 
-class Connector:
-    """Base of every connector. Subclasses set ``kind``, ``target`` and ``config_schema``."""
+class Capability(enum.StrEnum):
+    HEALTH = "health"  # every connector: a cheap probe
+    LAUNCH = "launch"  # opens a session, at least through the service's own launch page
+    SESSIONS = "sessions"  # starts, follows and stops sessions through the service's API
+    HARVEST = "harvest"  # gather -> fetch -> map, for the index
+    LIVE_SEARCH = "live-search"  # find, count, get at query time
 
+
+class Connector:
+    """Base of every connector. A connector class sets ``kind``, ``title``, ``config_schema`` and derives
+    from the capability bases it has; each capability's abstract methods are checked when it is defined."""
+
+    capability: ClassVar[Capability] = Capability.HEALTH
     kind: ClassVar[str]
+    title: ClassVar[str]  # the kind in words, for pages and the catalogue
     target: ClassVar[TargetType]
     config_schema: ClassVar[type[Schema]] = ConfigSchema
     #: path probed when the configuration names no ``health_url``; None: probe the base URL itself
     health_path: ClassVar[str | None] = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "kind" not in cls.__dict__:
+            return  # a capability base or a mixin: checked in the connectors built on it
+        missing = sorted(name for name in dir(cls) if getattr(getattr(cls, name, None), "__isabstractmethod__", False))
+        missing += [name for name in ("title", "target") if not hasattr(cls, name)]
+        if missing:
+            raise TypeError(f"connector {cls.__name__} ({cls.kind}) lacks {', '.join(missing)} of its capabilities")
+
+    @classmethod
+    def capabilities(cls) -> frozenset[Capability]:
+        """What this connector can do, read from the capability bases it derives from."""
+        return frozenset(base.__dict__["capability"] for base in cls.__mro__ if "capability" in base.__dict__)
 
     def health_url(self, base_url: str | None, config: dict[str, Any]) -> str | None:
         """The URL the health check calls, or None when there is nothing to call."""
@@ -216,26 +242,3 @@ def slurm_memory(gigabytes: float | None) -> str | None:
         return None
     megabytes = math.ceil(gigabytes * 1024)
     return f"{megabytes // 1024}G" if megabytes % 1024 == 0 else f"{megabytes}M"
-
-
-class ServiceConnector(Connector):
-    target = TargetType.SERVICE
-
-    def user_options(self, target: LaunchTarget) -> dict[str, Any]:
-        """The request in this service's vocabulary; raises ``RequestRefused`` naming what the service
-        cannot take. Kinds (and flavours) with their own vocabulary override it."""
-        return generic_user_options(target)
-
-    def deep_link(self, target: LaunchTarget) -> str | None:
-        """The service's own launch page for the dataset, or None when the kind has none."""
-        return None
-
-    def follow(self, client: HttpClient, target: LaunchTarget, report: Callable[[str], None],
-               until: float) -> LaunchProgress | None:
-        """Follow a starting session's event stream until ready, failed or the monotonic time ``until``,
-        passing each progress message to ``report``. ``None``: no stream to follow, poll instead."""
-        return None
-
-
-class SearchConnector(Connector):
-    target = TargetType.SEARCH_ENDPOINT

@@ -2,7 +2,7 @@
 event stream (``GET /build/<provider>/<spec>``) followed to a ready server URL and token."""
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 from urllib.parse import quote, urlencode
 
 import requests
@@ -12,11 +12,11 @@ from connectors.base import (
     ConfigSchema,
     LaunchProgress,
     LaunchTarget,
-    ServiceConnector,
     check_path_template,
     data_path,
     url_field,
 )
+from connectors.capabilities import SessionLauncher
 from connectors.errors import UpstreamBadResponse, UpstreamError
 from connectors.http import HttpClient, json_body
 
@@ -35,8 +35,20 @@ class BinderHubConfig(ConfigSchema):
     max_concurrent_spawns = fields.Integer(validate=validate.Range(min=1, max=200))
 
 
-class BinderHubConnector(ServiceConnector):
+class BinderHubConnector(SessionLauncher):
     kind = "binderhub"
+    title = "Binder (notebooks from a repository)"
+    preference = 30
+
+    def describe(self, where: str, home: str, away: bool) -> str:
+        return (f"Builds a notebook environment at {where}; the public data is fetched from {home} into it "
+                "while the session runs.")
+
+    def refusal(self, config: dict[str, Any], *, api_mode: bool, has_credential: bool,
+                issuers: set[str]) -> str | None:
+        if api_mode and not config.get("default_repository"):
+            return "no repository to launch: set connector_config.default_repository"
+        return None
     config_schema = BinderHubConfig
     health_path = "/health"
 
@@ -55,7 +67,7 @@ class BinderHubConnector(ServiceConnector):
         return folder.lstrip("/") or None if folder else None
 
     # -- API mode: the event stream both builds and launches; it must stay open until ready ----------
-    def launch(self, client: HttpClient, target: LaunchTarget) -> LaunchProgress:
+    def start(self, client: HttpClient, target: LaunchTarget) -> LaunchProgress:
         if not target.config.get("default_repository"):
             raise UpstreamBadResponse("no repository is configured for this BinderHub (default_repository)")
         return LaunchProgress("starting", f"asking the Binder to build and launch {target.config['default_repository']}")

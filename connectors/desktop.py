@@ -4,7 +4,8 @@ from urllib.parse import quote
 
 from marshmallow import ValidationError, fields, validate, validates
 
-from connectors.base import ConfigSchema, LaunchTarget, ServiceConnector, url_field
+from connectors.base import ConfigSchema, LaunchTarget, url_field
+from connectors.capabilities import Launcher
 
 PLACEHOLDERS = ("base_url", "dataset_pid", "doi", "proposal")
 PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
@@ -23,11 +24,18 @@ class RemoteDesktopConfig(ConfigSchema):
             raise ValidationError("must start with {base_url} or http(s)://")
 
 
-class RemoteDesktopConnector(ServiceConnector):
+class RemoteDesktopConnector(Launcher):
     """Up when the gateway's page (or the configured URL) answers below 400; a redirect to a login is up."""
 
     kind = "remote-desktop"
+    title = "Remote desktop"
     config_schema = RemoteDesktopConfig
+    preference = 40
+    eosc_categories = ("analysis", "compute")
+
+    def describe(self, where: str, home: str, away: bool) -> str:
+        text = f"Opens a remote desktop at {where}, with the data on its file system."
+        return text + (f" The data is copied from {home}." if away else "")
 
     def deep_link(self, target: LaunchTarget) -> str:
         """The gateway's page, or the configured template with {base_url}, {dataset_pid}, {doi} and

@@ -59,7 +59,7 @@ class CatalogueDenied(UpstreamBadResponse):
 
 
 @dataclass(frozen=True)
-class CatalogueService:
+class EoscServiceRecord:
     """What the catalogue says of one service; the status fields are ``None`` on a bare read."""
 
     id: str
@@ -127,7 +127,7 @@ class CatalogueProvider:
     status: str | None  # e.g. "approved provider"
 
 
-def to_catalogue_service(payload: Any) -> CatalogueService:
+def to_service_record(payload: Any) -> EoscServiceRecord:
     """A service or a service bundle (``{"service": {...}, "status": ..., "active": ...}``)."""
     if not isinstance(payload, dict):
         raise UpstreamBadResponse("the catalogue answered something that is not a service")
@@ -142,7 +142,7 @@ def to_catalogue_service(payload: Any) -> CatalogueService:
         state = {"onboarding_status": _text(bundle.get("status")), "active": _flag(bundle.get("active")),
                  "suspended": _flag(bundle.get("suspended")), "draft": _flag(bundle.get("draft")),
                  "audit_state": _text(bundle.get("auditState"))}
-    return CatalogueService(service["id"], service.get("name"), service.get("description"), service.get("webpage"),
+    return EoscServiceRecord(service["id"], service.get("name"), service.get("description"), service.get("webpage"),
                             service.get("lifeCycleStatus"), version=service.get("version"), raw=dict(raw), **state)
 
 
@@ -243,12 +243,12 @@ class EoscCatalogueClient:
             raise UpstreamBadResponse(f"the catalogue answered HTTP {response.status_code} for {what}")
         return json_body(response)
 
-    def service(self, resource_id: str, token: TokenSource | None = None) -> CatalogueService:
+    def service(self, resource_id: str, token: TokenSource | None = None) -> EoscServiceRecord:
         """The bare service (no status)."""
-        return to_catalogue_service(self._get(resource_path(resource_id), token, resource_id))
+        return to_service_record(self._get(resource_path(resource_id), token, resource_id))
 
     def bundle(self, resource_id: str, token: TokenSource, provider_id: str | None = None,
-               page_size: int = 100) -> CatalogueService:
+               page_size: int = 100) -> EoscServiceRecord:
         """The service with its onboarding status, read with the provider administrator's token (on a v5
         catalogue, from the pages of its provider's bundles)."""
         try:
@@ -256,7 +256,7 @@ class EoscCatalogueClient:
         except ValueError as exc:
             raise CatalogueDenied(f"{resource_id}: {exc}") from exc
         if not path.startswith("/service/byProvider/"):
-            return to_catalogue_service(self._get(path, token, resource_id))
+            return to_service_record(self._get(path, token, resource_id))
         start = 0
         while True:
             page = self._get(path, token, f"the services of provider {provider_id}",
@@ -267,7 +267,7 @@ class EoscCatalogueClient:
             for item in results:
                 if isinstance(item, dict) and (item.get("id") == resource_id or (
                         isinstance(item.get("service"), dict) and item["service"].get("id") == resource_id)):
-                    return to_catalogue_service(item)
+                    return to_service_record(item)
             start += len(results)
             if not results or start >= int(page.get("total") or 0):
                 raise NotInCatalogue(f"{resource_id} is not among the services of provider {provider_id}")
@@ -285,7 +285,7 @@ class EoscCatalogueClient:
         return CatalogueProvider(provider["id"], provider.get("name"), provider.get("abbreviation"),
                                  provider.get("website"), _text(body.get("status")) if "provider" in body else None)
 
-    def services(self, page_size: int = 100) -> Iterator[CatalogueService]:
+    def services(self, page_size: int = 100) -> Iterator[EoscServiceRecord]:
         """Every public service of the catalogue, a page at a time (``Browsing``: total, from, to, results)."""
         start = 0
         while True:
@@ -295,7 +295,7 @@ class EoscCatalogueClient:
             if response.status_code >= 400 or not isinstance(body, dict) or not isinstance(body.get("results"), list):
                 raise UpstreamBadResponse("the catalogue's service list is not a Browsing page")
             for item in body["results"]:
-                yield to_catalogue_service(item)
+                yield to_service_record(item)
             start += len(body["results"])
             if not body["results"] or start >= int(body.get("total", 0)):
                 return
@@ -321,11 +321,11 @@ class EoscCatalogueClient:
         """Raises ``CatalogueRefused`` with the validator's message when the body would be refused."""
         self._write("POST", "/service/validate", body, token, "validation")
 
-    def create(self, body: dict[str, Any], token: TokenSource) -> CatalogueService:
-        return to_catalogue_service(self._write("POST", "/service", body, token, "creation"))
+    def create(self, body: dict[str, Any], token: TokenSource) -> EoscServiceRecord:
+        return to_service_record(self._write("POST", "/service", body, token, "creation"))
 
-    def update(self, body: dict[str, Any], token: TokenSource) -> CatalogueService:
-        return to_catalogue_service(self._write("PUT", "/service", body, token, "update"))
+    def update(self, body: dict[str, Any], token: TokenSource) -> EoscServiceRecord:
+        return to_service_record(self._write("PUT", "/service", body, token, "update"))
 
 
 def _error_message(response: Any) -> str:

@@ -2,7 +2,7 @@
 pybreaker) are translated into these at the connector edge."""
 from __future__ import annotations
 
-from broker.errors import BrokerError
+from panmodel.errors import BrokerError
 
 
 class UpstreamError(BrokerError):

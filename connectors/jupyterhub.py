@@ -24,13 +24,13 @@ from connectors.base import (
     LaunchProgress,
     LaunchTarget,
     RequestRefused,
-    ServiceConnector,
     check_path_template,
     data_path,
     generic_user_options,
     slurm_memory,
     url_field,
 )
+from connectors.capabilities import SessionLauncher
 from connectors.errors import UpstreamBadResponse, UpstreamError, UpstreamTimeout
 from connectors.http import HttpClient, json_body
 
@@ -105,8 +105,11 @@ class JupyterHubConfig(ConfigSchema):
             raise ValidationError("defaults of user_options are for flavour moss", "user_options")
 
 
-class JupyterHubConnector(JsonProbe, ServiceConnector):
+class JupyterHubConnector(JsonProbe, SessionLauncher):
     kind = "jupyterhub"
+    title = "JupyterHub (notebooks)"
+    preference = 10
+    username_from_claims = True  # JupyterHub lower-cases user names; a hub may name people by another claim
     config_schema = JupyterHubConfig
     health_path = "/hub/api/"  # unauthenticated; answers {"version": ...}
     expected_key = "version"
@@ -116,6 +119,16 @@ class JupyterHubConnector(JsonProbe, ServiceConnector):
         query; what only the spawner may set is left out)."""
         options = {k: v for k, v in target.user_options.items() if k not in ("gres", "prologue", "basket", "environment")}
         return f"{target.base_url.rstrip('/')}/hub/spawn?{urlencode(_flat(options))}"
+
+    def describe(self, where: str, home: str, away: bool) -> str:
+        text = f"Opens JupyterLab on {where}'s own computers, next to the data: the files are read where {home} keeps them."
+        return text + (f" The data is copied from {home}." if away else "")
+
+    def refusal(self, config: dict[str, Any], *, api_mode: bool, has_credential: bool,
+                issuers: set[str]) -> str | None:
+        if api_mode and not has_credential:
+            return "API mode without an API credential registered (the hub's service token)"
+        return None
 
     def user_options(self, target: LaunchTarget) -> dict[str, Any]:
         if target.config.get("flavour") == "moss":
@@ -134,7 +147,7 @@ class JupyterHubConnector(JsonProbe, ServiceConnector):
     def _server_path(self, target: LaunchTarget) -> str:
         return f"/users/{quote(target.username or '', safe='')}/servers/{quote(target.server_name, safe='')}"
 
-    def launch(self, client: HttpClient, target: LaunchTarget) -> LaunchProgress:
+    def start(self, client: HttpClient, target: LaunchTarget) -> LaunchProgress:
         headers = self._headers(target)
         user_url = self._api(target, f"/users/{quote(target.username or '', safe='')}")
         if client.get(user_url, headers=headers, timeout=10).status_code == 404:

@@ -11,11 +11,12 @@ from defusedxml import ElementTree
 from defusedxml.common import DefusedXmlException
 from marshmallow import fields, validate
 
-from broker.search.model import Dataset
-from connectors.base import ConfigSchema, SearchConnector, url_field
+from panmodel.datasets import Dataset
+from connectors.base import ConfigSchema, url_field
+from connectors.capabilities import Harvester
 from connectors.errors import UpstreamBadResponse
 from connectors.http import HttpClient
-from registry.models import as_utc
+from panmodel.clock import as_utc
 
 NS = {"oai": "http://www.openarchives.org/OAI/2.0/", "dc": "http://purl.org/dc/elements/1.1/",
       "oai_dc": "http://www.openarchives.org/OAI/2.0/oai_dc/"}
@@ -79,10 +80,11 @@ def to_dataset(record: Any, facility: str, source: str | None) -> Dataset:
                    source=source)
 
 
-class OaiPmhConnector(SearchConnector):
+class OaiPmhConnector(Harvester):
     kind = "oai-pmh"
+    title = "OAI-PMH"
     config_schema = OaiPmhConfig
-    incremental = True  # ``harvest`` takes ``since`` and reports deletions itself
+    incremental = True  # ``gather`` takes ``since`` and reports deletions itself
     to_dataset = staticmethod(to_dataset)
 
     def health_url(self, base_url, config):  # noqa: ANN001, ANN201 - same contract as the base
@@ -97,7 +99,7 @@ class OaiPmhConnector(SearchConnector):
             return "answer is not an OAI-PMH Identify response"
         return None
 
-    def harvest(self, client: HttpClient, base_url: str, config: dict[str, Any], timeout: float,
+    def gather(self, client: HttpClient, base_url: str, config: dict[str, Any], timeout: float,
                 since: datetime | None = None) -> Iterator[list[dict[str, Any]]]:
         """Records changed since ``since`` (all without it), a page per resumption token; deleted ones
         come as ``{"deleted": identifier}``."""

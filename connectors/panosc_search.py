@@ -19,13 +19,14 @@ from urllib.parse import quote
 import requests
 from marshmallow import fields
 
-from broker.search.model import Dataset, DocumentRef, FileRef, Member, Parameter, SampleRef, TechniqueRef
-from broker.search.techniques import panet
-from broker.search.units import UnknownUnit, to_si
-from connectors.base import ConfigSchema, ProbeResult, SearchConnector, url_field
+from panmodel.datasets import Dataset, DocumentRef, FileRef, Member, Parameter, SampleRef, TechniqueRef
+from panmodel.techniques import panet
+from panmodel.units import UnknownUnit, to_si
+from connectors.base import ConfigSchema, ProbeResult, url_field
+from connectors.capabilities import Harvester, LiveSearcher
 from connectors.errors import AddressBlocked, UpstreamBadResponse, UpstreamError
 from connectors.http import HttpClient, json_body
-from registry.models import HealthStatus
+from panmodel.states import HealthStatus
 
 #: every Dataset relation some implementation has, in the order they are asked for
 RELATIONS = ("techniques", "instrument", "parameters", "files", "samples", "documents", "document")
@@ -178,8 +179,9 @@ def _dataset(record: dict[str, Any], facility: str, source: str | None) -> Datas
         source=source)
 
 
-class PanoscSearchConnector(SearchConnector):
+class PanoscSearchConnector(Harvester, LiveSearcher):
     kind = "panosc-search-api"
+    title = "PaNOSC Search API"
     config_schema = PanoscSearchConfig
     health_path = "/api/Datasets"
     to_dataset = staticmethod(to_dataset)
@@ -217,6 +219,7 @@ class PanoscSearchConnector(SearchConnector):
 
     def include(self, client: HttpClient, base_url: str, timeout: float,
                 wanted: tuple[str, ...] = RELATIONS) -> list[dict[str, Any]]:
+        """The relations of ``wanted`` this endpoint has (learnt from its answers)."""
         return [{"relation": r} for r in self.relations(client, base_url, timeout) if r in wanted]
 
     def probe(self, client: HttpClient, base_url: str | None, config: dict[str, Any], timeout: float) -> ProbeResult:
@@ -309,8 +312,8 @@ class PanoscSearchConnector(SearchConnector):
         record = _checked(response)
         return self.with_documents(client, base_url, [record], timeout)[0]
 
-    def harvest(self, client: HttpClient, base_url: str, config: dict[str, Any],
-                timeout: float) -> Iterator[list[dict[str, Any]]]:
+    def gather(self, client: HttpClient, base_url: str, config: dict[str, Any],
+               timeout: float) -> Iterator[list[dict[str, Any]]]:
         """Every dataset with every relation the endpoint has, a page at a time, in a stable order."""
         size = config.get("page_size", 200)
         include = self.include(client, base_url, timeout)

@@ -7,8 +7,9 @@ from typing import Any, Iterator
 
 from marshmallow import ValidationError, fields, validate
 
-from broker.search.model import Dataset, DocumentRef
-from connectors.base import ConfigSchema, JsonProbe, SearchConnector, TolerantSchema, url_field
+from panmodel.datasets import Dataset, DocumentRef
+from connectors.base import ConfigSchema, JsonProbe, TolerantSchema, url_field
+from connectors.capabilities import Harvester
 from connectors.errors import UpstreamBadResponse
 from connectors.http import HttpClient, json_body
 from connectors.panosc_search import parameter, technique_ref
@@ -65,15 +66,16 @@ def to_dataset(record: Any, facility: str, source: str | None) -> Dataset:
         source=source)
 
 
-class SciCatConnector(JsonProbe, SearchConnector):
+class SciCatConnector(JsonProbe, Harvester):
     kind = "scicat"
+    title = "SciCat"
     config_schema = SciCatConfig
     health_path = "/api/v3/datasets/count"  # anonymous callers count published datasets
     expected_key = "count"
     to_dataset = staticmethod(to_dataset)
 
-    def harvest(self, client: HttpClient, base_url: str, config: dict[str, Any],
-                timeout: float) -> Iterator[list[dict[str, Any]]]:
+    def gather(self, client: HttpClient, base_url: str, config: dict[str, Any],
+               timeout: float) -> Iterator[list[dict[str, Any]]]:
         """Every published dataset, a page at a time, in pid order."""
         size = config.get("page_size", 200)
         skip = 0

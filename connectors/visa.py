@@ -12,7 +12,8 @@ from urllib.parse import quote, urlencode
 
 from marshmallow import fields, validate
 
-from connectors.base import ConfigSchema, JsonProbe, LaunchProgress, LaunchTarget, ServiceConnector, url_field
+from connectors.base import ConfigSchema, JsonProbe, LaunchProgress, LaunchTarget, url_field
+from connectors.capabilities import SessionLauncher
 from connectors.errors import UpstreamBadResponse
 from connectors.http import HttpClient, json_body
 
@@ -31,8 +32,11 @@ class VisaConfig(ConfigSchema):
     token_exchange_audience = fields.String(validate=validate.Length(min=1, max=200))
 
 
-class VisaConnector(JsonProbe, ServiceConnector):
+class VisaConnector(JsonProbe, SessionLauncher):
     kind = "visa"
+    title = "VISA (virtual machines)"
+    preference = 20
+    eosc_categories = ("analysis", "compute")
     config_schema = VisaConfig
     health_path = "/api/configuration"  # read by the VISA web client before login
     expected_key = "data"
@@ -60,7 +64,22 @@ class VisaConnector(JsonProbe, ServiceConnector):
         instances = self._call(client, target, "GET", "/account/instances").get("data") or []
         return next((i for i in instances if i.get("name") == target.server_name), None)
 
-    def launch(self, client: HttpClient, target: LaunchTarget) -> LaunchProgress:
+    def describe(self, where: str, home: str, away: bool) -> str:
+        text = (f"Opens a virtual machine at {where} (remote desktop or Jupyter) with the data of the dataset's "
+                "proposal mounted.")
+        return text + (f" The data is copied from {home}." if away else "")
+
+    def refusal(self, config: dict[str, Any], *, api_mode: bool, has_credential: bool,
+                issuers: set[str]) -> str | None:
+        if not api_mode:
+            return None
+        if not config.get("user_token_issuer"):
+            return "VISA's API needs the user's token: set connector_config.user_token_issuer"
+        if config["user_token_issuer"] not in issuers:
+            return f"VISA's API takes tokens from {config['user_token_issuer']}; sign in with it"
+        return None
+
+    def start(self, client: HttpClient, target: LaunchTarget) -> LaunchProgress:
         if self._instance(client, target) is not None:  # a retry: the instance exists, follow it
             return self.poll(client, target)
         query = [("includeOpenData", "true"), *(("proposal", p) for p in target.proposals),

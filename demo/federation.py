@@ -20,7 +20,7 @@ from urllib.parse import unquote
 from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.wrappers import Request, Response
 
-from demo import loopback_sim
+from demo import panosc_filter_sim
 from demo.catalogue import generate
 from demo.eosc_catalogue import SimulatedCatalogue
 from demo.visa_sim import SimulatedVisa
@@ -52,24 +52,24 @@ def panosc_search_api(facility: str, records: list[dict[str, Any]] | None = None
             if path == "/":
                 return _json({"facility": facility, "api_version": "simulated", "simulated": True})
             if path == "/api/Datasets/count":
-                where = loopback_sim.read_json(request.args.get("where"))
-                return _json({"count": sum(1 for r in records if loopback_sim.where_holds(where, r))})
+                where = panosc_filter_sim.read_json(request.args.get("where"))
+                return _json({"count": sum(1 for r in records if panosc_filter_sim.where_holds(where, r))})
             if path == "/api/Datasets":
-                return _json(loopback_sim.find(records, loopback_sim.read_json(request.args.get("filter"))))
+                return _json(panosc_filter_sim.find(records, panosc_filter_sim.read_json(request.args.get("filter"))))
             if path.startswith("/api/Datasets/"):
                 pid = unquote(path.removeprefix("/api/Datasets/"))
                 if pid in by_pid:
-                    include = loopback_sim.includes(loopback_sim.read_json(request.args.get("filter")).get("include"))
-                    return _json(loopback_sim.project(by_pid[pid], include))
-                return _loopback_error(404, f'Unknown "Dataset" id "{pid}".')
-        except loopback_sim.SimulatedError as exc:
-            return _loopback_error(exc.status, exc.message)
-        return _loopback_error(404, f"Shared class not found for {path}")
+                    include = panosc_filter_sim.includes(panosc_filter_sim.read_json(request.args.get("filter")).get("include"))
+                    return _json(panosc_filter_sim.project(by_pid[pid], include))
+                return _panosc_error(404, f'Unknown "Dataset" id "{pid}".')
+        except panosc_filter_sim.SimulatedError as exc:
+            return _panosc_error(exc.status, exc.message)
+        return _panosc_error(404, f"Shared class not found for {path}")
 
     return handle
 
 
-def _loopback_error(status: int, message: str) -> Response:
+def _panosc_error(status: int, message: str) -> Response:
     name = "Error" if status != 400 else "BadRequestError"
     return _json({"error": {"statusCode": status, "name": name, "message": message}}, status)
 
@@ -274,7 +274,32 @@ def demo_federation() -> Federation:
     federation.add("sim-ess-jupyterhub", jupyterhub(fail_status=503))  # the deliberately broken one
     federation.add("sim-egi-binder", binderhub())
     federation.add("sim-eosc", demo_catalogue())
+    for kind, simulator in joining().items():
+        federation.add(f"sim-{kind}", simulator.peer().handler)
     return federation
+
+
+def joining() -> dict[str, Any]:
+    """The simulators (``demo/simulators/``) that bring their kind into the demo (``DEMO_SERVICE``), by kind."""
+    from demo.simulators import simulators  # its modules build on the handlers here
+
+    return {kind: module for kind, module in simulators().items() if hasattr(module, "DEMO_SERVICE")}
+
+
+def _joined_services(registry: dict[str, Any], federation: Federation) -> dict[str, Any]:
+    """``registry`` with a service of each joining kind at the facility its simulator names."""
+    for kind, simulator in joining().items():
+        if f"sim-{kind}" not in federation.systems:
+            continue
+        service = dict(simulator.DEMO_SERVICE)
+        at = service.pop("facility")
+        facility = next(f for f in registry["facilities"] if f["id"] == at)
+        peer = simulator.peer()
+        facility.setdefault("services", []).append({
+            "id": f"{facility['id']}-{kind}", "kind": kind, "base_url": federation.url(f"sim-{kind}"),
+            "connector_config": peer.config, **({"credential": peer.credential} if peer.credential else {}),
+            **service})
+    return registry
 
 
 def demo_catalogue() -> SimulatedCatalogue:
@@ -301,7 +326,7 @@ def demo_registry(federation: Federation) -> dict[str, Any]:
     """The demo's registry, in the seed-file format, pointing at the running simulators."""
     u = federation.url
     eosc = federation.systems["sim-eosc"].handler.demo_refresh_tokens if "sim-eosc" in federation.systems else {}
-    return {"facilities": [
+    return _joined_services({"facilities": [
         {"id": "sim-ill", "name": "ILL (simulated)", "country": "FR", "accepted_issuers": ["demo-idp", "umbrellaid"],
          **({"eosc_provider_id": "21.T15999/SIMILL", "eosc_credential": eosc["21.T15999/SIMILL"]} if eosc else {}),
          "services": [
@@ -343,4 +368,4 @@ def demo_registry(federation: Federation) -> dict[str, Any]:
              {"id": "sim-egi-binder", "kind": "binderhub", "title": "EGI Binder (simulated)",
               "base_url": u("sim-egi-binder"), "launch_mode": "api", "lifecycle": "pilot",
               "connector_config": {"default_repository": "gh/panosc-eu/panosc-notebooks/HEAD"}}]},
-    ]}
+    ]}, federation)

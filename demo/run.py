@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import shutil
 import socket
@@ -9,11 +10,13 @@ import subprocess
 import time
 from pathlib import Path
 
-from broker.app import build_broker
+import click
+
+from panbroker.app import build_broker
 from broker.authz import Principal
 from broker.seeding import import_registry
 from broker import datalock
-from broker.server import check_bind, run
+from panbroker.server import check_bind, run
 from broker.settings import Settings, loopback_networks
 from demo.federation import demo_federation, demo_registry, free_port
 
@@ -92,3 +95,12 @@ Stop with Ctrl-C.
         federation.stop()
         if idp:
             idp[0].terminate()
+
+
+@click.command()
+@click.option("--port", type=int, default=8080, help="Port of the broker.")
+@click.option("--data-dir", type=click.Path(path_type=Path), default=Path(".demo"), help="Demo state folder.")
+def command(port: int, data_dir: Path) -> None:
+    """Start the simulated federation on loopback and the broker on http://127.0.0.1:PORT."""
+    os.umask(0o077)
+    run_demo(port, data_dir)

@@ -14,7 +14,7 @@ from apscheduler.triggers.cron import CronTrigger
 from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validate, validates, validates_schema
 
 from registry import vocabularies
-from registry.models import EoscStatus, LaunchMode, Lifecycle
+from panmodel.states import EoscStatus, LaunchMode, Lifecycle
 
 SLUG = validate.Regexp(
     r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$",

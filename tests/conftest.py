@@ -19,7 +19,7 @@ from connexion.spec import Specification
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine, make_url
 
-from broker.app import Broker, build_broker, create_app
+from panbroker.app import Broker, build_broker, create_app
 from broker.settings import Settings, loopback_networks
 from registry.models import Base
 from registry.store import alembic_config, make_engine

@@ -91,7 +91,7 @@ class _Store:
                            for model, records in self.models.items()}}
 
 
-def to_loopback_db(records: list[dict]) -> dict:
+def to_reference_db(records: list[dict]) -> dict:
     """The memory connector's data file for ``records`` (datasets in the nested API shape).
 
     Instruments, techniques, samples, documents, persons and affiliations that several datasets share are stored
@@ -217,7 +217,7 @@ def start_reference(db: dict, workdir: Path) -> ReferenceServer:
 
 @pytest.fixture(scope="session")
 def reference_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[dict, str], ReferenceServer]]:
-    """``start(db, name)`` starts a reference server serving ``db`` (see ``to_loopback_db``); all stop at the
+    """``start(db, name)`` starts a reference server serving ``db`` (see ``to_reference_db``); all stop at the
     end of the session. Skips (with a warning in the summary) where the reference is not installed."""
     servers: list[ReferenceServer] = []
 

@@ -9,10 +9,10 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from lxml import etree
 
-from broker.app import build_broker, create_app
+from panbroker.app import build_broker, create_app
 from broker.authz import Principal
 from broker.registry_kinds import KINDS
-from broker.search.model import Dataset, DocumentRef
+from panmodel.datasets import Dataset, DocumentRef
 from tests.test_portal_pages import signed_in
 
 ADMIN = Principal("test", admin=True)

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from broker.app import build_broker
+from panbroker.app import build_broker
 from broker.authz import Principal
 from broker.registry_kinds import KINDS
-from broker.search.model import Dataset, DocumentRef
+from panmodel.datasets import Dataset, DocumentRef
 from demo.federation import free_port
 from tests.conftest import make_settings
 from tests.loopback import answers_within

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from broker.launch.panel import running
 from broker.launch.records import ACTIVE, CLOSED, LaunchView
-from registry.models import LaunchState
+from panmodel.states import LaunchState
 from web.launch_pages import PLAIN_STATES
 
 

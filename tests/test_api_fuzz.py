@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, strategies as st
 from schemathesis.generation.hypothesis.builder import HypothesisTestConfig, HypothesisTestMode, create_test
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from broker.app import create_app
+from panbroker.app import create_app
 from broker.authz import Principal
 from broker.registry_kinds import KINDS
 from tests.conftest import ADMIN

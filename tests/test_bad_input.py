@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from broker.app import build_broker, create_app
+from panbroker.app import build_broker, create_app
 from broker.authz import Principal
 from broker.registry_kinds import KINDS
 from demo import federation as sim

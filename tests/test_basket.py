@@ -9,9 +9,9 @@ import pytest
 
 from broker.authz import Principal
 from broker.basket import BasketService
-from broker.errors import InvalidInput
+from panmodel.errors import InvalidInput
 from broker.registry_kinds import KINDS
-from broker.search.model import Dataset
+from panmodel.datasets import Dataset
 
 ADMIN = Principal("test", admin=True)
 DATASETS = [Dataset(pid="ill/1", facility="ill", title="SANS 1", doi="10.5291/ILL-DATA.1"),

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from broker.app import build_broker, create_app
+from panbroker.app import build_broker, create_app
 from broker.authz import Principal
-from broker.errors import InvalidInput
+from panmodel.errors import InvalidInput
 from broker.registry_kinds import KINDS
-from broker.search.model import Dataset, DocumentRef
+from panmodel.datasets import Dataset, DocumentRef
 from tests.conftest import make_settings
 from tests.jupyterhub_fixture import start_hub, stop_hub
 from tests.test_launch import run_to_end

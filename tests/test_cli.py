@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from broker.cli import main
+from panbroker.cli import main
 from tests.loopback import ok_json, serve
 
 SEED = Path(__file__).resolve().parent.parent / "registry" / "seed" / "panosc.yaml"

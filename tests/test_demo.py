@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 from urllib.parse import urljoin
-from demo.federation import free_port
+from demo.federation import free_port, joining
 
 import pytest
 import requests
@@ -51,12 +51,13 @@ def test_demo_serves_the_api_with_the_federation_registered_and_checked(tmp_path
                 pass
             time.sleep(0.3)
         assert health is not None, "the demo did not start"
-        assert health["counts"] == {"up": 9, "down": 1}, health
+        # the demo's own services and endpoints, and one service of each kind a simulator brings in (joining())
+        assert health["counts"] == {"up": 9 + len(joining()), "down": 1}, health
         down = [i["id"] for i in health["items"] if i["status"] == "down"]
         assert down == ["sim-ess-jupyterhub"]
 
         services = requests.get(f"{base}/api/v1/services", timeout=5).json()
-        assert services["total"] == 6
+        assert services["total"] == 6 + len(joining())
         assert all(s["base_url"].startswith("http://127.0.0.1:") for s in services["items"])
         assert requests.get(f"{base}/api/v1/ui/", timeout=5).status_code == 200
         page = requests.get(f"{base}/", timeout=5)  # the landing page: facilities by name, examples that find data

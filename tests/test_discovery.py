@@ -11,7 +11,7 @@ from lxml import etree
 
 from broker.authz import Principal
 from broker.registry_kinds import KINDS
-from broker.search.model import Dataset, DocumentRef, Member, Parameter, TechniqueRef
+from panmodel.datasets import Dataset, DocumentRef, Member, Parameter, TechniqueRef
 
 ACTOR = Principal("test", admin=True)
 SCRIPT = re.compile(r'<script type="application/ld\+json">(.*?)</script>', re.S)

@@ -14,7 +14,7 @@ import requests
 import responses
 from click.testing import CliRunner
 
-from broker.app import build_broker, create_app
+from panbroker.app import build_broker, create_app
 from broker.authz import Principal
 from broker.registry_kinds import KINDS
 from broker.seeding import import_registry, read_file
@@ -544,7 +544,7 @@ def test_sync_api_and_cli_against_the_simulated_catalogue(world, monkeypatch):  
     monkeypatch.setenv("PANBROKER_ALLOWED_NETWORKS", "127.0.0.0/8")
     monkeypatch.setenv("PANBROKER_EOSC_CATALOGUE_URL", broker.settings.eosc_catalogue_url)
     monkeypatch.setenv("PANBROKER_EOSC_TOKEN_URL", broker.settings.eosc_token_url)
-    from broker.cli import main
+    from panbroker.cli import main
 
     broker.index.close()
     synced = CliRunner().invoke(main, ["eosc", "sync"], catch_exceptions=False)

@@ -12,7 +12,7 @@ import pytest
 
 from broker.authz import Principal
 from broker.registry_kinds import KINDS
-from broker.search.model import SourceState
+from panmodel.datasets import SourceState
 from broker.search.service import parse_query
 from broker.settings import loopback_networks
 from connectors.errors import (
@@ -126,7 +126,7 @@ def test_calls_beyond_the_per_facility_bound_are_refused_at_once_without_being_s
 
 
 def test_a_hung_and_a_dripping_facility_cost_only_their_own_answers_in_live_search(tmp_path):  # noqa: ANN001
-    from broker.app import build_broker
+    from panbroker.app import build_broker
 
     broker = build_broker(make_settings(tmp_path, search_deadline_seconds=1.0, breaker_fail_max=1000))
     with sim.Federation() as fed, FaultServer("hang") as hung, FaultServer("drip") as drip:
@@ -151,7 +151,7 @@ def test_a_hung_and_a_dripping_facility_cost_only_their_own_answers_in_live_sear
 
 
 def test_a_health_round_reports_every_faulty_facility_down_within_the_probe_timeout(tmp_path):  # noqa: ANN001
-    from broker.app import build_broker
+    from panbroker.app import build_broker
     from demo.faults import MODES
 
     broker = build_broker(make_settings(tmp_path, health_timeout_seconds=1.0))

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 
 from broker.authz import Principal
-from broker.errors import InvalidInput
+from panmodel.errors import InvalidInput
 from broker.registry_kinds import KINDS
-from broker.search.model import Dataset, FileRef
+from panmodel.datasets import Dataset, FileRef
 
 ADMIN = Principal("test", admin=True)
 PREVIEW = {"kind": "h5grove", "url": "https://h5grove.esrf.example", "viewer_url": "https://h5web.esrf.example/view"}

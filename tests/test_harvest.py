@@ -108,7 +108,7 @@ def test_harvest_api_and_cli(sqlite_client, sqlite_broker, records, tmp_path, mo
     sqlite_broker.index.close()  # the CLI process takes the index writer
     monkeypatch.setenv("PANBROKER_DATA_DIR", str(sqlite_broker.settings.data_dir))
     monkeypatch.setenv("PANBROKER_ALLOWED_NETWORKS", "127.0.0.0/8")
-    from broker.cli import main
+    from panbroker.cli import main
 
     status = CliRunner().invoke(main, ["harvest", "status"], catch_exceptions=False)
     assert status.exit_code == 0 and "ill-search" in status.output and "succeeded" in status.output

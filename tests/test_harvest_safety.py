@@ -8,7 +8,7 @@ import time
 from broker.authz import Principal
 from broker.registry_kinds import KINDS
 from broker.registry_service import Precondition
-from broker.worker import make_scheduler
+from panbroker.worker import make_scheduler
 from demo import federation as sim
 from demo.catalogue import generate
 from demo.faults import FaultServer

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import time
 
-from broker.app import build_broker
+from panbroker.app import build_broker
 from broker.authz import Principal
 from broker.registry_kinds import KINDS
 from demo import federation as sim
-from registry.models import TargetType
+from panmodel.states import TargetType
 from tests.conftest import ADMIN, make_settings
 from tests.loopback import ok_json, serve, slow
 
@@ -111,7 +111,7 @@ def test_health_api_summary_history_and_manual_round(sqlite_client, sqlite_broke
 
 
 def test_the_scheduler_runs_rounds_at_the_interval_never_two_at_once(sqlite_broker):  # noqa: ANN001
-    from broker.worker import make_scheduler
+    from panbroker.worker import make_scheduler
 
     scheduler = make_scheduler(sqlite_broker, background=True)
     scheduler.start(paused=True)

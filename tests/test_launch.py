@@ -10,11 +10,11 @@ from datetime import datetime, timezone
 import pytest
 import responses
 
-from broker.app import build_broker, create_app
+from panbroker.app import build_broker, create_app
 from broker.auth import IssuerConfig
 from broker.authz import Principal
 from broker.registry_kinds import KINDS
-from broker.search.model import Dataset, DocumentRef, TechniqueRef
+from panmodel.datasets import Dataset, DocumentRef, TechniqueRef
 from connectors.base import LaunchTarget
 from connectors.http import HttpClient, HttpLimits
 from connectors.jupyterhub import JupyterHubConnector
@@ -125,7 +125,7 @@ def test_after_a_crash_between_start_and_record_the_launch_is_reconciled(broker,
     carol = person(broker, "Carol")
     launch, _ = broker.launches.create(carol, "k-crash", {"dataset": DATASET.pid, "kind": "jupyterhub"})
     target, _service = broker.launch_runner.targets.build(launch["id"])  # noqa: SLF001 - simulate the lost half of a step
-    JupyterHubConnector().launch(broker.http, target)  # the start reached the hub; the broker died before recording
+    JupyterHubConnector().start(broker.http, target)  # the start reached the hub; the broker died before recording
     restarted = build_broker(broker.settings)  # a new process on the same database
     done = run_to_end(restarted, launch["id"], carol)
     assert done["state"] == "ready"
@@ -152,7 +152,7 @@ def test_visa_and_public_data_fallbacks_open_the_services_own_pages(broker):  # 
     ({"dataset": "ill/embargoed-1", "kind": "binderhub"}, ("ill-idp", "umbrellaid"), "no service fits"),
 ])
 def test_no_fit_is_a_409_naming_each_candidates_reason(broker, body, person_issuers, reason):  # noqa: ANN001
-    from broker.errors import Conflict
+    from panmodel.errors import Conflict
 
     someone = person(broker, f"p{uuid.uuid4().hex[:6]}", issuers=person_issuers)
     with pytest.raises(Conflict) as refused:
@@ -201,7 +201,7 @@ def test_a_5xx_while_the_spawn_goes_on_is_reconciled_by_reading_state_not_by_pos
     responses.post(f"{api}/users/alice/servers/pb-1", status=500, json={"message": "Timeout"})
     responses.get(f"{api}/users/alice", json={"name": "alice", "servers": {"pb-1": {"ready": False,
                                                                                        "pending": "spawn"}}})
-    progress = JupyterHubConnector().launch(HttpClient(AddressPolicy(), HttpLimits(retries=0)), TARGET)
+    progress = JupyterHubConnector().start(HttpClient(AddressPolicy(), HttpLimits(retries=0)), TARGET)
     assert progress.state == "starting"
     assert sum(1 for c in responses.calls if c.request.method == "POST") == 1
     assert responses.calls[1].request.headers["Authorization"] == "token svc-token"
@@ -212,7 +212,7 @@ def test_a_429_waits_for_retry_after():
     api = "https://hub.facility.example/hub/api"
     responses.get(f"{api}/users/alice", json={"name": "alice", "servers": {}})
     responses.post(f"{api}/users/alice/servers/pb-1", status=429, headers={"Retry-After": "7"})
-    progress = JupyterHubConnector().launch(HttpClient(AddressPolicy(), HttpLimits(retries=0)), TARGET)
+    progress = JupyterHubConnector().start(HttpClient(AddressPolicy(), HttpLimits(retries=0)), TARGET)
     assert progress.state == "submitted" and progress.retry_after == 7.0
 
 
@@ -248,7 +248,8 @@ def test_twenty_launches_of_different_datasets_at_once_all_end_ready(broker, hub
 def test_visa_api_mode_creates_an_instance_for_the_users_experiments_and_follows_it_to_active(broker):  # noqa: ANN001
     from demo import federation as sim
     from demo.visa_sim import SimulatedVisa
-    from registry.models import UserToken, utcnow
+    from panmodel.clock import utcnow
+    from registry.models import UserToken
     from datetime import timedelta
 
     visa = SimulatedVisa("ill", users={"gina-visa-token": "gina"}, build_seconds=1.0,
@@ -349,7 +350,7 @@ def test_the_admission_bound_halves_under_strain_and_grows_back_one_at_a_time_up
     ({"dataset": DATASET.pid, "service_id": "ill-nowhere"}, "service_id", "no service 'ill-nowhere'"),
 ])
 def test_an_unknown_dataset_or_service_is_a_422_naming_the_field(broker, body, field, message):  # noqa: ANN001
-    from broker.errors import InvalidInput
+    from panmodel.errors import InvalidInput
 
     someone = person(broker, f"p{uuid.uuid4().hex[:6]}")
     with pytest.raises(InvalidInput) as refused:

@@ -7,10 +7,10 @@ import time
 
 import pytest
 
-from broker.app import build_broker
+from panbroker.app import build_broker
 from broker.authz import Principal
 from broker.registry_kinds import KINDS
-from broker.search.model import Dataset
+from panmodel.datasets import Dataset
 from demo.faults import FaultServer
 from tests.conftest import make_settings
 

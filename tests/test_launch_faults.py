@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 import requests
 
-from broker.app import build_broker
+from panbroker.app import build_broker
 from broker.authz import Principal
 from broker.registry_kinds import KINDS
-from broker.search.model import Dataset
+from panmodel.datasets import Dataset
 from demo.federation import free_port
 from tests.conftest import make_settings
 from tests.jupyterhub_fixture import start_hub, stop_hub

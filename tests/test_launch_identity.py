@@ -5,7 +5,7 @@ import pytest
 
 from broker.authz import Principal
 from broker.registry_kinds import KINDS
-from broker.search.model import Dataset
+from panmodel.datasets import Dataset
 from registry.models import Identity
 from tests.test_login import broker, browser, me, providers  # noqa: F401 - the real OpenID provider's fixtures
 

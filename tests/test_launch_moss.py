@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 import requests
 
-from broker.app import build_broker, create_app
+from panbroker.app import build_broker, create_app
 from broker.authz import Principal
-from broker.errors import Conflict
+from panmodel.errors import Conflict
 from broker.registry_kinds import KINDS
-from broker.search.model import Dataset, DocumentRef
+from panmodel.datasets import Dataset, DocumentRef
 from tests.conftest import make_settings
 from tests.jupyterhub_fixture import stop_hub
 from tests.moss_fixture import BIN, SLOW_SPAWN_SECONDS, USERNAME_PATTERN, start_moss_hub

@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from broker.errors import InvalidInput
+from panmodel.errors import InvalidInput
 from broker.registry_kinds import load
 from connectors.base import LaunchTarget, RequestRefused, data_path, generic_user_options
 from connectors.jupyterhub import MOSS_KEYS, JupyterHubConfig, JupyterHubConnector
@@ -124,11 +124,11 @@ def test_the_registration_docs_show_for_esrf_is_accepted_and_routes_gpu_requests
     import re
     from pathlib import Path
 
-    from broker.app import build_broker
+    from panbroker.app import build_broker
     from broker.authz import Principal
     from broker.launch.routing import LinkedIdentity, judge
     from broker.registry_kinds import KINDS
-    from broker.search.model import Dataset
+    from panmodel.datasets import Dataset
     from registry.models import ComputeService, Facility
     from tests.conftest import make_settings
 
@@ -163,7 +163,7 @@ def test_a_binder_opens_the_datasets_folder_of_its_repository():
 
 
 def test_a_partition_gres_without_a_count_place_is_refused_naming_the_field(tmp_path):  # noqa: ANN001
-    from broker.app import build_broker
+    from panbroker.app import build_broker
     from broker.authz import Principal
     from broker.registry_kinds import KINDS
     from tests.conftest import make_settings

@@ -9,7 +9,7 @@ from werkzeug.wrappers import Response
 
 from broker.authz import Principal
 from broker.registry_kinds import KINDS
-from broker.search.model import SearchRequest, Sort, SourceState
+from panmodel.datasets import SearchRequest, Sort, SourceState
 from broker.search.service import parse_query
 from demo import federation as sim
 from demo.catalogue import generate
@@ -27,7 +27,7 @@ def register(broker, endpoints):  # noqa: ANN001, ANN201
 
 @pytest.fixture
 def broker(tmp_path):  # noqa: ANN001, ANN201
-    from broker.app import build_broker
+    from panbroker.app import build_broker
 
     built = build_broker(make_settings(tmp_path, search_deadline_seconds=1.0))
     yield built
@@ -112,7 +112,7 @@ def test_duplicates_are_merged_by_pid(broker):  # noqa: ANN001
 
 
 def test_an_open_circuit_skips_the_facility_without_calling_it(tmp_path):  # noqa: ANN001
-    from broker.app import build_broker
+    from panbroker.app import build_broker
 
     broker = build_broker(make_settings(tmp_path, breaker_fail_max=2, search_deadline_seconds=1.0))
     calls = []
@@ -133,7 +133,7 @@ def test_an_open_circuit_skips_the_facility_without_calling_it(tmp_path):  # noq
     broker.index.close()
 
 
-def test_filters_travel_as_loopback_filters(broker):  # noqa: ANN001
+def test_filters_travel_as_panosc_filters(broker):  # noqa: ANN001
     with sim.Federation() as fed:
         fed.add("ill", sim.panosc_search_api("sim-ill", generate("sim-ill", 200)))
         fed.start()
@@ -148,7 +148,7 @@ def test_filters_travel_as_loopback_filters(broker):  # noqa: ANN001
 
 def test_merge_ranks_by_word_score_then_interleaves_facility_ranks():
     from broker.search.live import merge
-    from broker.search.model import Dataset
+    from panmodel.datasets import Dataset
 
     a = [(0.5, Dataset(pid=f"a{i}", facility="a", title="t")) for i in range(3)]
     b = [(0.5, Dataset(pid=f"b{i}", facility="b", title="t")) for i in range(2)]

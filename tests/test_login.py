@@ -9,7 +9,7 @@ from urllib.parse import quote
 import pytest
 import requests
 
-from broker.app import build_broker, create_app
+from panbroker.app import build_broker, create_app
 from broker.authz import Principal
 from broker.registry_kinds import KINDS
 from tests.conftest import make_settings
@@ -107,7 +107,8 @@ def test_linking_is_a_confirmed_post_with_the_pages_csrf_token(browser):  # noqa
 def test_linking_asks_for_a_fresh_sign_in_of_the_account_first(browser, broker):  # noqa: ANN001
     from datetime import timedelta
 
-    from registry.models import WebSession, utcnow
+    from panmodel.clock import utcnow
+    from registry.models import WebSession
 
     browser.sign_in("idp-a", "hal")
     with broker.store.session() as session:
@@ -311,7 +312,8 @@ def test_a_jwt_access_token_from_a_configured_issuer_is_accepted_and_key_rotatio
 def test_the_users_tokens_are_kept_encrypted_refreshed_and_usable_downstream(browser, broker, providers):  # noqa: ANN001
     from datetime import timedelta
 
-    from registry.models import UserToken, utcnow
+    from panmodel.clock import utcnow
+    from registry.models import UserToken
 
     browser.sign_in("idp-a", "uma")
     person_id = me(browser).json()["person"]["id"]
@@ -334,7 +336,8 @@ def test_token_exchange_request_shape(tmp_path):  # noqa: ANN001
     import responses
     from urllib.parse import parse_qs
 
-    from registry.models import UserToken, utcnow
+    from panmodel.clock import utcnow
+    from registry.models import UserToken
     from datetime import timedelta
 
     issuer = "https://kc.facility.example/realms/pan"

@@ -16,7 +16,7 @@ import pytest
 from joserfc import jwk, jwt
 from werkzeug.wrappers import Request, Response
 
-from broker.app import build_broker, create_app
+from panbroker.app import build_broker, create_app
 from connectors.http import HttpClient
 from demo import federation as sim
 from tests.conftest import make_settings

@@ -12,9 +12,9 @@ import pytest
 import requests
 from prometheus_client import REGISTRY
 
-from broker.app import build_broker, create_app
+from panbroker.app import build_broker, create_app
 from broker.authz import Principal
-from broker.metrics import exposition
+from broker.api.metrics import exposition
 from broker.registry_kinds import KINDS
 from connectors.errors import CircuitOpen, UpstreamUnavailable
 from registry.models import HarvestJob, Launch, Person
@@ -117,7 +117,7 @@ def test_metrics_are_refused_without_the_token_from_outside_the_allowed_networks
 
 
 def test_a_malformed_metrics_network_setting_is_refused_at_start(tmp_path):  # noqa: ANN001
-    from broker.errors import ConfigurationError
+    from panmodel.errors import ConfigurationError
 
     with pytest.raises(ConfigurationError, match="PANBROKER_METRICS_NETWORKS"):
         create_app(make_settings(tmp_path, metrics_networks="10.0.0.0/33"))

@@ -14,14 +14,15 @@ import pytest
 from aiosmtpd.controller import Controller
 from werkzeug.wrappers import Response
 
-from broker.app import build_broker, create_app
+from panbroker.app import build_broker, create_app
 from broker.auth import IssuerConfig
 from broker.authz import Principal
 from broker.registry_kinds import KINDS
 from demo import federation as sim
 from demo.federation import free_port
 from demo.visa_sim import SimulatedVisa
-from registry.models import UserToken, utcnow
+from panmodel.clock import utcnow
+from registry.models import UserToken
 from tests.conftest import make_settings
 from tests.loopback import serve
 from tests.test_launch import DATASET, person, run_to_end

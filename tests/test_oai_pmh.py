@@ -15,7 +15,7 @@ from lxml import etree
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
-from broker.app import build_broker, create_app
+from panbroker.app import build_broker, create_app
 from broker.authz import Principal
 from broker.registry_kinds import KINDS
 from tests.conftest import make_settings

@@ -30,7 +30,7 @@ def env_for(tmp_path: Path, **extra: str) -> dict[str, str]:
 def serve_now(tmp_path: Path, *args: str, **settings: str):  # noqa: ANN201 - click's Result
     from click.testing import CliRunner
 
-    from broker.cli import main
+    from panbroker.cli import main
 
     return CliRunner().invoke(main, ["serve", *args], env=env_for(tmp_path, **settings), catch_exceptions=False)
 
@@ -86,7 +86,7 @@ def test_serve_with_two_workers_answers_refuses_a_second_broker_and_stops_on_ctr
 
 
 def test_json_logs_carry_the_request_id(sqlite_broker, capsys):  # noqa: ANN001
-    from broker.app import create_app
+    from panbroker.app import create_app
 
     app = create_app(broker=sqlite_broker)
     logs.configure("INFO", "json")
@@ -111,7 +111,7 @@ def test_json_logs_carry_the_request_id(sqlite_broker, capsys):  # noqa: ANN001
 
 
 def test_api_writes_carried_by_the_session_cookie_must_come_from_this_site(sqlite_broker):  # noqa: ANN001
-    from broker.app import create_app
+    from panbroker.app import create_app
 
     person = sqlite_broker.people.create(Principal("t", admin=True), {"display_name": "C", "identities": [
         {"issuer": "idp", "subject": "c"}]})

@@ -13,11 +13,11 @@ from urllib.parse import quote
 import pytest
 import requests
 
-from broker.app import build_broker, create_app
+from panbroker.app import build_broker, create_app
 from broker.authz import Principal
 from broker.registry_kinds import KINDS
 from tests.conftest import make_settings
-from tests.panosc_reference import ReferenceServer, reference_factory, to_loopback_db  # noqa: F401 - fixture
+from tests.panosc_reference import ReferenceServer, reference_factory, to_reference_db  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.slow  # the PaNOSC reference Search API (Node)
 
@@ -87,7 +87,7 @@ ALL = {pid(n) for n in range(1, 7)}
 
 
 def reference_db() -> dict:
-    db = to_loopback_db(RECORDS)
+    db = to_reference_db(RECORDS)
     # a Document's own parameter, as in the reference's example data (the converter writes datasets' only)
     db["models"]["Parameter"][str(db["ids"]["Parameter"])] = json.dumps(
         {"id": db["ids"]["Parameter"], "name": "wavelength", "value": 1064, "unit": "nm",

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import uvicorn
 
-from broker.app import build_broker, create_app
+from panbroker.app import build_broker, create_app
 from broker.authz import Principal
 from broker.registry_kinds import KINDS
 from demo import federation as sim
@@ -78,14 +78,14 @@ def test_the_filter_language_filters_by_technique_parameter_and_text(sqlite_clie
     ('{"color": 1}', "unknown filter key"),
     ('{"include": [{"relation": "files", "scope": {"limit": 1}}]}', "limit inside the scope of files"),
 ])
-def test_bad_filters_get_loopback_errors(sqlite_client, filter_text, fragment):  # noqa: ANN001
+def test_bad_filters_get_panosc_errors(sqlite_client, filter_text, fragment):  # noqa: ANN001
     response = sqlite_client.get("/panosc/api/Datasets", params={"filter": filter_text})
     assert response.status_code == 400
     error = response.json()["error"]
     assert error["statusCode"] == 400 and fragment in error["message"]
 
 
-def test_loopbacks_object_form_of_include_is_read(sqlite_client, harvested):  # noqa: ANN001
+def test_panosc_object_form_of_include_is_read(sqlite_client, harvested):  # noqa: ANN001
     plain = get(sqlite_client, "/Documents", filter={"include": [{"relation": "members", "scope": {
         "include": [{"relation": "person"}]}}], "limit": 5})
     objects = get(sqlite_client, "/Documents", filter={"include": [{"members": ["person"]}], "limit": 5})
@@ -93,7 +93,7 @@ def test_loopbacks_object_form_of_include_is_read(sqlite_client, harvested):  # 
     assert len(objects.json()) == 5 and all("members" in d for d in objects.json())
 
 
-def test_an_unknown_dataset_is_a_loopback_404(sqlite_client):  # noqa: ANN001
+def test_an_unknown_dataset_is_a_panosc_404(sqlite_client):  # noqa: ANN001
     response = sqlite_client.get("/panosc/api/Datasets/10.1234/none")
     assert response.status_code == 404 and response.json()["error"]["statusCode"] == 404
 
@@ -194,7 +194,7 @@ def test_odd_bytes_in_a_filter_are_answered_not_crashed(sqlite_client, raw):  # 
     assert response.json() == [] or response.json()["error"]["statusCode"] == 400
 
 
-def test_the_panosc_api_is_read_only_and_unknown_paths_are_loopback_404s(sqlite_client):  # noqa: ANN001
+def test_the_panosc_api_is_read_only_and_unknown_paths_are_panosc_404s(sqlite_client):  # noqa: ANN001
     for method in ("post", "put", "patch", "delete"):
         response = getattr(sqlite_client, method)("/panosc/api/Datasets")
         assert response.status_code == 404

@@ -17,9 +17,9 @@ from werkzeug.wrappers import Response
 from broker.authz import Principal
 from broker.registry_kinds import KINDS
 from broker.registry_service import Precondition
-from broker.search.model import SourceState
+from panmodel.datasets import SourceState
 from broker.search.service import parse_query
-from broker.search.techniques import panet
+from panmodel.techniques import panet
 from demo import federation as sim
 from demo.catalogue import generate
 from tests.conftest import make_settings
@@ -67,14 +67,14 @@ def catalogue(facility: str) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def references(reference_factory):  # noqa: ANN001, ANN201, F811
-    from tests.panosc_reference import to_loopback_db
+    from tests.panosc_reference import to_reference_db
 
-    return {facility: reference_factory(to_loopback_db(catalogue(facility)), facility) for facility in FACILITIES}
+    return {facility: reference_factory(to_reference_db(catalogue(facility)), facility) for facility in FACILITIES}
 
 
 @pytest.fixture
 def broker(tmp_path, references):  # noqa: ANN001, ANN201
-    from broker.app import build_broker
+    from panbroker.app import build_broker
 
     built = build_broker(make_settings(tmp_path, search_deadline_seconds=5.0))
     for facility, server in references.items():

@@ -8,7 +8,7 @@ from urllib.parse import quote
 import pytest
 import requests
 
-from tests.panosc_reference import ReferenceServer, reference_factory, to_loopback_db  # noqa: F401 - fixture
+from tests.panosc_reference import ReferenceServer, reference_factory, to_reference_db  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.slow  # the PaNOSC reference Search API (Node)
 
@@ -52,7 +52,7 @@ RECORDS = [DATASET_A, DATASET_B, *FILLERS]
 
 @pytest.fixture(scope="module")
 def reference(reference_factory) -> ReferenceServer:  # noqa: ANN001, F811
-    return reference_factory(to_loopback_db(RECORDS), "smoke")
+    return reference_factory(to_reference_db(RECORDS), "smoke")
 
 
 def find(server: ReferenceServer, model: str, filter_: dict | None = None) -> requests.Response:
@@ -60,8 +60,8 @@ def find(server: ReferenceServer, model: str, filter_: dict | None = None) -> re
     return requests.get(f"{server.api}/{model}", params=params, timeout=10)
 
 
-def test_converter_stores_shared_entities_once_with_loopback_ids() -> None:
-    db = to_loopback_db([DATASET_A, DATASET_B])
+def test_converter_stores_shared_entities_once_with_reference_ids() -> None:
+    db = to_reference_db([DATASET_A, DATASET_B])
     models = {name: {key: json.loads(value) for key, value in rows.items()} for name, rows in db["models"].items()}
     assert set(models["Instrument"]) == {LOKI["pid"]} and set(models["Sample"]) == {"sample/cu"}
     assert set(models["Technique"]) == {"tech/saxs", "tech/xas"} and len(models["DatasetTechnique"]) == 3
@@ -79,9 +79,9 @@ def test_converter_stores_shared_entities_once_with_loopback_ids() -> None:
 def test_converter_refuses_the_same_pid_with_different_contents() -> None:
     renamed = {**DATASET_B, "techniques": [{**SAXS, "name": "SAXS"}]}
     with pytest.raises(ValueError, match="Technique 'tech/saxs'"):
-        to_loopback_db([DATASET_A, renamed])
+        to_reference_db([DATASET_A, renamed])
     with pytest.raises(ValueError, match="given twice"):
-        to_loopback_db([DATASET_A, DATASET_A])
+        to_reference_db([DATASET_A, DATASET_A])
 
 
 def test_dataset_serves_its_relations_through_include(reference: ReferenceServer) -> None:
@@ -134,7 +134,7 @@ def test_pid_with_slash_is_found_by_its_url_encoded_id(reference: ReferenceServe
     assert "score" not in response.json()  # findById does not pass through the Score mixin
 
 
-def test_unknown_id_is_a_loopback_404(reference: ReferenceServer) -> None:
+def test_unknown_id_is_a_panosc_404(reference: ReferenceServer) -> None:
     response = requests.get(f"{reference.api}/Datasets/{quote('10.5072/none', safe='')}", timeout=10)
     assert response.status_code == 404
     assert response.json() == {"error": {"statusCode": 404, "name": "Error", "code": "MODEL_NOT_FOUND",

@@ -102,7 +102,8 @@ def test_unknown_or_malformed_tokens_are_401(sqlite_client, token):  # noqa: ANN
 def test_an_expired_token_is_refused(sqlite_client, sqlite_broker, world):  # noqa: ANN001
     from datetime import timedelta
 
-    from registry.models import ApiToken, utcnow
+    from panmodel.clock import utcnow
+    from registry.models import ApiToken
 
     raw = token_for(sqlite_broker, world["id"])
     with sqlite_broker.store.session() as session:
@@ -126,7 +127,7 @@ def test_roles_are_granted_and_revoked_by_admins_only(sqlite_client, sqlite_brok
 def test_people_from_the_cli(tmp_path, monkeypatch):  # noqa: ANN001
     from click.testing import CliRunner
 
-    from broker.cli import main
+    from panbroker.cli import main
 
     monkeypatch.setenv("PANBROKER_DATA_DIR", str(tmp_path / "data"))
     run = CliRunner()

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from broker.authz import Principal
-from broker.errors import Forbidden
+from panmodel.errors import Forbidden
 from broker.registry_kinds import KINDS
 from broker.registry_service import Precondition
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 from broker.authz import Principal
-from broker.search.model import Dataset
+from panmodel.datasets import Dataset
 from tests.test_portal_pages import signed_in, site, token_of  # noqa: F401 - the shared fixture
 
 

@@ -21,10 +21,10 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
-from broker.app import build_broker
+from panbroker.app import build_broker
 from broker.authz import Principal
 from broker.registry_kinds import KINDS
-from broker.search.model import Dataset, DocumentRef, Parameter, TechniqueRef
+from panmodel.datasets import Dataset, DocumentRef, Parameter, TechniqueRef
 from demo import federation as sim
 from demo.federation import free_port
 from registry.models import ComputeService

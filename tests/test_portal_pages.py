@@ -8,10 +8,10 @@ import re
 
 import pytest
 
-from broker.app import build_broker, create_app
+from panbroker.app import build_broker, create_app
 from broker.authz import Principal
 from broker.registry_kinds import KINDS
-from broker.search.model import Dataset
+from panmodel.datasets import Dataset
 from web.auth import COOKIE
 
 ADMIN = Principal("test", admin=True)

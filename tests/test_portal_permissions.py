@@ -92,7 +92,7 @@ def test_an_admin_opens_every_facilitys_console(federation):  # noqa: ANN001
 
 def test_the_console_service_answers_alike_for_the_pages(federation):  # noqa: ANN001
     broker, _client = federation
-    from broker.errors import NotFound
+    from panmodel.errors import NotFound
 
     olga = Principal("person:olga", operator_of=frozenset({"ill"}))
     assert [f["id"] for f in broker.operator.facilities(olga)] == ["ill"]

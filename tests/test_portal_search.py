@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from broker.search.model import Dataset, DocumentRef, SearchRequest
+from panmodel.datasets import Dataset, DocumentRef, SearchRequest
 from broker.search.synonyms import FACILITIES, expand
 from tests.test_portal_pages import site  # noqa: F401 - the portal fixture
 from tests.test_search_index import index, pids  # noqa: F401 - the shared backend fixture

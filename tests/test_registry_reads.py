@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import event, update
 
-from broker.app import build_broker
+from panbroker.app import build_broker
 from broker.authz import Principal
 from broker.registry_kinds import KINDS
 from registry.models import ComputeService, EoscEntry

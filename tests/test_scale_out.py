@@ -30,7 +30,7 @@ from cryptography.fernet import Fernet
 from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.engine import make_url
 
-from broker.app import build_broker
+from panbroker.app import build_broker
 from broker.authz import Principal
 from broker.coordination import Coordinator, interval_slot
 from broker.registry_kinds import KINDS

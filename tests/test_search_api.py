@@ -10,7 +10,7 @@ from sqlalchemy import delete
 from broker.authz import Principal
 from broker.registry_kinds import KINDS
 from broker.search import service
-from broker.search.model import SourceState, SourceStatus
+from panmodel.datasets import SourceState, SourceStatus
 from broker.search.service import parse_query
 from demo import federation as sim
 from demo.catalogue import generate

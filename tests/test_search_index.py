@@ -9,15 +9,15 @@ from datetime import datetime, timezone
 
 import pytest
 
-from broker.errors import InvalidInput
-from broker.search.model import Dataset, DocumentRef, Range, SearchRequest, Sort, TechniqueRef
+from panmodel.errors import InvalidInput
+from panmodel.datasets import Dataset, DocumentRef, Range, SearchRequest, Sort, TechniqueRef
 from broker.search.es_index import ElasticsearchIndex
 from broker.search.tantivy_index import TantivyIndex
 from demo import federation as sim
 from demo.es_simulator import SimulatedElasticsearch
-from broker.search.techniques import panet
+from panmodel.techniques import panet
 from broker.search.service import parameter_range
-from broker.search.units import canonical_name
+from panmodel.units import canonical_name
 from connectors.panosc_search import parameter
 
 ES_URL = os.environ.get("PANBROKER_ELASTICSEARCH_URL")
@@ -209,7 +209,7 @@ def test_a_rebuild_swaps_the_alias_atomically(index):  # noqa: ANN001
 
 def test_the_elasticsearch_query_is_text_that_scores_and_filters_that_do_not():
     from broker.search.es_index import to_query, to_sort
-    from broker.search.model import Range
+    from panmodel.datasets import Range
 
     request = SearchRequest(q="lysozyme", facilities=("ill",), is_public=True,
                             parameters=(("sample_temperature", Range(290, None, "K")),))
@@ -223,7 +223,7 @@ def test_the_elasticsearch_query_is_text_that_scores_and_filters_that_do_not():
 
 
 def test_the_backend_is_chosen_by_settings(tmp_path):  # noqa: ANN001
-    from broker.app import make_index
+    from panbroker.app import make_index
     from tests.conftest import make_settings
 
     with sim.Federation() as fed:

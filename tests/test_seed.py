@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from broker.authz import Principal
-from broker.errors import InvalidInput
+from panmodel.errors import InvalidInput
 from broker.registry_kinds import KINDS
 from broker.registry_service import Precondition
 from broker.seeding import export_registry, import_registry, read_file

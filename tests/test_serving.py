@@ -12,7 +12,7 @@ import pytest
 import requests
 import uvicorn
 
-from broker.app import build_broker, create_app
+from panbroker.app import build_broker, create_app
 from broker.authz import Principal
 from broker.registry_kinds import KINDS
 from demo.faults import FaultServer

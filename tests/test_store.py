@@ -10,7 +10,7 @@ from alembic.migration import MigrationContext
 from cryptography.fernet import Fernet
 from sqlalchemy import delete, select
 
-from broker.errors import ConfigurationError
+from panmodel.errors import ConfigurationError
 from broker.secretbox import KEY_FILE, SecretBox
 from broker.settings import Settings, describe
 from registry.models import Base, Facility

@@ -8,8 +8,8 @@ from xml.sax.saxutils import escape
 
 from flask import Response, redirect, render_template, request
 
-from broker.errors import NotFound
-from broker.search.model import Dataset, SearchRequest, Sort
+from panmodel.errors import NotFound
+from panmodel.datasets import Dataset, SearchRequest, Sort
 from web.common import blueprint, broker, viewer
 from web.search_pages import render_dataset
 

@@ -9,7 +9,7 @@ from typing import Any
 from flask import g, redirect, render_template, request
 from werkzeug.wrappers import Response
 
-from broker.errors import BrokerError
+from panmodel.errors import BrokerError
 from broker.launch.panel import plain
 from web.common import blueprint, broker, facility_names, require_viewer, viewer
 

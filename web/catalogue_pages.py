@@ -10,9 +10,10 @@ from flask import current_app, render_template, request
 from markupsafe import Markup
 from werkzeug.wrappers import Response
 
-from broker.search.model import SearchRequest
+from panmodel.datasets import SearchRequest
 from broker.search.service import parse_query
-from registry.models import EoscStatus, HealthStatus, ServiceKind
+from panmodel.states import EoscStatus, HealthStatus, TargetType
+from connectors import kinds
 from web.common import blueprint, broker
 
 def _filters() -> dict[str, Any]:
@@ -70,7 +71,7 @@ def services_page() -> Response | str:
         return _export(broker().catalogue.services(**filters), wanted)
     view = broker().catalogue.services_view(**filters)
     return render_template("services.html", items=view.items, filters=filters, facilities=view.facilities,
-                           kinds=[k.value for k in ServiceKind], statuses=[s.value for s in HealthStatus],
+                           kinds=kinds(TargetType.SERVICE), statuses=[s.value for s in HealthStatus],
                            eosc_statuses=[s.value for s in EoscStatus], charts=_charts(view.histories),
                            query=request.query_string.decode())
 

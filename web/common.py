@@ -18,7 +18,7 @@ from flask_compress import Compress
 from markupsafe import Markup
 
 from broker.authz import Principal
-from broker.errors import BrokerError
+from panmodel.errors import BrokerError
 from broker.registry_kinds import KINDS
 from web.auth import COOKIE
 
@@ -26,7 +26,7 @@ blueprint = Blueprint("web", __name__, template_folder="templates", static_folde
                       static_url_path="/static/web")
 
 
-def broker() -> Any:  # broker.app.Broker
+def broker() -> Any:  # panbroker.app.Broker
     return current_app.extensions["panbroker"]
 
 

@@ -9,7 +9,7 @@ from markupsafe import Markup
 
 from broker.oai.provider import OaiProvider, for_broker
 from broker.oai.schema_org import dataset_jsonld, script_json
-from broker.search.model import Dataset
+from panmodel.datasets import Dataset
 from web.common import blueprint, broker
 
 SITEMAP_URLS = 50_000  # the sitemaps.org protocol's limit per file

@@ -7,7 +7,7 @@ from flask import redirect, render_template, request
 from werkzeug.wrappers import Response
 
 from broker.launch.panel import plain
-from registry.models import LaunchState
+from panmodel.states import LaunchState
 from web.common import blueprint, broker, require_viewer
 from web.search_pages import render_dataset
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from flask import render_template, request
 
-from broker.errors import InvalidInput
+from panmodel.errors import InvalidInput
 from broker.notify import NotificationView, Preferences
 from web.common import blueprint, broker, require_viewer
 

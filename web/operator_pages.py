@@ -15,9 +15,10 @@ from flask import abort, redirect, render_template, request
 from marshmallow import Schema, validate
 from werkzeug.wrappers import Response
 
-from broker.errors import BrokerError
+from panmodel.errors import BrokerError
 from broker.registry_kinds import KINDS, Kind
-from registry.models import EoscStatus, LaunchMode, Lifecycle, SearchKind, ServiceKind
+from panmodel.states import EoscStatus, LaunchMode, Lifecycle, TargetType
+from connectors import kinds
 from registry.schemas import CapabilitiesSchema
 from web.common import blueprint, broker, require_viewer
 
@@ -83,7 +84,7 @@ FORMS = {form.slug: form for form in (
     Form(KINDS.service, "services", "service", (
         Field("id", "Identifier", required=True, create_only=True, help="lower-case letters, digits and dashes"),
         Field("title", "Title", required=True),
-        Field("kind", "Kind", "select", tuple(k.value for k in ServiceKind), required=True),
+        Field("kind", "Kind", "select", tuple(kinds(TargetType.SERVICE)), required=True),
         Field("base_url", "Base URL", "url", help="https://… (not needed while planned)"),
         Field("launch_mode", "Launch mode", "select", tuple(m.value for m in LaunchMode),
               help="deeplink opens the service's own page; api starts sessions through its API"),
@@ -96,7 +97,7 @@ FORMS = {form.slug: form for form in (
     )),
     Form(KINDS.search_endpoint, "search-endpoints", "search endpoint", (
         Field("id", "Identifier", required=True, create_only=True, help="lower-case letters, digits and dashes"),
-        Field("kind", "Kind", "select", tuple(k.value for k in SearchKind), required=True),
+        Field("kind", "Kind", "select", tuple(kinds(TargetType.SEARCH_ENDPOINT)), required=True),
         Field("base_url", "Base URL", "url", required=True),
         Field("harvest_schedule", "Harvest schedule", help="cron, in UTC, e.g. 0 3 * * * for every day at 03:00 "
                                                            "(empty: no harvest)"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlencode
 
-from broker.search.model import Dataset
+from panmodel.datasets import Dataset
 from web.common import blueprint, broker
 
 HDF5 = (".h5", ".hdf5", ".hdf", ".he5", ".nxs", ".nx5", ".nexus", ".cxi")

@@ -10,7 +10,7 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 from flask import redirect, render_template, request
 from werkzeug.wrappers import Response
 
-from broker.errors import InvalidInput
+from panmodel.errors import InvalidInput
 from broker.launch.panel import AnalysePanel, plain
 from broker.search.page import search_page_for
 from web.common import blueprint, broker, facility_names, viewer

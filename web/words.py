@@ -1,14 +1,13 @@
-"""The registry's codes in words a visitor reads: EOSC states, harvest schedules, health, service kinds."""
+"""The registry's codes in words a visitor reads: EOSC states, harvest schedules, health, service kinds (in
+the words of their connectors)."""
 from __future__ import annotations
 
+from connectors import all_connectors
 from web.common import blueprint
 
 EOSC_STATES = {"not-registered": "Not in the EOSC catalogue", "in-progress": "Being registered in EOSC",
                "registered": "In the EOSC catalogue"}
 HEALTH = {"up": "Working", "down": "Not answering", "blocked": "Refusing checks", "unknown": "Not checked yet"}
-KINDS = {"jupyterhub": "JupyterHub (notebooks)", "visa": "VISA (virtual machines)",
-         "binderhub": "Binder (notebooks from a repository)", "remote-desktop": "Remote desktop",
-         "panosc-search-api": "PaNOSC Search API", "scicat": "SciCat", "oai-pmh": "OAI-PMH"}
 LIFECYCLES = {"production": "In production", "prototype": "Prototype", "pilot": "Pilot", "planned": "Planned"}
 DAYS = ["Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"]
 
@@ -25,7 +24,8 @@ def health_words(status: str | None) -> str:
 
 @blueprint.app_template_filter("kind_words")
 def kind_words(kind: str | None) -> str:
-    return KINDS.get(kind or "", kind or "")
+    connector = all_connectors().get(kind or "")
+    return connector.title if connector else kind or ""
 
 
 @blueprint.app_template_filter("lifecycle_words")

@@ -1,17 +1,14 @@
 """Access to the broker's services from inside a request."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any
 
 from flask import current_app
 
 from broker.authz import ANONYMOUS, Principal
 
-if TYPE_CHECKING:
-    from broker.app import Broker
 
-
-def broker() -> "Broker":
+def broker() -> Any:  # panbroker.app.Broker: the composition root, which this layer does not import
     return current_app.extensions["panbroker"]
 
 

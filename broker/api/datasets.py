@@ -5,7 +5,7 @@ from typing import Any
 
 from broker.api.context import broker
 from broker.api.registry import JSON
-from broker.search.model import SearchResult
+from panmodel.datasets import SearchResult
 from broker.search.service import parse_query
 
 

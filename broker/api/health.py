@@ -5,7 +5,7 @@ from dataclasses import asdict
 
 from broker.api.context import broker, principal
 from broker.api.registry import JSON
-from registry.models import TargetType
+from panmodel.states import TargetType
 
 
 def summary() -> tuple:

@@ -14,8 +14,8 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from broker.errors import BrokerError
-from broker.search.model import SearchResult
+from panmodel.errors import BrokerError
+from panmodel.datasets import SearchResult
 from broker.search.panosc.compat import PanoscCompat
 from broker.search.panosc.filters import FilterError, filter_text
 from broker.search.service import Mode

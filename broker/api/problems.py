@@ -9,7 +9,7 @@ from connexion.exceptions import ProblemException
 from connexion.lifecycle import ConnexionRequest, ConnexionResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from broker.errors import BrokerError
+from panmodel.errors import BrokerError
 
 log = logging.getLogger(__name__)
 PROBLEM = "application/problem+json"

@@ -8,7 +8,7 @@ from connexion import request
 
 from broker.api.context import broker, principal
 from broker.api.reads import Body, answer, cache_of, digest_tag, json_body
-from broker.errors import FieldError, InvalidInput
+from panmodel.errors import FieldError, InvalidInput
 from broker.registry_kinds import KINDS, Kind
 from broker.registry_service import Page, Precondition
 

@@ -5,7 +5,7 @@ import hmac
 
 from starlette.requests import Request
 
-from broker.errors import Unauthenticated
+from panmodel.errors import Unauthenticated
 from broker.people import TOKEN_PREFIX
 
 SCOPE_KEY = "panbroker"

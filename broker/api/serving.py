@@ -21,8 +21,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from broker.api.context import principal
 from broker.api.security import bearer_info, session_info
-from broker.errors import BrokerError, Unauthenticated
-from registry.models import FINAL_LAUNCH_STATES
+from panmodel.errors import BrokerError, Unauthenticated
+from panmodel.states import FINAL_LAUNCH_STATES
 
 EVENTS_PATH = re.compile(r"^/api/v1/launches/(?P<launch_id>[^/]{1,36})/events$")
 SSE_MAX_SECONDS = 600

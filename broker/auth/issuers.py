@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from broker.errors import ConfigurationError
+from panmodel.errors import ConfigurationError
 
 
 @dataclass(frozen=True)

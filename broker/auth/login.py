@@ -21,9 +21,10 @@ from broker.auth.oidc import LoginRefused, OidcClient, TokenSet
 from broker.auth.sessions import SessionService, digest
 from broker.auth.tokens import UserTokens
 from broker.authz import Principal
-from broker.errors import NotFound
+from panmodel.errors import NotFound
 from broker.people import PeopleService
-from registry.models import LoginTransaction, RoleGrant, as_utc, utcnow
+from panmodel.clock import as_utc, utcnow
+from registry.models import LoginTransaction, RoleGrant
 from registry.store import Store
 
 TRANSACTION_TTL = timedelta(minutes=10)

@@ -27,7 +27,7 @@ from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
 from broker.auth.issuers import IssuerConfig
-from broker.errors import BrokerError
+from panmodel.errors import BrokerError
 from connectors.errors import UpstreamError
 from connectors.http import HttpClient, json_body
 

@@ -10,7 +10,8 @@ from broker.auth.issuers import Issuers
 from broker.auth.oidc import OidcClient
 from broker.authz import Principal
 from broker.people import PeopleService
-from registry.models import WebSession, as_utc, utcnow
+from panmodel.clock import as_utc, utcnow
+from registry.models import WebSession
 from registry.store import Store
 
 SESSION_TTL = timedelta(hours=12)

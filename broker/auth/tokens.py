@@ -12,10 +12,11 @@ from typing import Any
 from broker.auth.issuers import Issuers
 from broker.auth.oidc import LoginRefused, OidcClient, TokenSet, unverified_claims
 from broker.authz import Principal
-from broker.errors import NotFound
+from panmodel.errors import NotFound
 from broker.people import PeopleService
 from broker.secretbox import SecretBox
-from registry.models import UserToken, as_utc, utcnow
+from panmodel.clock import as_utc, utcnow
+from registry.models import UserToken
 from registry.store import Store
 
 REFRESH_BEFORE = timedelta(seconds=60)

@@ -11,12 +11,13 @@ from typing import Any
 
 from broker.authz import Principal
 from broker.catalogue import CatalogueService
-from broker.errors import BrokerError
+from panmodel.errors import BrokerError
 from broker.launch.records import ACTIVE, LaunchEventView, LaunchView
 from broker.launch.requests import LaunchRequests
 from broker.registry_kinds import KINDS
 from broker.registry_service import RegistryService
-from broker.search.model import Dataset
+from connectors import all_connectors
+from panmodel.datasets import Dataset
 
 URL = re.compile(r"\s*\(?https?://\S+\)?:?")
 NAMED_CHOICES = ("partition", "profile", "plan")
@@ -147,22 +148,10 @@ class AnalyseService:
 
 
 def sentence(service: dict[str, Any], home: str, away: bool) -> str:
-    """What opens, and where the data will be, in one sentence."""
-    where, kind = service["facility"]["name"], service["kind"]
-    deeplink = service.get("launch_mode") == "deeplink"
-    if kind == "jupyterhub":
-        text = f"Opens JupyterLab on {where}'s own computers, next to the data: the files are read where {home} keeps them."
-    elif kind == "visa":
-        text = (f"Opens a virtual machine at {where} (remote desktop or Jupyter) with the data of the dataset's "
-                "proposal mounted.")
-    elif kind == "binderhub":
-        text = (f"Builds a notebook environment at {where}; the public data is fetched from {home} into it "
-                "while the session runs.")
-    else:
-        text = f"Opens a remote desktop at {where}, with the data on its file system."
-    if away and kind != "binderhub":
-        text += f" The data is copied from {home}."
-    if deeplink:
+    """What opens, and where the data will be, in one sentence (the kind's connector words it)."""
+    where, connector = service["facility"]["name"], all_connectors().get(service["kind"])
+    text = connector.describe(where, home, away) if connector else f"Opens {service['title']} at {where}."
+    if service.get("launch_mode") == "deeplink":
         text += f" You continue on {service['title']}'s own page, which starts the session."
     return text
 

@@ -9,12 +9,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from broker.authz import Principal
-from broker.errors import NotFound
+from panmodel.errors import NotFound
 from broker.launch.records import LaunchRecords
 from broker.launch.routing import Candidate, LinkedIdentity, hub_username, judge, rank
-from broker.search.model import Dataset
+from connectors import connector_for
+from panmodel.datasets import Dataset
 from broker.search.service import SearchService
-from registry.models import ComputeService, Facility, Launch, LaunchState, Person
+from panmodel.states import LaunchState
+from registry.models import ComputeService, Facility, Launch, Person
 from registry.store import Store
 
 
@@ -104,7 +106,8 @@ def assign(session: Session, launch: Launch, service_id: str, identities: tuple[
     identity = next(i for i in identities if i.issuer in (facility.accepted_issuers or []))
     launch.service_id, launch.facility_id = service.id, service.facility_id
     # JupyterHub lower-cases user names; a hub may name people by another claim (username_claim)
-    launch.username = (hub_username(service, facility, identities)[0] if service.kind == "jupyterhub"
+    launch.username = (hub_username(service, facility, identities)[0]
+                       if connector_for(service.kind).username_from_claims
                        else None) or identity.subject.lower()
     launch.server_name = "pb-" + hashlib.sha256(server_key.encode()).hexdigest()[:12]
     return service

@@ -16,10 +16,12 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from broker.authz import Principal
-from broker.errors import NotFound
+from panmodel.errors import NotFound
 from broker.registry_kinds import iso
 from broker.secretbox import SecretBox
-from registry.models import FINAL_LAUNCH_STATES, ComputeService, Launch, LaunchEvent, LaunchMode, LaunchState, as_utc, utcnow
+from panmodel.clock import as_utc, utcnow
+from panmodel.states import FINAL_LAUNCH_STATES, LaunchMode, LaunchState
+from registry.models import ComputeService, Launch, LaunchEvent
 from registry.store import Store
 
 DEFAULT_START_TIMEOUT = 300

@@ -11,16 +11,18 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from broker.authz import Principal
-from broker.errors import Conflict, FieldError, InvalidInput, MalformedRequest, NotFound
+from panmodel.errors import Conflict, FieldError, InvalidInput, MalformedRequest, NotFound
 from broker.launch.placement import Placement, wanted_of
 from broker.launch.records import CLOSED, LaunchEventView, LaunchRecords, LaunchView, person_of
 from broker.launch.schemas import LaunchRequestSchema
 from broker.launch.targets import LaunchTargets
 from broker.registry_kinds import load
-from broker.search.model import Dataset
+from panmodel.datasets import Dataset
 from broker.search.service import SearchService
 from connectors.http import HttpClient
-from registry.models import ComputeService, Launch, LaunchEvent, LaunchMode, LaunchState, as_utc
+from panmodel.clock import as_utc
+from panmodel.states import LaunchMode, LaunchState
+from registry.models import ComputeService, Launch, LaunchEvent
 from registry.store import Store
 
 

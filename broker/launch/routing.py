@@ -10,10 +10,11 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from broker.search.model import Dataset
-from registry.models import ComputeService, Facility, HealthStatus, LaunchMode, Lifecycle
-
-KIND_PREFERENCE = ("jupyterhub", "visa", "binderhub", "remote-desktop")
+from connectors import all_connectors, kinds_with
+from connectors.base import Capability
+from panmodel.datasets import Dataset
+from panmodel.states import HealthStatus, LaunchMode, Lifecycle
+from registry.models import ComputeService, Facility
 
 
 @dataclass(frozen=True)
@@ -89,19 +90,15 @@ def judge(service: ComputeService, facility: Facility, dataset: Dataset, issuers
         offered = caps.get(f"{option}s") or []
         if wanted.get(option) and offered and wanted[option] not in offered:
             return out(f"{option}s are {', '.join(offered)}")
-    config = service.connector_config or {}
-    if service.launch_mode == LaunchMode.API and service.kind not in ("jupyterhub", "visa", "binderhub"):
-        return out(f"API launches of {service.kind} are not supported yet; register it in deeplink mode")
-    if service.launch_mode == LaunchMode.API and service.kind == "binderhub" and not config.get("default_repository"):
-        return out("no repository to launch: set connector_config.default_repository")
-    if service.launch_mode == LaunchMode.API and service.kind == "visa":
-        if not config.get("user_token_issuer"):
-            return out("VISA's API needs the user's token: set connector_config.user_token_issuer")
-        if config["user_token_issuer"] not in issuers:
-            return out(f"VISA's API takes tokens from {config['user_token_issuer']}; sign in with it")
-    elif service.launch_mode == LaunchMode.API and service.kind == "jupyterhub" and service.credential_encrypted is None:
-        return out("API mode without an API credential registered (the hub's service token)")
-    if service.launch_mode == LaunchMode.API and service.kind == "jupyterhub":
+    connector = all_connectors().get(service.kind)
+    if connector is None or Capability.LAUNCH not in connector.capabilities():
+        return out(f"no launch connector for {service.kind} is installed")
+    api_mode = service.launch_mode == LaunchMode.API
+    refusal = connector.refusal(service.connector_config or {}, api_mode=api_mode,
+                                has_credential=service.credential_encrypted is not None, issuers=issuers)
+    if refusal:
+        return out(refusal)
+    if api_mode and connector.username_from_claims:
         _name, refusal = hub_username(service, facility, identities)
         if refusal:
             return out(refusal)
@@ -112,7 +109,8 @@ def judge(service: ComputeService, facility: Facility, dataset: Dataset, issuers
 
 def rank(candidates: list[Candidate], preferred_kind: str | None) -> Candidate | None:
     fitting = [c for c in candidates if c.fits]
-    order = (preferred_kind,) + KIND_PREFERENCE if preferred_kind else KIND_PREFERENCE
+    preference = tuple(kinds_with(Capability.LAUNCH))  # the connectors' own order
+    order = (preferred_kind,) + preference if preferred_kind else preference
     fitting.sort(key=lambda c: (order.index(c.kind) if c.kind in order else len(order), c.service_id))
     return fitting[0] if fitting else None
 

@@ -21,16 +21,19 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import select
 
-from broker.errors import BrokerError, Conflict
+from panmodel.errors import BrokerError, Conflict
 from broker.launch.admission import AdmissionBounds, configured_bound
 from broker.launch.placement import Placement
 from broker.launch.records import ALIVE, DEFAULT_START_TIMEOUT, TROUBLE, LaunchRecords, start_timeout
 from broker.launch.targets import LaunchTargets
 from connectors import connector_for
-from connectors.base import LaunchProgress, LaunchTarget, RequestRefused, ServiceConnector
+from connectors.base import LaunchProgress, LaunchTarget, RequestRefused
+from connectors.capabilities import SessionLauncher
 from connectors.errors import UpstreamError
 from connectors.http import HttpClient
-from registry.models import FINAL_LAUNCH_STATES, ComputeService, Launch, LaunchMode, LaunchState, as_utc, utcnow
+from panmodel.clock import as_utc, utcnow
+from panmodel.states import FINAL_LAUNCH_STATES, LaunchMode, LaunchState
+from registry.models import ComputeService, Launch
 from registry.store import Store
 
 log = logging.getLogger(__name__)
@@ -202,7 +205,7 @@ class LaunchRunner:
         else:
             self._start_or_poll(launch_id, state, connector, target, service)
 
-    def _open_deep_link(self, launch_id: str, connector: ServiceConnector, target: LaunchTarget,
+    def _open_deep_link(self, launch_id: str, connector: SessionLauncher, target: LaunchTarget,
                         service: ComputeService) -> None:
         url = connector.deep_link(target)
         if url is None:
@@ -210,7 +213,7 @@ class LaunchRunner:
         else:
             self.records.move(launch_id, LaunchState.READY, f"open {service.title}'s own launch page", url=url)
 
-    def _time_out(self, launch_id: str, state: LaunchState, connector: ServiceConnector, target: LaunchTarget,
+    def _time_out(self, launch_id: str, state: LaunchState, connector: SessionLauncher, target: LaunchTarget,
                   service: ComputeService) -> None:
         last = self.records.last_trouble(launch_id)
         queued = "; the batch job was still waiting in the facility's queue" if state == LaunchState.WAITING else ""
@@ -221,17 +224,17 @@ class LaunchRunner:
         except UpstreamError as exc:
             self.records.note(launch_id, f"the service did not stop the late session: {exc.detail}")
 
-    def _start_or_poll(self, launch_id: str, state: LaunchState, connector: ServiceConnector, target: LaunchTarget,
+    def _start_or_poll(self, launch_id: str, state: LaunchState, connector: SessionLauncher, target: LaunchTarget,
                        service: ComputeService) -> None:
         if state == LaunchState.ROUTED:
             if not self.records.move(launch_id, LaunchState.SUBMITTED, f"asking {service.title} to start a session",
                                      deadline=utcnow() + timedelta(seconds=start_timeout(service))):
                 return  # cancelled meanwhile: nothing is sent
-            progress = connector.launch(self.start_http, target)
+            progress = connector.start(self.start_http, target)
         elif state == LaunchState.SUBMITTED:
             if time.monotonic() < self._retry_at.get(launch_id, 0.0):
                 return
-            progress = connector.launch(self.start_http, target)  # tolerates "already running": never a second one
+            progress = connector.start(self.start_http, target)  # tolerates "already running": never a second one
         else:
             progress = connector.poll(self.http, target)
         if progress.overloaded or progress.retry_after:
@@ -260,11 +263,11 @@ class LaunchRunner:
                 pass  # noted; cancelling again retries
 
     # -- following --------------------------------------------------------------------------------
-    def _follow_if_possible(self, launch_id: str, connector: ServiceConnector, target: LaunchTarget,
+    def _follow_if_possible(self, launch_id: str, connector: SessionLauncher, target: LaunchTarget,
                             deadline: datetime | None) -> bool:
         """Hand a starting launch to a follower thread that reads the service's event stream; False when
         the launch is to be polled (the service has no stream, or it failed for this launch)."""
-        if type(connector).follow is ServiceConnector.follow or launch_id in self._polling_only:
+        if type(connector).follow is SessionLauncher.follow or launch_id in self._polling_only:
             return False
         with self._lock:
             if launch_id in self._following:
@@ -276,7 +279,7 @@ class LaunchRunner:
                                time.monotonic() + max(1.0, remaining))
         return True
 
-    def _follow(self, launch_id: str, connector: ServiceConnector, target: LaunchTarget, service: ComputeService,
+    def _follow(self, launch_id: str, connector: SessionLauncher, target: LaunchTarget, service: ComputeService,
                 until: float) -> None:
         def report(message: str, state: str | None = None) -> None:
             if launch_id not in self._held:

@@ -5,6 +5,9 @@ from typing import Any
 
 from marshmallow import ValidationError, fields, validate, validates_schema
 
+from connectors import kinds_with
+from connectors.base import Capability
+
 from registry.schemas import SLUG, StrictSchema
 
 MAX_BASKET = 50  # datasets analysed together in one session
@@ -27,7 +30,7 @@ class LaunchRequestSchema(StrictSchema):
     dataset = fields.String(validate=validate.Length(min=1, max=500))
     basket = fields.List(fields.String(validate=validate.Length(min=1, max=500)))
     service_id = fields.String(validate=SLUG)
-    kind = fields.String(validate=validate.OneOf(["jupyterhub", "visa", "binderhub", "remote-desktop"]))
+    kind = fields.String(validate=lambda kind: _launch_kind(kind))
     interface = fields.String(validate=validate.OneOf(["desktop", "notebook"]))
     resources = fields.Nested(ResourcesSchema, load_default=dict)
 
@@ -50,6 +53,12 @@ class LaunchRequestSchema(StrictSchema):
                 errors[f"basket.{index}"] = f"{pid!r} is already basket.{basket.index(pid)}; send each dataset once"
         if errors:
             raise ValidationError(errors)
+
+def _launch_kind(kind: str) -> None:
+    """A kind some installed connector launches (the kinds are the connectors', not a list here)."""
+    known = kinds_with(Capability.LAUNCH)
+    if kind not in known:
+        raise ValidationError(f"Must be one of: {', '.join(known)}.")
 
 
 __all__ = ["LaunchRequestSchema", "MAX_BASKET", "ResourcesSchema"]

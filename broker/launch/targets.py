@@ -6,16 +6,17 @@ from dataclasses import replace
 from typing import Any
 
 from broker.basket import session_environment
-from broker.errors import Conflict, NotFound
+from panmodel.errors import Conflict, NotFound
 from broker.launch.records import STOP_FAILED, LaunchRecords
-from broker.search.model import Dataset
+from panmodel.datasets import Dataset
 from broker.search.service import SearchService
 from broker.secretbox import SecretBox
 from connectors import connector_for
 from connectors.base import LaunchTarget, data_path
 from connectors.errors import UpstreamError
 from connectors.http import HttpClient
-from registry.models import ComputeService, Launch, LaunchMode
+from panmodel.states import LaunchMode
+from registry.models import ComputeService, Launch
 from registry.store import Store
 
 NO_TARGET = LaunchTarget("", {}, None, None, "", {})

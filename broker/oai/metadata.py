@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Callable
 from xml.etree.ElementTree import Element, SubElement, register_namespace
 
-from broker.search.model import Dataset
+from panmodel.datasets import Dataset
 
 OAI_DC = "http://www.openarchives.org/OAI/2.0/oai_dc/"
 DC = "http://purl.org/dc/elements/1.1/"

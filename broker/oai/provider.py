@@ -22,9 +22,10 @@ from sqlalchemy import and_, func, or_, select
 from broker.oai import metadata
 from broker.registry_kinds import KINDS
 from broker.search.index import DatasetIndex
-from broker.search.model import Dataset, SearchRequest
-from broker.search.techniques import panet
-from registry.models import OaiRecord, as_utc, utcnow
+from panmodel.datasets import Dataset, SearchRequest
+from panmodel.techniques import panet
+from panmodel.clock import as_utc, utcnow
+from registry.models import OaiRecord
 from registry.store import Store
 
 OAI = "http://www.openarchives.org/OAI/2.0/"
@@ -366,7 +367,7 @@ DOMAIN = re.compile(r"^[A-Za-z][A-Za-z0-9-]*(\.[A-Za-z][A-Za-z0-9-]*)+$")
 
 
 def for_broker(broker: Any) -> OaiProvider:
-    """The provider of a wired broker (``broker.app.Broker``), configured from its settings."""
+    """The provider of a wired broker (``panbroker.app.Broker``), configured from its settings."""
     settings = broker.settings
     public = settings.effective_public_url
     host = urlsplit(public).hostname or "localhost"

@@ -13,9 +13,10 @@ from typing import Iterable
 
 from sqlalchemy import select
 
-from broker.search.model import Dataset
-from broker.search.techniques import PANET_PREFIX
-from registry.models import OaiRecord, utcnow
+from panmodel.datasets import Dataset
+from panmodel.techniques import PANET_PREFIX
+from panmodel.clock import utcnow
+from registry.models import OaiRecord
 from registry.store import Store
 
 CHUNK = 500

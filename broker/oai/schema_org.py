@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from broker.oai.metadata import creators, licence
-from broker.search.model import Dataset
+from panmodel.datasets import Dataset
 
 MIN_DESCRIPTION, MAX_DESCRIPTION = 50, 5000
 

@@ -13,7 +13,7 @@ from elasticsearch import Elasticsearch, NotFoundError, helpers
 
 from broker.search import synonyms
 from broker.search.index import FACETS, DatasetIndex, check_window, facet_buckets
-from broker.search.model import (
+from panmodel.datasets import (
     Dataset,
     SearchRequest,
     SearchResult,
@@ -22,9 +22,9 @@ from broker.search.model import (
     parameter_fields,
     parameter_value_term,
 )
-from broker.search.techniques import panet
-from broker.search.units import parameter_key
-from registry.models import as_utc
+from panmodel.techniques import panet
+from panmodel.units import parameter_key
+from panmodel.clock import as_utc
 
 TEXT_BOOSTS = {"title": 3, "keywords": 2, "techniques_text": 2, "instrument_text": 2, "summary": 1}
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 import abc
 from typing import Any, Iterable
 
-from broker.errors import FieldError, InvalidInput
-from broker.search.model import Dataset, FacetBucket, SearchRequest, SearchResult
-from broker.search.techniques import panet
+from panmodel.errors import FieldError, InvalidInput
+from panmodel.datasets import Dataset, FacetBucket, SearchRequest, SearchResult
+from panmodel.techniques import panet
 
 #: deepest result a page may reach (offset + limit); deeper paging is refused with a clear error
 MAX_WINDOW = 10_000

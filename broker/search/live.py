@@ -29,16 +29,8 @@ from broker.search.matching import (
     text_score,
     year_bounds,
 )
-from broker.search.model import (
-    Dataset,
-    FacetBucket,
-    SearchRequest,
-    SearchResult,
-    Sort,
-    SourceState,
-    SourceStatus,
-)
-from broker.search.techniques import panet
+from panmodel.datasets import Dataset, FacetBucket, SearchRequest, SearchResult, Sort, SourceState, SourceStatus
+from panmodel.techniques import panet
 from connectors import connector_for
 from connectors.errors import CircuitOpen, UpstreamError, UpstreamTimeout
 from connectors.http import HttpClient

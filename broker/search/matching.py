@@ -10,9 +10,9 @@ from __future__ import annotations
 import re
 from datetime import datetime, timezone
 
-from broker.search.model import Dataset, SearchRequest
-from broker.search.techniques import panet
-from broker.search.units import canonical_name
+from panmodel.datasets import Dataset, SearchRequest
+from panmodel.techniques import panet
+from panmodel.units import canonical_name
 
 _WORD = re.compile(r"\w+")
 _SUFFIXES = ("ing", "ed", "es", "s")  # a light stemmer, close to the index's English stemming for plurals

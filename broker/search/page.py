@@ -8,8 +8,8 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from broker.errors import InvalidInput
-from broker.search.model import SearchResult
+from panmodel.errors import InvalidInput
+from panmodel.datasets import SearchResult
 from broker.search.service import Mode, Query, SearchService, parse_query
 
 IDENTIFIER = re.compile(r"^(?:doi:|https?://(?:dx\.)?doi\.org/)?(?P<id>\S*\d\S*)$", re.IGNORECASE)

@@ -11,17 +11,19 @@ from typing import Any, Callable
 
 from sqlalchemy import select
 
-from broker.errors import FieldError, InvalidInput, NotFound
+from panmodel.errors import FieldError, InvalidInput, NotFound
 from broker.search.index import FACETS, DatasetIndex
 from broker.search.live import LiveSearch, LiveSource
-from broker.search.model import Dataset, Range, SearchRequest, SearchResult, Sort, SourceState, SourceStatus
+from panmodel.datasets import Dataset, Range, SearchRequest, SearchResult, Sort, SourceState, SourceStatus
 from broker.search.synonyms import FACILITIES
-from broker.search.techniques import panet
-from broker.search.units import COMMON, canonical_name, dimension_of, to_si
-from connectors import connector_for
+from panmodel.techniques import panet
+from panmodel.units import COMMON, canonical_name, dimension_of, to_si
+from connectors import connector_for, kinds_with
+from connectors.base import Capability
 from connectors.errors import UpstreamError
 from broker.registry_service import deleted_search_endpoints
-from registry.models import HarvestState, SearchEndpoint, SearchKind
+from panmodel.states import HarvestState
+from registry.models import SearchEndpoint
 from registry.store import Store
 
 MAX_QUERY_CHARS = 500
@@ -187,9 +189,9 @@ class SearchService:
         self._names_read: tuple[int, float] = (-1, 0.0)
 
     def sources(self, facilities: tuple[str, ...] = ()) -> list[LiveSource]:
-        """The facilities' PaNOSC Search API endpoints that live search can ask."""
+        """The facilities' search endpoints that live search can ask (their connectors have live search)."""
         with self.store.session() as session:
-            query = select(SearchEndpoint).where(SearchEndpoint.kind == SearchKind.PANOSC_SEARCH_API.value)
+            query = select(SearchEndpoint).where(SearchEndpoint.kind.in_(kinds_with(Capability.LIVE_SEARCH)))
             if facilities:
                 query = query.where(SearchEndpoint.facility_id.in_(facilities))
             return [LiveSource(e.id, e.facility_id, e.kind, e.base_url)

@@ -16,7 +16,7 @@ from typing import Iterable
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from broker.search.techniques import panet
+from panmodel.techniques import panet
 from registry.models import Facility
 
 MAX_SPAN = 6  # words in the longest name looked for

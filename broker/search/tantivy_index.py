@@ -17,7 +17,7 @@ import tantivy
 
 from broker.search import synonyms
 from broker.search.index import FACETS, DatasetIndex, check_window, facet_buckets
-from broker.search.model import (
+from panmodel.datasets import (
     Dataset,
     SearchRequest,
     SearchResult,
@@ -26,9 +26,9 @@ from broker.search.model import (
     parameter_fields,
     parameter_value_term,
 )
-from broker.search.techniques import panet
-from broker.search.units import parameter_key
-from registry.models import as_utc
+from panmodel.techniques import panet
+from panmodel.units import parameter_key
+from panmodel.clock import as_utc
 
 # One catch-all text field carries the matching and the BM25 score (title, summary, keywords, techniques,
 # instrument); the title is written into it TITLE_WEIGHT times, so a title match weighs more. Measured at

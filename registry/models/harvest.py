@@ -1,28 +1,13 @@
 """Harvest jobs and the items that failed in them."""
 from __future__ import annotations
 
-import enum
 from datetime import datetime
 
 from sqlalchemy import ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from registry.models.base import Base, utcnow
-
-
-class HarvestState(enum.StrEnum):
-    QUEUED = "queued"  # asked for by a process that does not write the index; the worker runs it
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    PARTIAL = "partial"  # finished, but some items failed (each recorded with its stage)
-    FAILED = "failed"  # the source could not be read; the index keeps the previous harvest
-    SUSPECT = "suspect"  # would delete more than the allowed share (or all) of the source: deletions held
-
-
-class HarvestStage(enum.StrEnum):
-    GATHER = "gather"
-    FETCH = "fetch"
-    IMPORT = "import"
+from panmodel.clock import utcnow
+from registry.models.base import Base
 
 
 class HarvestJob(Base):

@@ -1,29 +1,14 @@
 """Launches of analysis sessions and their events."""
 from __future__ import annotations
 
-import enum
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from registry.models.base import Base, utcnow
-
-
-class LaunchState(enum.StrEnum):
-    REQUESTED = "requested"
-    ROUTED = "routed"
-    SUBMITTED = "submitted"
-    STARTING = "starting"
-    WAITING = "waiting"  # the service queued the start (a batch job pending in the facility's queue)
-    READY = "ready"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-    STOPPED = "stopped"
-
-
-FINAL_LAUNCH_STATES = frozenset({LaunchState.READY, LaunchState.FAILED, LaunchState.CANCELLED, LaunchState.STOPPED})
+from panmodel.clock import utcnow
+from registry.models.base import Base
 
 
 class Launch(Base):

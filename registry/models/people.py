@@ -8,7 +8,8 @@ from typing import Any
 from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from registry.models.base import Base, utcnow
+from panmodel.clock import utcnow
+from registry.models.base import Base
 
 
 class Role(enum.StrEnum):

@@ -7,7 +7,9 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, Float, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from registry.models.base import Base, EoscStatus, HealthFields, Lifecycle, Versioned, utcnow
+from panmodel.clock import utcnow
+from panmodel.states import EoscStatus, Lifecycle
+from registry.models.base import Base, HealthFields, Versioned
 
 
 class Facility(Versioned, Base):

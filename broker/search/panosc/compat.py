@@ -25,15 +25,9 @@ import json
 from dataclasses import dataclass, replace
 from typing import Any, Iterator
 
-from broker.errors import NotFound
+from panmodel.errors import NotFound
 from broker.search.index import FACETS, MAX_WINDOW
-from broker.search.model import (
-    Dataset,
-    DocumentRef,
-    SearchRequest,
-    SearchResult,
-    Sort,
-)
+from panmodel.datasets import Dataset, DocumentRef, SearchRequest, SearchResult, Sort
 from broker.search.panosc.filters import (
     Filter,
     FilterError,

@@ -8,12 +8,7 @@ from datetime import datetime, timezone
 from typing import Any, Callable
 
 from broker.search.matching import matches_filters
-from broker.search.model import (
-    Dataset,
-    Range,
-    SearchRequest,
-    Sort,
-)
+from panmodel.datasets import Dataset, Range, SearchRequest, Sort
 from broker.search.panosc.filters import (
     Filter,
     FilterError,
@@ -29,8 +24,8 @@ from broker.search.panosc.records import (
     technique_records,
 )
 from broker.search.service import parameter_range
-from broker.search.techniques import panet
-from broker.search.units import canonical_name
+from panmodel.techniques import panet
+from panmodel.units import canonical_name
 
 DATASET_PROPERTIES = ("pid", "title", "isPublic", "creationDate", "size", "instrumentId", "text")
 DOCUMENT_PROPERTIES = ("pid", "doi", "type", "title", "summary", "isPublic", "keywords", "startDate", "endDate",

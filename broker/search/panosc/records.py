@@ -7,10 +7,7 @@ from datetime import datetime
 from typing import Any, Callable
 
 from broker.search.matching import words
-from broker.search.model import (
-    Dataset,
-    DocumentRef,
-)
+from panmodel.datasets import Dataset, DocumentRef
 from broker.search.panosc.filters import (
     Filter,
     Include,

@@ -10,11 +10,12 @@ import socket
 
 import uvicorn
 
-from broker import datalock, logs, metrics
-from broker.app import Broker, build_broker, create_app
-from broker.errors import ConfigurationError
+from broker import datalock, logs
+from broker.api import metrics
 from broker.settings import Settings, prometheus_multiproc_dir
-from broker.worker import make_scheduler
+from panbroker.app import Broker, build_broker, create_app
+from panbroker.worker import make_scheduler
+from panmodel.errors import ConfigurationError
 
 log = logging.getLogger(__name__)
 GRACEFUL_SHUTDOWN_SECONDS = 5
@@ -81,7 +82,7 @@ def run(settings: Settings, host: str, port: int, with_worker: bool, broker: Bro
     try:
         if workers > 1:
             os.environ.setdefault("PANBROKER_DATA_DIR", str(settings.data_dir))
-            uvicorn.run("broker.server:worker_app", factory=True, workers=workers,
+            uvicorn.run("panbroker.server:worker_app", factory=True, workers=workers,
                         timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS, **options)
         else:
             uvicorn.run(create_app(broker=broker), **options)

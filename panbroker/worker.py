@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 ORPHANS_SECONDS = 60  # how often deleted endpoints' datasets are looked for, and harvest schedules re-read
 
 
-def make_scheduler(broker, *, background: bool) -> BaseScheduler:  # noqa: ANN001 - broker.app.Broker
+def make_scheduler(broker, *, background: bool) -> BaseScheduler:  # noqa: ANN001 - panbroker.app.Broker
     """A scheduler with the broker's jobs; a round never overlaps the previous one in this process, and
     a slot's round runs in one worker only."""
     coordinator = Coordinator(broker.store, broker.launch_runner.holder)

@@ -1,5 +1,5 @@
-"""The ``panbroker`` command line: serve, worker, demo, registry import/export, CRUD of every registry
-object, and a one-off health check.
+"""The ``panbroker`` command line: serve, worker, migrate, the commands of other packages (demo), registry
+import/export, CRUD of every registry object, and a one-off health check.
 
 Registry commands act on the configured database directly, as the local administrator.
 """
@@ -10,6 +10,7 @@ import json
 import os
 import sys
 import warnings
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Callable
 
@@ -20,14 +21,16 @@ import yaml
 warnings.filterwarnings("ignore", message=".*starlette.testclient.*")
 
 from broker.authz import Principal  # noqa: E402
-from broker.errors import BrokerError, ConfigurationError  # noqa: E402
 from broker.registry_kinds import KINDS, Kind  # noqa: E402
 from broker.registry_service import Precondition  # noqa: E402
 from broker.settings import Settings  # noqa: E402
+from panmodel.errors import BrokerError, ConfigurationError  # noqa: E402
+
+COMMANDS = "panbroker.commands"
 
 
-def _broker():  # noqa: ANN202 - broker.app.Broker
-    from broker.app import build_broker
+def _broker():  # noqa: ANN202 - panbroker.app.Broker
+    from panbroker.app import build_broker
 
     return build_broker(Settings.from_env())
 
@@ -82,7 +85,23 @@ def _dig(row: dict[str, Any], path: str) -> Any:
     return row
 
 
-@click.group()
+class _Commands(click.Group):
+    """The CLI's own commands and those other packages add under the entry-point group ``panbroker.commands``
+    (``panbroker demo`` is one: the CLI reaches the demo only through it), each loaded when it is asked for."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *(e.name for e in entry_points(group=COMMANDS))})
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        command = super().get_command(ctx, name)
+        entry = next((e for e in entry_points(group=COMMANDS) if e.name == name), None)
+        if command is None and entry is not None:
+            command = entry.load()
+            command.callback = _fail_cleanly(command.callback)
+        return command
+
+
+@click.group(cls=_Commands)
 def main() -> None:
     """PaN Broker: federated dataset search and analysis launch for photon and neutron facilities."""
 
@@ -96,7 +115,7 @@ def main() -> None:
 @_fail_cleanly
 def serve(host: str | None, port: int | None, worker: bool | None, workers: int | None) -> None:
     """Serve the API and portal."""
-    from broker.server import run
+    from panbroker.server import run
 
     os.umask(0o077)  # whatever the broker writes (database, index, keys) is its own
     settings = Settings.from_env()
@@ -109,7 +128,7 @@ def serve(host: str | None, port: int | None, worker: bool | None, workers: int 
 def worker() -> None:
     """Run the scheduled jobs (health checks, harvests, launches, EOSC sync) in the foreground."""
     from broker import datalock, logs
-    from broker.worker import run_forever
+    from panbroker.worker import run_forever
 
     os.umask(0o077)
     settings = Settings.from_env()
@@ -129,18 +148,6 @@ def migrate() -> None:
     was_current = schema_is_current(engine)
     upgrade(engine)
     click.echo("the schema was already current" if was_current else "the schema is migrated to its newest revision")
-
-
-@main.command()
-@click.option("--port", type=int, default=8080, help="Port of the broker.")
-@click.option("--data-dir", type=click.Path(path_type=Path), default=Path(".demo"), help="Demo state folder.")
-@_fail_cleanly
-def demo(port: int, data_dir: Path) -> None:
-    """Start the simulated federation on loopback and the broker on http://127.0.0.1:PORT."""
-    from demo.run import run_demo
-
-    os.umask(0o077)
-    run_demo(port, data_dir)
 
 
 @main.command()

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from broker.search.units import canonical_name, parameter_key
+from panmodel.units import canonical_name, parameter_key
 
 
 @dataclass(frozen=True)

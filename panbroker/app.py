@@ -1,13 +1,16 @@
 """Composition root: builds the broker's services from settings and the connexion/Flask app on top."""
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 import connexion
 import flask
+import yaml
 from a2wsgi import WSGIMiddleware
 from connexion.exceptions import ProblemException
 from connexion.jsonifier import Jsonifier
@@ -15,11 +18,11 @@ from connexion.middleware import MiddlewarePosition
 from connexion.options import SwaggerUIOptions
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from broker import logs, metrics
-from broker.api import problems
+from broker import logs
+from broker.api import metrics, problems
 from broker.api.reads import ReadReplay
 from broker.api.validation import VALIDATORS, BrokerScope
-from broker.errors import BrokerError, ConfigurationError
+from panmodel.errors import BrokerError, ConfigurationError
 from broker.auth import AuthService, UserTokens, load_issuers
 from broker.basket import BasketItems, BasketService
 from broker.catalogue import CatalogueService
@@ -42,9 +45,11 @@ from broker.search.live import LiveSearch
 from broker.search.service import SearchService
 from broker.search.tantivy_index import TantivyIndex
 from broker.settings import Settings
+from connectors import kinds
 from connectors.eosc import EoscCatalogueClient
 from connectors.http import HttpClient, HttpLimits
 from connectors.ssrf import AddressPolicy
+from panmodel.states import TargetType
 from registry.store import Store, make_engine, migrate, wait_for_schema
 
 OPENAPI = Path(__file__).resolve().parent.parent / "openapi"
@@ -166,6 +171,17 @@ def make_index(settings: Settings) -> DatasetIndex:
     return TantivyIndex(settings.effective_index_dir)
 
 
+@cache
+def openapi_spec() -> dict[str, Any]:
+    """The OpenAPI contract, with the kinds of compute services and search endpoints the installed
+    connectors declare (the file lists none: a connector joins the API by its entry point)."""
+    spec = yaml.safe_load((OPENAPI / "broker.yaml").read_text(encoding="utf-8"))
+    schemas = spec["components"]["schemas"]
+    schemas["ServiceKind"]["enum"] = kinds(TargetType.SERVICE)
+    schemas["SearchKind"]["enum"] = kinds(TargetType.SEARCH_ENDPOINT)
+    return spec
+
+
 def create_app(settings: Settings | None = None, broker: Broker | None = None) -> connexion.FlaskApp:
     """The ASGI app serving ``/api/v1`` (Swagger UI at ``/api/v1/ui``) and the portal pages."""
     settings = settings or (broker.settings if broker else Settings.from_env())
@@ -173,7 +189,7 @@ def create_app(settings: Settings | None = None, broker: Broker | None = None) -
     broker = broker or build_broker(settings)
     # compact JSON: connexion's default indent=2 forces the pure-Python encoder (lists were 5x slower)
     app = connexion.FlaskApp(__name__, specification_dir=str(OPENAPI), jsonifier=Jsonifier(json))
-    app.add_api("registry.yaml", validator_map=VALIDATORS, strict_validation=True,
+    app.add_api(copy.deepcopy(openapi_spec()), validator_map=VALIDATORS, strict_validation=True,
                 swagger_ui_options=SwaggerUIOptions(swagger_ui=True))
     app.app.extensions["panbroker"] = broker
     # a2wsgi's pool (10 threads by default) answers every Flask request; connexion offers no setting for it
