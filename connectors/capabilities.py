@@ -87,6 +87,16 @@ class SessionLauncher(Launcher):
         return None
 
 
+def user_token_refusal(config: dict[str, Any], issuers: set[str], service: str) -> str | None:
+    """Why a service called with the user's own token cannot take this launch: no issuer configured for its
+    tokens, or the person has not signed in with it; None when it can."""
+    if not config.get("user_token_issuer"):
+        return f"{service} is called with the user's token: set connector_config.user_token_issuer"
+    if config["user_token_issuer"] not in issuers:
+        return f"{service} takes tokens from {config['user_token_issuer']}; sign in with it"
+    return None
+
+
 # -- dataset sources ----------------------------------------------------------------------------------
 class DatasetSource(Connector):
     """A search endpoint: its records are mapped, once, into the broker's ``Dataset``."""

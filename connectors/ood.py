@@ -21,7 +21,7 @@ from urllib.parse import quote
 from marshmallow import fields, validate
 
 from connectors.base import ConfigSchema, LaunchProgress, LaunchTarget, check_path_template, data_path, url_field
-from connectors.capabilities import SessionLauncher
+from connectors.capabilities import SessionLauncher, user_token_refusal
 from connectors.errors import UpstreamBadResponse
 from connectors.http import HttpClient, json_body
 
@@ -70,10 +70,9 @@ class OodConnector(SessionLauncher):
                 issuers: set[str]) -> str | None:
         if not api_mode:
             return None
-        if not config.get("user_token_issuer"):
-            return "Open OnDemand is called with the user's token: set connector_config.user_token_issuer"
-        if config["user_token_issuer"] not in issuers:
-            return f"Open OnDemand takes tokens from {config['user_token_issuer']}; sign in with it"
+        refused = user_token_refusal(config, issuers, "Open OnDemand")
+        if refused:
+            return refused
         if not config.get("name_attribute"):
             return "API mode needs connector_config.name_attribute (the app's form field its card shows)"
         return None

@@ -13,7 +13,7 @@ from urllib.parse import quote, urlencode
 from marshmallow import fields, validate
 
 from connectors.base import ConfigSchema, JsonProbe, LaunchProgress, LaunchTarget, url_field
-from connectors.capabilities import SessionLauncher
+from connectors.capabilities import SessionLauncher, user_token_refusal
 from connectors.errors import UpstreamBadResponse
 from connectors.http import HttpClient, json_body
 
@@ -73,11 +73,7 @@ class VisaConnector(JsonProbe, SessionLauncher):
                 issuers: set[str]) -> str | None:
         if not api_mode:
             return None
-        if not config.get("user_token_issuer"):
-            return "VISA's API needs the user's token: set connector_config.user_token_issuer"
-        if config["user_token_issuer"] not in issuers:
-            return f"VISA's API takes tokens from {config['user_token_issuer']}; sign in with it"
-        return None
+        return user_token_refusal(config, issuers, "VISA's API")
 
     def start(self, client: HttpClient, target: LaunchTarget) -> LaunchProgress:
         if self._instance(client, target) is not None:  # a retry: the instance exists, follow it
