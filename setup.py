@@ -45,6 +45,8 @@ setup(
         "defusedxml>=0.7",
         "authlib>=1.3",
         "pint>=0.24",
+        # harvest pages decoded straight into typed records (the hot path of a harvest of millions)
+        "msgspec>=0.19",
     ],
     extras_require={
         "test": ["pytest>=8", "responses>=0.25", "httpx>=0.27", "pytest-timeout>=2.3", "schemathesis>=4.0",

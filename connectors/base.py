@@ -229,5 +229,14 @@ class ServiceConnector(Connector):
         return None
 
 
+class Page(list):
+    """One page a harvest yields: its items, and where a harvest resumes after it (``resume``: a cursor
+    the same connector's ``harvest(..., resume=...)`` takes back; None where it cannot resume there)."""
+
+    def __init__(self, items: Any = (), resume: str | None = None):
+        super().__init__(items)
+        self.resume = resume
+
+
 class SearchConnector(Connector):
     target = TargetType.SEARCH_ENDPOINT

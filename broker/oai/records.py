@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Iterable
 
-from sqlalchemy import select
+from sqlalchemy import insert, select, update
 
 from broker.search.model import Dataset
 from broker.search.techniques import PANET_PREFIX
@@ -56,8 +56,9 @@ class Batch:
         for start in range(0, len(entries), CHUNK):
             chunk = entries[start:start + CHUNK]
             with self.log.store.session() as session:
-                known = {r.pid: (r.digest, r.deleted) for r in
-                         session.scalars(select(OaiRecord).where(OaiRecord.pid.in_([e.pid for e in chunk])))}
+                known = {pid: (digest, deleted) for pid, digest, deleted in session.execute(
+                    select(OaiRecord.pid, OaiRecord.digest, OaiRecord.deleted)
+                    .where(OaiRecord.pid.in_([e.pid for e in chunk])))}
             self.changed.extend(e for e in chunk if known.get(e.pid) != (e.digest, False))
 
     def publish(self, deleted: Iterable[str] = ()) -> None:
@@ -75,15 +76,18 @@ class RecordLog:
     def write(self, changed: list[Entry], deleted: Iterable[str], now: datetime | None = None) -> None:
         """Stamp ``changed`` records as changed now and ``deleted`` pids as deleted now."""
         now = now or utcnow()
+        # Core statements, a chunk at a time: a first harvest of millions writes a row per dataset
         for start in range(0, len(changed), CHUNK):
             chunk = {e.pid: e for e in changed[start:start + CHUNK]}
+            rows = [{"pid": e.pid, "facility": e.facility, "sets": e.sets, "doi": e.doi, "digest": e.digest,
+                     "datestamp": now, "deleted": False} for e in chunk.values()]
             with self.store.session() as session:
-                rows = {r.pid: r for r in session.scalars(select(OaiRecord).where(OaiRecord.pid.in_(list(chunk))))}
-                for pid, e in chunk.items():
-                    row = rows.get(pid) or OaiRecord(pid=pid)
-                    row.facility, row.sets, row.doi, row.digest = e.facility, e.sets, e.doi, e.digest
-                    row.datestamp, row.deleted = now, False
-                    session.add(row)
+                known = set(session.scalars(select(OaiRecord.pid).where(OaiRecord.pid.in_(list(chunk)))))
+                fresh = [row for row in rows if row["pid"] not in known]
+                if fresh:
+                    session.execute(insert(OaiRecord), fresh)
+                if known:
+                    session.execute(update(OaiRecord), [row for row in rows if row["pid"] in known])
         gone = list(dict.fromkeys(deleted))
         for start in range(0, len(gone), CHUNK):
             with self.store.session() as session:
