@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 
 from broker.authz import Principal
 from broker.errors import FieldError, InvalidInput, NotFound
-from broker.harvest_pipeline import MappedPage, Pipeline
+from broker.harvest_pipeline import MappedPage, Pipeline, fewer_collections
 from broker.oai.records import RecordLog
 from broker.registry_kinds import iso
 from broker.registry_service import deleted_search_endpoints
@@ -117,15 +117,19 @@ class HarvestService:
         checkpoint = self._checkpoint(endpoint_id, source.base_url) if getattr(connector, "resumable", False) else None
         try:
             if failure is None:
-                self._import_pages(connector, source, job_id, state, checkpoint)
+                with fewer_collections():
+                    self._import_pages(connector, source, job_id, state, checkpoint)
         except UpstreamError as exc:
             failure = f"{HarvestStage.GATHER.value}: {exc.detail}"
         suspect, gone = None, set()
         if failure is None and checkpoint is not None:  # the pages read before the stop are not known here
             log.info("harvest %s resumed: deletions are left to the next complete harvest", endpoint_id)
         elif failure is None:
-            # an incremental source names its deletions; a complete listing implies them
-            held = self.index.pids(endpoint_id)
+            self.index.commit()  # every dataset seen is held now: a complete listing's deletions are the rest
+            # an incremental source names its deletions; a complete listing implies them (listed only when
+            # there are some: the index holding as many as were seen is the usual answer, and cheap to ask)
+            steady = not state.incremental and self.index.source_count(endpoint_id) == len(state.seen)
+            held = state.seen if steady else self.index.pids(endpoint_id)
             gone = set(state.removed) if state.incremental else held - state.seen
             # deletions a source names itself are its word; those inferred from a listing are checked
             share = 1.0 if state.incremental else self.max_delete_share

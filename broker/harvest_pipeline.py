@@ -5,14 +5,29 @@ stops the others and its error reaches the caller.
 """
 from __future__ import annotations
 
+import gc
 import queue
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator
 
 from broker.search.model import Dataset
 
 DEPTH = 4  # pages waiting between two stages
+GC_EVERY = 50_000  # allocations between the young generation's collections while harvesting (Python: 700)
+
+
+@contextmanager
+def fewer_collections() -> Iterator[None]:
+    """Collect the young generation less often: a harvest allocates millions of small objects that live
+    on, and the default cadence collected them again and again (half the mapping time, measured)."""
+    before = gc.get_threshold()
+    gc.set_threshold(max(before[0], GC_EVERY), *before[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)
 
 
 @dataclass

@@ -6,11 +6,11 @@ after the index commits, so a record's datestamp is never older than the index s
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Iterable
 
+import msgspec
 from sqlalchemy import insert, select, update
 
 from broker.search.model import Dataset
@@ -38,8 +38,10 @@ class Entry:
 
 
 def entry(dataset: Dataset) -> Entry:
-    content = {k: v for k, v in dataset.to_dict().items() if k != "source"}
-    digest = hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()
+    # the record's content less the endpoint it came from, encoded by msgspec (fields in declaration order:
+    # deterministic), a tenth of json.dumps of to_dict per record, which a harvest of millions pays
+    content = msgspec.json.encode(dataset).replace(b',"source":' + msgspec.json.encode(dataset.source), b"", 1)
+    digest = hashlib.sha256(content).hexdigest()
     return Entry(dataset.pid, dataset.facility, "|" + "|".join(set_specs(dataset)) + "|", dataset.doi, digest)
 
 

@@ -84,6 +84,10 @@ class DatasetIndex(abc.ABC):
     def count(self) -> int:
         """Number of datasets."""
 
+    def source_count(self, source: str) -> int:
+        """Number of datasets harvested from ``source`` (a backend may count without listing them)."""
+        return len(self.pids(source))
+
     @abc.abstractmethod
     def sources(self) -> set[str]:
         """The search endpoints whose datasets the index holds."""

@@ -266,6 +266,10 @@ class TantivyIndex(DatasetIndex):
     def count(self) -> int:
         return self._index.searcher().num_docs
 
+    def source_count(self, source: str) -> int:
+        query = tantivy.Query.term_query(self.schema, "source", source)
+        return self._index.searcher().search(query, limit=1, count=True).count
+
     def sources(self) -> set[str]:
         found = self._index.searcher().aggregate(tantivy.Query.all_query(),
                                                  {"s": {"terms": {"field": "source", "size": 100_000}}})
