@@ -18,12 +18,11 @@ from sqlalchemy import func, select
 
 from broker.authz import Principal
 from broker.errors import FieldError, InvalidInput, NotFound
-from broker.harvest_pipeline import MappedPage, Pipeline, fewer_collections
+from broker.harvest_pipeline import MappedPage, Pipeline, fewer_collections, map_page, mapping_pool, pool_mapper
 from broker.oai.records import RecordLog
 from broker.registry_kinds import iso
 from broker.registry_service import deleted_search_endpoints
 from broker.search.index import DatasetIndex
-from broker.search.model import Dataset
 from connectors import connector_for
 from connectors.errors import UpstreamError
 from connectors.http import HttpClient
@@ -45,13 +44,14 @@ COMMIT_EVERY = 20_000  # datasets between two index commits (each a checkpoint a
 
 class HarvestService:
     def __init__(self, store: Store, http: HttpClient, index: DatasetIndex, *, timeout: float,
-                 max_delete_share: float = 0.2, commit_every: int = COMMIT_EVERY):
+                 max_delete_share: float = 0.2, commit_every: int = COMMIT_EVERY, processes: int = 0):
         self.store = store
         self.http = http
         self.index = index
         self.timeout = timeout
         self.max_delete_share = max_delete_share
         self.commit_every = commit_every
+        self.processes = processes  # mapping processes of a harvest whose pages can be mapped elsewhere
         self.runs_here = True  # False in a process that must not write the index: it queues jobs instead
         self.records = RecordLog(store)  # the OAI-PMH feed's datestamps and deletions
 
@@ -170,21 +170,29 @@ class HarvestService:
                      checkpoint.pages, checkpoint.records)
         pages = connector.harvest(self.http, source.base_url, source.config, self.timeout, **extra)
         uncommitted, resume = 0, None
-        with Pipeline(pages, lambda page: _mapped(connector, page, source)) as pipeline:
-            for page in pipeline:
-                state.counts["gathered"] += page.gathered
-                state.stamps["gathered_at"] = state.stamps["fetched_at"] = utcnow()
-                state.errors.extend(page.errors)
-                state.removed.extend(page.removed)
-                datasets = self._unclaimed(page.datasets, source.endpoint_id, state.errors)
-                state.seen.update(d.pid for d in datasets)
-                state.published.add(datasets)
-                imported = self.index.upsert(datasets)
-                state.counts["imported"] += imported
-                state.pages, uncommitted, resume = state.pages + 1, uncommitted + imported, page.resume
-                if resume is not None and uncommitted >= self.commit_every:
-                    self._commit(source, job_id, state, resume, uncommitted)
-                    uncommitted = 0
+        # pages a connector decodes itself (``decode``) and maps without fetching are mapped in processes
+        pooled = self.processes > 0 and hasattr(connector, "decode") and not hasattr(connector, "fetch")
+        with mapping_pool(self.processes if pooled else 0) as pool:
+            if pool is None:
+                mapper = lambda page: map_page(connector, page, source.facility, source.endpoint_id,  # noqa: E731
+                                               self.index.prepare)
+            else:
+                mapper = pool_mapper(source.kind, source.facility, source.endpoint_id, type(self.index).prepare)
+            with Pipeline(pages, mapper, pool=pool) as pipeline:
+                for page in pipeline:
+                    state.counts["gathered"] += page.gathered
+                    state.stamps["gathered_at"] = state.stamps["fetched_at"] = utcnow()
+                    state.errors.extend(page.errors)
+                    state.removed.extend(page.removed)
+                    self._unclaimed(page, source.endpoint_id, state.errors)
+                    state.seen.update(page.pids)
+                    state.published.add_entries(page.entries)
+                    imported = self.index.upsert_prepared(page.documents)
+                    state.counts["imported"] += imported
+                    state.pages, uncommitted, resume = state.pages + 1, uncommitted + imported, page.resume
+                    if resume is not None and uncommitted >= self.commit_every:
+                        self._commit(source, job_id, state, resume, uncommitted)
+                        uncommitted = 0
 
     def _commit(self, source: "_Source", job_id: int, state: "_Progress", resume: str, imported: int) -> None:
         """Make what was imported so far searchable and published, then note where to resume after it."""
@@ -242,15 +250,19 @@ class HarvestService:
                        HarvestJob.state.in_([HarvestState.SUCCEEDED.value, HarvestState.PARTIAL.value]))
                 .order_by(HarvestJob.id.desc()).limit(1))
 
-    def _unclaimed(self, datasets: list[Dataset], endpoint_id: str, errors: list) -> list[Dataset]:
-        """``datasets`` less those whose pid the index holds from another endpoint: a pid two facilities
-        both use is a harvest error of the later one, never a record that moves between them silently."""
-        held = self.index.held_elsewhere([d.pid for d in datasets], endpoint_id)
+    def _unclaimed(self, page: MappedPage, endpoint_id: str, errors: list) -> None:
+        """Leave out of ``page`` the datasets whose pid the index holds from another endpoint: a pid two
+        facilities both use is a harvest error of the later one, never a record that moves between them silently."""
+        held = self.index.held_elsewhere(page.pids, endpoint_id)
         for pid, other in held.items():
             errors.append((pid, HarvestStage.IMPORT.value,
                            f"pid already harvested from search endpoint {other!r}; not imported (a pid must name "
                            "one dataset: ask the facilities which one it is)"))
-        return [d for d in datasets if d.pid not in held] if held else datasets
+        if held:
+            kept = [i for i, pid in enumerate(page.pids) if pid not in held]
+            page.pids = [page.pids[i] for i in kept]
+            page.entries = [page.entries[i] for i in kept]
+            page.documents = [page.documents[i] for i in kept]
 
     def purge_orphans(self) -> set[str]:
         """Remove from the index the datasets of search endpoints the registry deleted; returns their ids."""
@@ -316,12 +328,6 @@ def _suspect(deleting: int, held: int, max_share: float) -> str | None:
     return None
 
 
-def _item_id(item: Any) -> str:
-    if isinstance(item, dict):
-        return str(item.get("pid") or item.get("id") or "?")
-    return str(getattr(item, "pid", None) or item)[:100]
-
-
 @dataclass(frozen=True)
 class _Source:
     endpoint_id: str
@@ -344,27 +350,3 @@ class _Progress:
     published: Any = None  # the OAI-PMH feed's batch of this run
     pages: int = 0  # pages imported, over every resumption
     committed: int = 0  # datasets committed, over every resumption
-
-
-def _mapped(connector: Any, page: Any, source: _Source) -> MappedPage:
-    """Fetch and map one gathered page (in the pipeline's mapping thread)."""
-    removed = [item["deleted"] for item in page if isinstance(item, dict) and "deleted" in item]
-    items = [item for item in page if not (isinstance(item, dict) and "deleted" in item)]
-    errors: list[tuple[str, str, str]] = []
-    fetch = getattr(connector, "fetch", None)
-    if fetch is not None:  # a source whose listings carry whole records has no fetch
-        fetched = []
-        for item in items:
-            try:
-                fetched.append(fetch(item))
-            except UpstreamError as exc:
-                errors.append((_item_id(item), HarvestStage.FETCH.value, exc.detail))
-    else:
-        fetched = items
-    datasets = []
-    for item in fetched:
-        try:
-            datasets.append(connector.to_dataset(item, source.facility, source.endpoint_id))
-        except UpstreamError as exc:
-            errors.append((_item_id(item), HarvestStage.IMPORT.value, exc.detail))
-    return MappedPage(datasets, len(items), removed, errors, getattr(page, "resume", None))

@@ -231,11 +231,14 @@ class ServiceConnector(Connector):
 
 class Page(list):
     """One page a harvest yields: its items, and where a harvest resumes after it (``resume``: a cursor
-    the same connector's ``harvest(..., resume=...)`` takes back; None where it cannot resume there)."""
+    the same connector's ``harvest(..., resume=...)`` takes back; None where it cannot resume there).
+    A page may hold its items still ``encoded`` instead (no items listed): the connector's ``decode(encoded)``
+    reads them where the page is mapped."""
 
-    def __init__(self, items: Any = (), resume: str | None = None):
+    def __init__(self, items: Any = (), resume: str | None = None, encoded: bytes | None = None):
         super().__init__(items)
         self.resume = resume
+        self.encoded = encoded
 
 
 class SearchConnector(Connector):

@@ -88,6 +88,17 @@ def decode_page(body: bytes) -> list[RawDataset] | None:
         return None
 
 
+_LISTING = msgspec.json.Decoder(list[msgspec.Raw])
+
+
+def count_records(body: bytes) -> int | None:
+    """How many items the JSON list ``body`` holds (read without decoding them), or None if not a list."""
+    try:
+        return len(_LISTING.decode(body))
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        return None
+
+
 def with_documents(record: RawDataset, documents: list[dict[str, Any]]) -> RawDataset | None:
     """``record`` with ``documents`` (raw, from the Documents model) attached; None if they do not fit."""
     try:

@@ -25,7 +25,7 @@ from broker.search.units import UnknownUnit, to_si
 from connectors.base import ConfigSchema, Page, ProbeResult, SearchConnector, url_field
 from connectors.errors import AddressBlocked, UpstreamBadResponse, UpstreamError
 from connectors.http import HttpClient, json_body
-from connectors.panosc_records import RawDataset, as_plain, decode_page
+from connectors.panosc_records import RawDataset, as_plain, count_records, decode_page
 from connectors.panosc_records import with_documents as typed_with_documents
 from registry.models import HealthStatus
 
@@ -288,7 +288,9 @@ class PanoscSearchConnector(SearchConnector):
                      timeout: float) -> list[RawDataset] | list[dict[str, Any]]:
         """``find``, decoded straight into typed records where every record fits them (the harvest's fast
         path); otherwise the JSON objects, for the tolerant reader."""
-        response = self._find_response(client, base_url, flt, timeout)
+        return self._records(self._find_response(client, base_url, flt, timeout), base_url)
+
+    def _records(self, response: requests.Response, base_url: str) -> list[RawDataset] | list[dict[str, Any]]:
         if response.status_code < 300:
             typed = decode_page(response.content)
             if typed is not None:
@@ -297,6 +299,12 @@ class PanoscSearchConnector(SearchConnector):
         if not isinstance(body, list):
             raise UpstreamBadResponse(f"{base_url}: Datasets answered {type(body).__name__}, not a list")
         return body
+
+    @staticmethod
+    def decode(encoded: bytes) -> list[RawDataset] | list[Any]:
+        """The records of a page ``harvest`` left encoded (a JSON list): typed where they fit, else as JSON."""
+        typed = decode_page(encoded)
+        return typed if typed is not None else json.loads(encoded)
 
     def _find_response(self, client: HttpClient, base_url: str, flt: dict[str, Any],
                        timeout: float) -> requests.Response:
@@ -372,10 +380,20 @@ class PanoscSearchConnector(SearchConnector):
         include = self.include(client, base_url, timeout)
         skip = int(resume) if resume and resume.isdigit() else 0
         while True:
-            page = self.find_records(client, base_url, {"limit": size, "skip": skip, "order": "pid ASC",
-                                                        "include": include}, timeout)
-            yield Page(self.with_documents(client, base_url, page, timeout), resume=str(skip + len(page)))
-            if len(page) < size:
+            response = self._find_response(client, base_url, {"limit": size, "skip": skip, "order": "pid ASC",
+                                                               "include": include}, timeout)
+            # where records come with their documents, a page is decoded where it is mapped (a harvest's
+            # mapping processes), not in the one process that fetches and indexes
+            has_documents = set(DOCUMENT_RELATIONS) & set(self.relations(client, base_url, timeout))
+            count = count_records(response.content) if has_documents and response.status_code < 300 else None
+            if count is not None:
+                page = Page(resume=str(skip + count), encoded=response.content)
+            else:
+                records = self._records(response, base_url)
+                count = len(records)
+                page = Page(self.with_documents(client, base_url, records, timeout), resume=str(skip + count))
+            yield page
+            if count < size:
                 return
             skip += size
 

@@ -16,6 +16,7 @@ from sqlalchemy import create_engine, text
 
 from broker.app import build_broker
 from broker.authz import Principal
+from broker.harvest_pipeline import DEPTH, Pipeline, mapping_pool
 from broker.registry_kinds import KINDS
 from broker.search.model import SearchRequest, Sort
 from broker.settings import Settings, loopback_networks
@@ -54,6 +55,40 @@ def _checkpoint(data_dir: Path) -> tuple[int, int] | None:
     return (row[0], row[1]) if row else None
 
 
+def _descendants(pid: int) -> set[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def _wait_gone(pids: set[int], within: float = 10.0) -> None:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        alive = {p for p in pids if Path(f"/proc/{p}").exists() and "(Z)" not in _state(p)}
+        if not alive:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"processes of the killed harvest still running: {sorted(alive)}")
+
+
+def _state(pid: int) -> str:
+    try:
+        return "(" + Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] + ")"
+    except (OSError, IndexError):
+        return "(Z)"
+
+
 def test_a_harvest_killed_half_way_resumes_after_its_last_committed_page(tmp_path: Path) -> None:
     data_dir = tmp_path / "broker"
     with PanoscSource(COUNT, delay=0.03) as source:
@@ -69,8 +104,11 @@ def test_a_harvest_killed_half_way_resumes_after_its_last_committed_page(tmp_pat
         deadline = time.monotonic() + 120
         while (_checkpoint(data_dir) or (0, 0))[0] < 20 and harvest.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)
+        helpers = _descendants(harvest.pid)
+        assert helpers, "the harvest maps its pages in processes of its own"
         harvest.send_signal(signal.SIGKILL)
         harvest.wait()
+        _wait_gone(helpers)  # its mapping processes (and their fork server) end with it, none left waiting
         pages, records = _checkpoint(data_dir)
         assert 20 <= pages < COUNT // PAGE and records == pages * PAGE, (pages, records)
         served_before = len(source.served)
@@ -83,7 +121,8 @@ def test_a_harvest_killed_half_way_resumes_after_its_last_committed_page(tmp_pat
     assert job["state"] == "succeeded", job
     assert again[0] == records  # the first page asked is the one after the last committed page
     refetched = served_before - records // PAGE  # pages read by the killed run after its last checkpoint
-    assert refetched <= COMMIT_EVERY // PAGE + 2 * 4 + 2  # a commit's worth plus what the pipeline held
+    # a commit's worth plus what the pipeline held: two queues, the pages in the mapping processes, one in each hand
+    assert refetched <= COMMIT_EVERY // PAGE + 3 * DEPTH + 3
     assert again == list(range(records, COUNT + 1, PAGE))[:len(again)] and len(again) == (COUNT - records) // PAGE + 1
     assert _checkpoint(data_dir) is None  # the harvest read the whole source: nothing to resume
     # every dataset once: nothing lost, nothing twice
@@ -112,3 +151,14 @@ def test_a_page_the_types_refuse_is_read_the_tolerant_way(change: dict) -> None:
     records = generate("sim-ill", 3)
     records[1].update(change)
     assert decode_page(json.dumps(records).encode()) is None  # the connector then reads it as plain JSON
+
+
+def test_pages_mapped_in_processes_come_back_in_order_and_a_failure_reaches_the_harvest() -> None:
+    with mapping_pool(2) as pool:
+        with Pipeline([str(n) for n in range(40)], int, pool=pool) as pipeline:
+            assert list(pipeline) == list(range(40))
+        with Pipeline(["1", "2", "three", "4"], int, pool=pool) as pipeline:
+            mapped = iter(pipeline)
+            assert [next(mapped), next(mapped)] == [1, 2]
+            with pytest.raises(ValueError, match="three"):
+                next(mapped)

@@ -54,7 +54,10 @@ class Batch:
 
     def add(self, datasets: Iterable[Dataset]) -> None:
         """Note the datasets whose content is new or differs from what the feed last published."""
-        entries = [entry(d) for d in datasets]
+        self.add_entries([entry(d) for d in datasets])
+
+    def add_entries(self, entries: list[Entry]) -> None:
+        """``add`` of datasets already made into ``entry``s (by a harvest's mapping processes)."""
         for start in range(0, len(entries), CHUNK):
             chunk = entries[start:start + CHUNK]
             with self.log.store.session() as session:

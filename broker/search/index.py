@@ -56,6 +56,16 @@ class DatasetIndex(abc.ABC):
     def upsert(self, datasets: Iterable[Dataset]) -> int:
         """Add or replace datasets (by pid); visible to searches after ``commit``."""
 
+    @staticmethod
+    def prepare(datasets: list[Dataset]) -> list[Any]:
+        """``datasets`` in the form ``upsert_prepared`` takes, one item per dataset, in order: work done
+        wherever the caller likes (a harvest's mapping processes), so picklable and needing no index."""
+        return datasets
+
+    def upsert_prepared(self, prepared: list[Any]) -> int:
+        """``upsert`` of what ``prepare`` made."""
+        return self.upsert(prepared)
+
     @abc.abstractmethod
     def delete(self, pids: Iterable[str]) -> None:
         """Remove datasets by pid; visible after ``commit``."""
