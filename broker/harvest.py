@@ -170,6 +170,9 @@ class HarvestService:
                      checkpoint.pages, checkpoint.records)
         pages = connector.harvest(self.http, source.base_url, source.config, self.timeout, **extra)
         uncommitted, resume = 0, None
+        # a pid held from another endpoint is looked up only where the index holds another endpoint's datasets
+        # (none can arrive meanwhile: this process is the index's one writer, running one harvest at a time)
+        others = bool(self.index.sources() - {source.endpoint_id})
         # pages a connector decodes itself (``decode``) and maps without fetching are mapped in processes
         pooled = self.processes > 0 and hasattr(connector, "decode") and not hasattr(connector, "fetch")
         with mapping_pool(self.processes if pooled else 0) as pool:
@@ -184,7 +187,8 @@ class HarvestService:
                     state.stamps["gathered_at"] = state.stamps["fetched_at"] = utcnow()
                     state.errors.extend(page.errors)
                     state.removed.extend(page.removed)
-                    self._unclaimed(page, source.endpoint_id, state.errors)
+                    if others:
+                        self._unclaimed(page, source.endpoint_id, state.errors)
                     state.seen.update(page.pids)
                     state.published.add_entries(page.entries)
                     imported = self.index.upsert_prepared(page.documents)

@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Iterable
 
 import msgspec
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 
 from broker.search.model import Dataset
 from broker.search.techniques import PANET_PREFIX
@@ -51,6 +51,7 @@ class Batch:
     def __init__(self, log: "RecordLog"):
         self.log = log
         self.changed: list[Entry] = []
+        self.fresh: set[str] = set()  # pids of changed entries the feed has no row for (yet)
 
     def add(self, datasets: Iterable[Dataset]) -> None:
         """Note the datasets whose content is new or differs from what the feed last published."""
@@ -60,15 +61,21 @@ class Batch:
         """``add`` of datasets already made into ``entry``s (by a harvest's mapping processes)."""
         for start in range(0, len(entries), CHUNK):
             chunk = entries[start:start + CHUNK]
-            with self.log.store.session() as session:
-                known = {pid: (digest, deleted) for pid, digest, deleted in session.execute(
+            with self.log.store.engine.connect() as connection:
+                known = {pid: (digest, deleted) for pid, digest, deleted in connection.execute(
                     select(OaiRecord.pid, OaiRecord.digest, OaiRecord.deleted)
                     .where(OaiRecord.pid.in_([e.pid for e in chunk])))}
             self.changed.extend(e for e in chunk if known.get(e.pid) != (e.digest, False))
+            self.fresh.update(e.pid for e in chunk if e.pid not in known)
 
     def publish(self, deleted: Iterable[str] = ()) -> None:
-        self.log.write(self.changed, deleted)
-        self.changed = []
+        self.log.write(self.changed, deleted, fresh=self.fresh)
+        self.changed, self.fresh = [], set()
+
+
+_TABLE = OaiRecord.__table__
+_UPDATE = (update(_TABLE).where(_TABLE.c.pid == bindparam("v_pid"))
+           .values({name: bindparam(f"v_{name}") for name in ("facility", "sets", "doi", "digest", "datestamp", "deleted")}))
 
 
 class RecordLog:
@@ -78,21 +85,28 @@ class RecordLog:
     def batch(self) -> Batch:
         return Batch(self)
 
-    def write(self, changed: list[Entry], deleted: Iterable[str], now: datetime | None = None) -> None:
-        """Stamp ``changed`` records as changed now and ``deleted`` pids as deleted now."""
+    def write(self, changed: list[Entry], deleted: Iterable[str], now: datetime | None = None,
+              fresh: set[str] | None = None) -> None:
+        """Stamp ``changed`` records as changed now and ``deleted`` pids as deleted now (``fresh``: those of
+        ``changed`` known to have no row yet, when the caller knows; looked up otherwise)."""
         now = now or utcnow()
+        table = _TABLE
         # Core statements, a chunk at a time: a first harvest of millions writes a row per dataset
         for start in range(0, len(changed), CHUNK):
             chunk = {e.pid: e for e in changed[start:start + CHUNK]}
             rows = [{"pid": e.pid, "facility": e.facility, "sets": e.sets, "doi": e.doi, "digest": e.digest,
                      "datestamp": now, "deleted": False} for e in chunk.values()]
-            with self.store.session() as session:
-                known = set(session.scalars(select(OaiRecord.pid).where(OaiRecord.pid.in_(list(chunk)))))
-                fresh = [row for row in rows if row["pid"] not in known]
-                if fresh:
-                    session.execute(insert(OaiRecord), fresh)
+            with self.store.engine.begin() as connection:
+                if fresh is None:
+                    known = set(connection.scalars(select(table.c.pid).where(table.c.pid.in_(list(chunk)))))
+                else:
+                    known = {pid for pid in chunk if pid not in fresh}
+                new = [row for row in rows if row["pid"] not in known]
+                if new:
+                    connection.execute(insert(table), new)
                 if known:
-                    session.execute(update(OaiRecord), [row for row in rows if row["pid"] in known])
+                    connection.execute(_UPDATE, [{f"v_{k}": v for k, v in row.items()} for row in rows
+                                                 if row["pid"] in known])
         gone = list(dict.fromkeys(deleted))
         for start in range(0, len(gone), CHUNK):
             with self.store.session() as session:
