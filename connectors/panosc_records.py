@@ -93,9 +93,39 @@ _LISTING = msgspec.json.Decoder(list[msgspec.Raw])
 
 def count_records(body: bytes) -> int | None:
     """How many items the JSON list ``body`` holds (read without decoding them), or None if not a list."""
+    listing = split_records(body)
+    return None if listing is None else len(listing)
+
+
+def split_records(body: bytes) -> list[msgspec.Raw] | None:
+    """The JSON list ``body``'s items, each still encoded (``decode_record`` reads one), or None if not a list."""
     try:
-        return len(_LISTING.decode(body))
+        return _LISTING.decode(body)
     except (msgspec.ValidationError, msgspec.DecodeError):
+        return None
+
+
+class _Scored(msgspec.Struct):
+    score: Any = None
+
+
+_RECORD = msgspec.json.Decoder(RawDataset)
+_SCORE = msgspec.json.Decoder(_Scored)
+
+
+def decode_record(raw: msgspec.Raw) -> RawDataset | Any:
+    """One item of ``split_records``: typed where it fits the types, else as plain JSON (the tolerant reader's)."""
+    try:
+        return _RECORD.decode(raw)
+    except msgspec.ValidationError:
+        return msgspec.json.decode(raw)
+
+
+def score_of(raw: msgspec.Raw) -> Any:
+    """The ``score`` an item of ``split_records`` carries (None when it has none, or is not an object)."""
+    try:
+        return _SCORE.decode(raw).score
+    except msgspec.ValidationError:
         return None
 
 

@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any, Iterator
 from urllib.parse import quote
 
+import msgspec
 import requests
 from marshmallow import fields
 
@@ -25,7 +26,15 @@ from broker.search.units import UnknownUnit, to_si
 from connectors.base import ConfigSchema, Page, ProbeResult, SearchConnector, url_field
 from connectors.errors import AddressBlocked, UpstreamBadResponse, UpstreamError
 from connectors.http import HttpClient, json_body
-from connectors.panosc_records import RawDataset, as_plain, count_records, decode_page
+from connectors.panosc_records import (
+    RawDataset,
+    as_plain,
+    count_records,
+    decode_page,
+    decode_record,
+    score_of,
+    split_records,
+)
 from connectors.panosc_records import with_documents as typed_with_documents
 from registry.models import HealthStatus
 
@@ -289,6 +298,19 @@ class PanoscSearchConnector(SearchConnector):
         """``find``, decoded straight into typed records where every record fits them (the harvest's fast
         path); otherwise the JSON objects, for the tolerant reader."""
         return self._records(self._find_response(client, base_url, flt, timeout), base_url)
+
+    def find_raw(self, client: HttpClient, base_url: str, flt: dict[str, Any], timeout: float) -> list[msgspec.Raw]:
+        """``find``'s records each still encoded (``decode_record`` reads one), for a caller that keeps few of
+        them (live search: most records a facility sends for words it ignores are left unread)."""
+        response = self._find_response(client, base_url, flt, timeout)
+        listing = split_records(response.content) if response.status_code < 300 else None
+        if listing is not None:
+            return listing
+        body = _checked(response)
+        raise UpstreamBadResponse(f"{base_url}: Datasets answered {type(body).__name__}, not a list")
+
+    decode_record = staticmethod(decode_record)
+    score_of = staticmethod(score_of)
 
     def _records(self, response: requests.Response, base_url: str) -> list[RawDataset] | list[dict[str, Any]]:
         if response.status_code < 300:
