@@ -171,8 +171,8 @@ class HarvestService:
         pages = connector.harvest(self.http, source.base_url, source.config, self.timeout, **extra)
         uncommitted, resume = 0, None
         # a pid held from another endpoint is looked up only where the index holds another endpoint's datasets
-        # (none can arrive meanwhile: this process is the index's one writer, running one harvest at a time)
-        others = bool(self.index.sources() - {source.endpoint_id})
+        # or may get some meanwhile (an index with other writers)
+        others = not self.index.one_writer or bool(self.index.sources() - {source.endpoint_id})
         # pages a connector decodes itself (``decode``) and maps without fetching are mapped in processes
         pooled = self.processes > 0 and hasattr(connector, "decode") and not hasattr(connector, "fetch")
         with mapping_pool(self.processes if pooled else 0) as pool:

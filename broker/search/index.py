@@ -52,6 +52,8 @@ def facet_buckets(name: str, aggregation: dict[str, Any]) -> list[FacetBucket]:
 class DatasetIndex(abc.ABC):
     """The harvested datasets of every facility, searchable with one ranking."""
 
+    one_writer = False  # True: only the process writing now can change it (it runs one harvest at a time)
+
     @abc.abstractmethod
     def upsert(self, datasets: Iterable[Dataset]) -> int:
         """Add or replace datasets (by pid); visible to searches after ``commit``."""

@@ -60,6 +60,7 @@ def _schema() -> tantivy.Schema:
 
 
 class TantivyIndex(DatasetIndex):
+    one_writer = True  # Tantivy allows one writer per index folder
     def __init__(self, path: Path | None):
         self.schema = _schema()
         if path is not None:
