@@ -378,7 +378,7 @@ def main() -> None:
     args = parser.parse_args()
     args.live_repeat = max(args.live_repeat, 10)  # the dead facility's figures need searches after its circuit opens
     print(f"machine: {os.cpu_count()} cores; Python {sys.version.split()[0]}\n")
-    if args.only_harvest or args.harvest_datasets:
+    if args.only_harvest or (args.harvest_datasets and not args.only_reference):
         from bench.harvest import bench_harvest
 
         bench_harvest(args.harvest_datasets or 200_000)
