@@ -49,6 +49,8 @@ setup(
         "authlib>=1.3",
         "pint>=0.24",
         "prometheus_client>=0.20",
+        # harvest pages decoded straight into typed records (the hot path of a harvest of millions)
+        "msgspec>=0.19",
     ],
     extras_require={
         "test": ["pytest>=8", "responses>=0.25", "httpx>=0.27", "pytest-timeout>=2.3", "schemathesis>=4.0",

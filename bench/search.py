@@ -370,11 +370,20 @@ def main() -> None:
     parser.add_argument("--reference-datasets", type=int, default=2000,
                         help="datasets per PaNOSC reference provider (the reference benchmarks)")
     parser.add_argument("--only-reference", action="store_true", help="run only the PaNOSC reference benchmarks")
+    parser.add_argument("--harvest-datasets", type=int, default=200_000,
+                        help="datasets of the end-to-end harvest benchmark (bench/harvest.py); 0 skips it")
+    parser.add_argument("--only-harvest", action="store_true", help="run only the end-to-end harvest benchmark")
     parser.add_argument("--interleaved", action="store_true",
                         help="write the facilities' datasets interleaved (the worst layout for facility filters)")
     args = parser.parse_args()
     args.live_repeat = max(args.live_repeat, 10)  # the dead facility's figures need searches after its circuit opens
     print(f"machine: {os.cpu_count()} cores; Python {sys.version.split()[0]}\n")
+    if args.only_harvest or (args.harvest_datasets and not args.only_reference):
+        from bench.harvest import bench_harvest
+
+        bench_harvest(args.harvest_datasets or 200_000)
+        if args.only_harvest:
+            return
     if args.only_reference:
         with tempfile.TemporaryDirectory() as tmp:
             bench_reference(Path(tmp), args.reference_datasets, args.live_repeat)

@@ -13,39 +13,42 @@ from __future__ import annotations
 
 import logging
 from contextlib import contextmanager
-from typing import Any, Callable, ContextManager, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Callable, ContextManager, Iterator
 
 from sqlalchemy import func, select, update
 
 from broker.authz import Principal
+from broker.harvest_pipeline import MappedPage, Pipeline, fewer_collections, map_page, mapping_pool, pool_mapper
 from panmodel.errors import FieldError, InvalidInput, NotFound
 from broker.oai.records import RecordLog
 from broker.registry_kinds import iso
 from broker.registry_service import deleted_search_endpoints
 from broker.search.index import DatasetIndex
-from panmodel.datasets import Dataset
 from connectors import connector_for
 from connectors.capabilities import Harvester
 from connectors.errors import UpstreamError
 from connectors.http import HttpClient
 from panmodel.clock import utcnow
 from panmodel.states import HarvestStage, HarvestState
-from registry.models import HarvestError, HarvestJob, SearchEndpoint
+from registry.models import HarvestCheckpoint, HarvestError, HarvestJob, SearchEndpoint
 from registry.store import Store
 
 log = logging.getLogger(__name__)
 MAX_ERRORS_KEPT = 1000
-BATCH = 1000
+COMMIT_EVERY = 20_000  # datasets between two index commits (each a checkpoint a stopped harvest resumes from)
 
 
 class HarvestService:
     def __init__(self, store: Store, http: HttpClient, index: DatasetIndex, *, timeout: float,
-                 max_delete_share: float = 0.2):
+                 max_delete_share: float = 0.2, commit_every: int = COMMIT_EVERY, processes: int = 0):
         self.store = store
         self.http = http
         self.index = index
         self.timeout = timeout
         self.max_delete_share = max_delete_share
+        self.commit_every = commit_every
+        self.processes = processes  # mapping processes of a harvest whose pages can be mapped elsewhere
         self.runs_here = True  # False in a process that must not write the index: it queues jobs instead
         self.records = RecordLog(store)  # the OAI-PMH feed's datestamps and deletions
 
@@ -118,74 +121,141 @@ class HarvestService:
 
     def run(self, endpoint_id: str, confirm_deletions: bool = False, job_id: int | None = None) -> dict[str, Any]:
         """One complete harvest of one endpoint (in the queued job ``job_id`` if given); returns the
-        finished job. ``confirm_deletions`` lets it delete more than ``max_delete_share`` of the source."""
+        finished job. ``confirm_deletions`` lets it delete more than ``max_delete_share`` of the source.
+        Where the connector can resume, a harvest that stopped half way goes on after its last committed page."""
+        source, job_id = self._start(endpoint_id, job_id)
+        connector = connector_for(source.kind)
+        harvester = connector if isinstance(connector, Harvester) else None
+        state = _Progress(incremental=harvester is not None and harvester.incremental, published=self.records.batch())
+        failure = None if harvester is not None else f"connector {source.kind!r} cannot harvest"
+        checkpoint = (self._checkpoint(endpoint_id, source.base_url) if harvester is not None and harvester.resumable
+                      else None)
+        try:
+            if harvester is not None:
+                with fewer_collections():
+                    self._import_pages(harvester, source, job_id, state, checkpoint)
+        except UpstreamError as exc:
+            failure = f"{HarvestStage.GATHER.value}: {exc.detail}"
+        suspect, gone = None, set()
+        if failure is None and checkpoint is not None:  # the pages read before the stop are not known here
+            log.info("harvest %s resumed: deletions are left to the next complete harvest", endpoint_id)
+        elif failure is None:
+            self.index.commit()  # every dataset seen is held now: a complete listing's deletions are the rest
+            # an incremental source names its deletions; a complete listing implies them (listed only when
+            # there are some: the index holding as many as were seen is the usual answer, and cheap to ask)
+            steady = not state.incremental and self.index.source_count(endpoint_id) == len(state.seen)
+            held = state.seen if steady else self.index.pids(endpoint_id)
+            gone = set(state.removed) if state.incremental else held - state.seen
+            # deletions a source names itself are its word; those inferred from a listing are checked
+            share = 1.0 if state.incremental else self.max_delete_share
+            suspect = None if confirm_deletions else _suspect(len(gone & held), len(held), share)
+            if suspect is None:
+                self.index.delete(gone)
+                state.counts["deleted"] = len(gone)
+        self.index.commit()
+        state.published.publish(gone if suspect is None else set())  # a suspect harvest deleted nothing
+        if failure is None:
+            self._forget_checkpoint(endpoint_id)
+        return self._finish(endpoint_id, job_id, state, failure, suspect)
+
+    def _start(self, endpoint_id: str, job_id: int | None) -> tuple["_Source", int]:
         with self.store.session() as session:
             endpoint = session.get(SearchEndpoint, endpoint_id)
             if endpoint is None:
                 raise NotFound(f"no search endpoint {endpoint_id!r}")
-            facility, kind, base_url = endpoint.facility_id, endpoint.kind, endpoint.base_url
-            config = dict(endpoint.connector_config or {})
+            source = _Source(endpoint_id, endpoint.facility_id, endpoint.kind, endpoint.base_url,
+                             dict(endpoint.connector_config or {}))
             job = session.get(HarvestJob, job_id) if job_id else None
             if job is None:
                 job = HarvestJob(endpoint_id=endpoint_id, state=HarvestState.RUNNING.value)
                 session.add(job)
             job.state, job.error, job.started_at = HarvestState.RUNNING.value, None, utcnow()
             session.flush()
-            job_id = job.id
-        connector = connector_for(kind)
-        errors: list[tuple[str, str, str]] = []
-        seen: set[str] = set()
-        counts = {"gathered": 0, "imported": 0, "deleted": 0}
-        stamps: dict[str, Any] = {}
-        failure = None
-        harvester = connector if isinstance(connector, Harvester) else None
-        incremental = harvester is not None and harvester.incremental
-        removed: list[str] = []
-        gone: set[str] = set()
-        published = self.records.batch()
-        if harvester is None:
-            failure = f"connector {kind!r} cannot harvest"
-        try:
-            extra = {"since": self._last_success(endpoint_id, job_id)} if incremental else {}
-            pages = harvester.gather(self.http, base_url, config, self.timeout, **extra) if harvester else []
-            for page in pages:
-                removed.extend(item["deleted"] for item in page if isinstance(item, dict) and "deleted" in item)
-                page = [item for item in page if not (isinstance(item, dict) and "deleted" in item)]
-                counts["gathered"] += len(page)
-                stamps["gathered_at"] = utcnow()
-                fetched = self._fetch(harvester, self.http, page, errors)
-                stamps["fetched_at"] = utcnow()
-                datasets = self._unclaimed(self._import(harvester, fetched, facility, endpoint_id, errors),
-                                           endpoint_id, errors)
-                seen.update(d.pid for d in datasets)
-                published.add(datasets)
-                counts["imported"] += self.index.upsert(datasets)
-        except UpstreamError as exc:
-            failure = f"{HarvestStage.GATHER.value}: {exc.detail}"
-        suspect = None
-        if failure is None:
-            # an incremental source names its deletions; a complete listing implies them
-            held = self.index.pids(endpoint_id)
-            gone = set(removed) if incremental else held - seen
-            # deletions a source names itself are its word; those inferred from a listing are checked
-            share = 1.0 if incremental else self.max_delete_share
-            suspect = None if confirm_deletions else _suspect(len(gone & held), len(held), share)
-            if suspect is None:
-                self.index.delete(gone)
-                counts["deleted"] = len(gone)
+            return source, job.id
+
+    def _import_pages(self, connector: Harvester, source: "_Source", job_id: int, state: "_Progress",
+                      checkpoint: HarvestCheckpoint | None) -> None:
+        """Gather, fetch and map in the pipeline's threads, import here; the index is committed and the
+        checkpoint saved every ``commit_every`` datasets."""
+        extra: dict[str, Any] = {"since": self._last_success(source.endpoint_id, job_id)} if state.incremental else {}
+        if checkpoint is not None:
+            extra["resume"] = checkpoint.resume
+            state.pages, state.committed = checkpoint.pages, checkpoint.records
+            log.info("harvest %s resumes after page %s (%s datasets already imported)", source.endpoint_id,
+                     checkpoint.pages, checkpoint.records)
+        pages = connector.gather(self.http, source.base_url, source.config, self.timeout, **extra)
+        uncommitted, resume = 0, None
+        # a pid held from another endpoint is looked up only where the index holds another endpoint's datasets
+        # or may get some meanwhile (an index with other writers)
+        others = not self.index.one_writer or bool(self.index.sources() - {source.endpoint_id})
+        # pages a connector decodes itself (``decode``) and maps without fetching are mapped in processes
+        pooled = self.processes > 0 and connector.decodes() and not connector.fetches()
+        with mapping_pool(self.processes if pooled else 0) as pool:
+            if pool is None:
+                mapper = lambda page: map_page(connector, page, source.facility, source.endpoint_id,  # noqa: E731
+                                               self.index.prepare, self.http)
+            else:
+                mapper = pool_mapper(source.kind, source.facility, source.endpoint_id, type(self.index).prepare)
+            with Pipeline(pages, mapper, pool=pool) as pipeline:
+                for page in pipeline:
+                    state.counts["gathered"] += page.gathered
+                    state.stamps["gathered_at"] = state.stamps["fetched_at"] = utcnow()
+                    state.errors.extend(page.errors)
+                    state.removed.extend(page.removed)
+                    if others:
+                        self._unclaimed(page, source.endpoint_id, state.errors)
+                    state.seen.update(page.pids)
+                    state.published.add_entries(page.entries)
+                    imported = self.index.upsert_prepared(page.documents)
+                    state.counts["imported"] += imported
+                    state.pages, uncommitted, resume = state.pages + 1, uncommitted + imported, page.resume
+                    if resume is not None and uncommitted >= self.commit_every:
+                        self._commit(source, job_id, state, resume, uncommitted)
+                        uncommitted = 0
+
+    def _commit(self, source: "_Source", job_id: int, state: "_Progress", resume: str, imported: int) -> None:
+        """Make what was imported so far searchable and published, then note where to resume after it."""
         self.index.commit()
-        published.publish(gone if suspect is None else set())  # a suspect harvest deleted nothing
-        state = (HarvestState.FAILED if failure else HarvestState.SUSPECT if suspect else
-                 HarvestState.PARTIAL if errors else HarvestState.SUCCEEDED)
+        state.published.publish()
+        state.committed += imported
+        with self.store.session() as session:
+            mark = session.get(HarvestCheckpoint, source.endpoint_id) or HarvestCheckpoint(
+                endpoint_id=source.endpoint_id)
+            mark.job_id, mark.base_url, mark.resume = job_id, source.base_url, resume
+            mark.pages, mark.records, mark.updated_at = state.pages, state.committed, utcnow()
+            session.add(mark)
+            job = session.get(HarvestJob, job_id)
+            job.gathered, job.imported = state.counts["gathered"], state.counts["imported"]
+
+    def _checkpoint(self, endpoint_id: str, base_url: str) -> HarvestCheckpoint | None:
+        """Where a stopped harvest of this endpoint resumes (None: from the start)."""
+        with self.store.session() as session:
+            mark = session.get(HarvestCheckpoint, endpoint_id)
+            if mark is None or mark.base_url != base_url:  # the endpoint now names another source
+                return None
+            session.expunge(mark)
+            return mark
+
+    def _forget_checkpoint(self, endpoint_id: str) -> None:
+        with self.store.session() as session:
+            mark = session.get(HarvestCheckpoint, endpoint_id)
+            if mark is not None:
+                session.delete(mark)
+
+    def _finish(self, endpoint_id: str, job_id: int, state: "_Progress", failure: str | None,
+                suspect: str | None) -> dict[str, Any]:
+        errors, counts = state.errors, state.counts
+        outcome = (HarvestState.FAILED if failure else HarvestState.SUSPECT if suspect else
+                   HarvestState.PARTIAL if errors else HarvestState.SUCCEEDED)
         failure = failure or suspect
         with self.store.session() as session:
             job = session.get(HarvestJob, job_id)
-            job.state, job.error, job.finished_at, job.failed = state.value, failure, utcnow(), len(errors)
-            for name, value in {**counts, **stamps}.items():
+            job.state, job.error, job.finished_at, job.failed = outcome.value, failure, utcnow(), len(errors)
+            for name, value in {**counts, **state.stamps}.items():
                 setattr(job, name, value)
             session.add_all(HarvestError(job_id=job_id, item_id=item[:500], stage=stage, error=error[:2000])
                             for item, stage, error in errors[:MAX_ERRORS_KEPT])
-        log.info("harvest %s: %s (%s gathered, %s imported, %s deleted, %s failed)%s", endpoint_id, state.value,
+        log.info("harvest %s: %s (%s gathered, %s imported, %s deleted, %s failed)%s", endpoint_id, outcome.value,
                  counts["gathered"], counts["imported"], counts["deleted"], len(errors),
                  f": {failure}" if failure else "")
         return self.job(job_id)
@@ -199,38 +269,19 @@ class HarvestService:
                        HarvestJob.state.in_([HarvestState.SUCCEEDED.value, HarvestState.PARTIAL.value]))
                 .order_by(HarvestJob.id.desc()).limit(1))
 
-    @staticmethod
-    def _fetch(harvester: Harvester, http: HttpClient, page: Iterable[Any], errors: list) -> list[Any]:
-        """Complete each gathered item (a no-op for sources whose listings carry whole records)."""
-        if type(harvester).fetch is Harvester.fetch:
-            return list(page)
-        out = []
-        for item in page:
-            try:
-                out.append(harvester.fetch(http, item))
-            except UpstreamError as exc:
-                errors.append((_item_id(item), HarvestStage.FETCH.value, exc.detail))
-        return out
-
-    @staticmethod
-    def _import(connector: Harvester, items: Iterable[Any], facility: str, source: str, errors: list) -> list[Dataset]:
-        datasets = []
-        for item in items:
-            try:
-                datasets.append(connector.to_dataset(item, facility, source))
-            except UpstreamError as exc:
-                errors.append((_item_id(item), HarvestStage.IMPORT.value, exc.detail))
-        return datasets
-
-    def _unclaimed(self, datasets: list[Dataset], endpoint_id: str, errors: list) -> list[Dataset]:
-        """``datasets`` less those whose pid the index holds from another endpoint: a pid two facilities
-        both use is a harvest error of the later one, never a record that moves between them silently."""
-        held = self.index.held_elsewhere([d.pid for d in datasets], endpoint_id)
+    def _unclaimed(self, page: MappedPage, endpoint_id: str, errors: list) -> None:
+        """Leave out of ``page`` the datasets whose pid the index holds from another endpoint: a pid two
+        facilities both use is a harvest error of the later one, never a record that moves between them silently."""
+        held = self.index.held_elsewhere(page.pids, endpoint_id)
         for pid, other in held.items():
             errors.append((pid, HarvestStage.IMPORT.value,
                            f"pid already harvested from search endpoint {other!r}; not imported (a pid must name "
                            "one dataset: ask the facilities which one it is)"))
-        return [d for d in datasets if d.pid not in held] if held else datasets
+        if held:
+            kept = [i for i, pid in enumerate(page.pids) if pid not in held]
+            page.pids = [page.pids[i] for i in kept]
+            page.entries = [page.entries[i] for i in kept]
+            page.documents = [page.documents[i] for i in kept]
 
     def purge_orphans(self) -> set[str]:
         """Remove from the index the datasets of search endpoints the registry deleted; returns their ids."""
@@ -301,7 +352,25 @@ def _suspect(deleting: int, held: int, max_share: float) -> str | None:
     return None
 
 
-def _item_id(item: Any) -> str:
-    if isinstance(item, dict):
-        return str(item.get("pid") or item.get("id") or "?")
-    return str(item)[:100]
+@dataclass(frozen=True)
+class _Source:
+    endpoint_id: str
+    facility: str
+    kind: str
+    base_url: str
+    config: dict[str, Any]
+
+
+@dataclass
+class _Progress:
+    """What one harvest run has done so far."""
+
+    incremental: bool
+    counts: dict[str, int] = field(default_factory=lambda: {"gathered": 0, "imported": 0, "deleted": 0})
+    stamps: dict[str, Any] = field(default_factory=dict)
+    errors: list[tuple[str, str, str]] = field(default_factory=list)
+    seen: set[str] = field(default_factory=set)  # pids imported: a complete listing's deletions are the rest
+    removed: list[str] = field(default_factory=list)
+    published: Any = None  # the OAI-PMH feed's batch of this run
+    pages: int = 0  # pages imported, over every resumption
+    committed: int = 0  # datasets committed, over every resumption

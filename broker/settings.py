@@ -66,6 +66,8 @@ class Settings:
     elasticsearch_url: str = field(default="", metadata={"help": "Use this Elasticsearch instead of the embedded index."})
     search_deadline_seconds: float = field(default=2.5, metadata={"help": "Deadline of a live search across facilities."})
     harvest_max_delete_share: float = field(default=0.2, metadata={"help": "Share of a source's datasets a harvest may delete before it stops as suspect."})
+    harvest_commit_every: int = field(default=20_000, metadata={"help": "Datasets a harvest imports between two index commits; a stopped harvest resumes after the last one."})
+    harvest_processes: int = field(default=2, metadata={"help": "Processes a harvest decodes and maps its pages in, beside the one that indexes them; 0: a thread of that process."})
     harvest_timeout_seconds: float = field(default=30.0, metadata={"help": "Timeout of one harvest request."})
     eosc_catalogue_url: str = field(default="", metadata={"help": "EOSC Resource Catalogue API base URL; empty: no sync."})
     eosc_catalogue_id: str = field(default="eosc", metadata={"help": "catalogue_id sent to the EOSC catalogue."})

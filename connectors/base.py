@@ -242,3 +242,15 @@ def slurm_memory(gigabytes: float | None) -> str | None:
         return None
     megabytes = math.ceil(gigabytes * 1024)
     return f"{megabytes // 1024}G" if megabytes % 1024 == 0 else f"{megabytes}M"
+
+
+class Page(list):
+    """One page a harvest yields: its items, and where a harvest resumes after it (``resume``: a cursor
+    the same connector's ``gather(..., resume=...)`` takes back; None where it cannot resume there).
+    A page may hold its items still ``encoded`` instead (no items listed): the connector's ``decode(encoded)``
+    reads them where the page is mapped."""
+
+    def __init__(self, items: Any = (), resume: str | None = None, encoded: bytes | None = None):
+        super().__init__(items)
+        self.resume = resume
+        self.encoded = encoded

@@ -120,9 +120,27 @@ class Harvester(DatasetSource):
                since: datetime | None = None) -> Iterator[list[Any]]:
         """The source's records, a page at a time (``since`` is given to incremental sources only)."""
 
+    #: ``gather`` takes ``resume`` (a page's ``Page.resume``) and starts after that page
+    resumable: ClassVar[bool] = False
+
     def fetch(self, client: HttpClient, item: Any) -> Any:
         """Complete one gathered item; sources whose listings carry whole records keep it as it is."""
         return item
+
+    def decode(self, encoded: bytes) -> list[Any]:
+        """The items of a page ``gather`` left encoded (``Page.encoded``), read where the page is mapped
+        (possibly in another process); only sources that leave pages encoded have it."""
+        raise NotImplementedError(f"{self.kind} leaves no page encoded")
+
+    @classmethod
+    def fetches(cls) -> bool:
+        """Whether gathered items are completed one by one (``fetch``) before they are mapped."""
+        return cls.fetch is not Harvester.fetch
+
+    @classmethod
+    def decodes(cls) -> bool:
+        """Whether pages may come encoded (``decode``), so they can be read and mapped in other processes."""
+        return cls.decode is not Harvester.decode
 
 
 class LiveSearcher(DatasetSource):

@@ -16,16 +16,27 @@ from datetime import datetime
 from typing import Any, Iterator
 from urllib.parse import quote
 
+import msgspec
 import requests
 from marshmallow import fields
 
 from panmodel.datasets import Dataset, DocumentRef, FileRef, Member, Parameter, SampleRef, TechniqueRef
 from panmodel.techniques import panet
 from panmodel.units import UnknownUnit, to_si
-from connectors.base import ConfigSchema, ProbeResult, url_field
+from connectors.base import ConfigSchema, Page, ProbeResult, url_field
 from connectors.capabilities import Harvester, LiveSearcher
 from connectors.errors import AddressBlocked, UpstreamBadResponse, UpstreamError
 from connectors.http import HttpClient, json_body
+from connectors.panosc_records import (
+    RawDataset,
+    as_plain,
+    count_records,
+    decode_page,
+    decode_record,
+    score_of,
+    split_records,
+)
+from connectors.panosc_records import with_documents as typed_with_documents
 from panmodel.states import HealthStatus
 
 #: every Dataset relation some implementation has, in the order they are asked for
@@ -58,7 +69,10 @@ def _text(item: dict[str, Any], key: str, required: bool = False) -> str | None:
 
 
 def _integer(item: dict[str, Any], key: str) -> int | None:
-    value = item.get(key)
+    return _whole(item.get(key))
+
+
+def _whole(value: Any) -> int | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
@@ -80,7 +94,10 @@ def _objects(item: dict[str, Any], key: str) -> list[dict[str, Any]]:
 
 
 def _id(item: dict[str, Any]) -> str | None:
-    value = item.get("id")
+    return _id_text(item.get("id"))
+
+
+def _id_text(value: Any) -> str | None:
     return None if value is None or isinstance(value, (dict, list)) else str(value)
 
 
@@ -140,7 +157,10 @@ def _member(item: Any) -> Member | None:
 
 
 def to_dataset(record: Any, facility: str, source: str | None) -> Dataset:
-    """A facility's Dataset record as the broker's ``Dataset``; ``UpstreamBadResponse`` when unusable."""
+    """A facility's Dataset record (a JSON object, or a ``RawDataset`` decoded from one) as the broker's
+    ``Dataset``; ``UpstreamBadResponse`` when unusable."""
+    if isinstance(record, RawDataset):
+        return _typed_dataset(record, facility, source)
     if not isinstance(record, dict):
         raise UpstreamBadResponse("unusable dataset record: not an object")
     try:
@@ -179,12 +199,35 @@ def _dataset(record: dict[str, Any], facility: str, source: str | None) -> Datas
         source=source)
 
 
+def _typed_dataset(r: RawDataset, facility: str, source: str | None) -> Dataset:
+    """``_dataset`` for a record whose types were checked when it was decoded: the same ``Dataset``."""
+    documents = [*(r.documents or ()), *([r.document] if r.document is not None else [])]
+    instrument = r.instrument
+    return Dataset(
+        pid=r.pid, facility=facility, title=r.title, is_public=r.isPublic if isinstance(r.isPublic, bool) else True,
+        creation_date=_date(r.creationDate), size=_whole(r.size), doi=r.pid if r.pid.startswith("10.") else None,
+        instrument=instrument.name if instrument else None,
+        instrument_pid=instrument.pid if instrument else r.instrumentId,
+        instrument_facility=instrument.facility if instrument else None,
+        techniques=tuple(technique_ref(t.name, t.pid, t.panetId) for t in r.techniques or ()),
+        parameters=tuple(parameter(p.name, p.value, p.unit, _id_text(p.id)) for p in r.parameters or ()),
+        documents=tuple(DocumentRef(d.pid, d.title, d.type, d.doi, d.summary, tuple(d.keywords or ()), d.isPublic,
+                                    d.startDate, d.endDate, d.releaseDate, d.license,
+                                    tuple(m for m in map(_member, d.members) if m is not None) if d.members else ())
+                        for d in documents),
+        samples=tuple(SampleRef(x.pid, x.name, x.description) for x in r.samples or ()),
+        files=tuple(FileRef(f.name, f.path, _whole(f.size), _id_text(f.id)) for f in r.files or ()),
+        file_count=len(r.files) if r.files is not None else None,
+        source=source)
+
+
 class PanoscSearchConnector(Harvester, LiveSearcher):
     kind = "panosc-search-api"
     title = "PaNOSC Search API"
     config_schema = PanoscSearchConfig
     health_path = "/api/Datasets"
     to_dataset = staticmethod(to_dataset)
+    resumable = True  # gather(..., resume=) starts after a page already imported
 
     def __init__(self) -> None:
         self._relations: dict[str, tuple[float, tuple[str, ...]]] = {}
@@ -247,9 +290,52 @@ class PanoscSearchConnector(Harvester, LiveSearcher):
         return client.get(url, params=params, timeout=timeout, headers={"Accept": "application/json"})
 
     def find(self, client: HttpClient, base_url: str, flt: dict[str, Any], timeout: float) -> list[dict[str, Any]]:
-        """Raw Dataset records for a LoopBack filter. When the filter's relations fail (learnt while the
-        endpoint had no datasets, which LoopBack does not check relations on), they are learnt again and
-        the call is made once more with those."""
+        """Raw Dataset records for a LoopBack filter."""
+        body = _checked(self._find_response(client, base_url, flt, timeout))
+        if not isinstance(body, list):
+            raise UpstreamBadResponse(f"{base_url}: Datasets answered {type(body).__name__}, not a list")
+        return body
+
+    def find_records(self, client: HttpClient, base_url: str, flt: dict[str, Any],
+                     timeout: float) -> list[RawDataset] | list[dict[str, Any]]:
+        """``find``, decoded straight into typed records where every record fits them (the harvest's fast
+        path); otherwise the JSON objects, for the tolerant reader."""
+        return self._records(self._find_response(client, base_url, flt, timeout), base_url)
+
+    def find_raw(self, client: HttpClient, base_url: str, flt: dict[str, Any], timeout: float) -> list[msgspec.Raw]:
+        """``find``'s records each still encoded (``decode_record`` reads one), for a caller that keeps few of
+        them (live search: most records a facility sends for words it ignores are left unread)."""
+        response = self._find_response(client, base_url, flt, timeout)
+        listing = split_records(response.content) if response.status_code < 300 else None
+        if listing is not None:
+            return listing
+        body = _checked(response)
+        raise UpstreamBadResponse(f"{base_url}: Datasets answered {type(body).__name__}, not a list")
+
+    decode_record = staticmethod(decode_record)
+    score_of = staticmethod(score_of)
+
+    def _records(self, response: requests.Response, base_url: str) -> list[RawDataset] | list[dict[str, Any]]:
+        if response.status_code < 300:
+            typed = decode_page(response.content)
+            if typed is not None:
+                return typed
+        body = _checked(response)
+        if not isinstance(body, list):
+            raise UpstreamBadResponse(f"{base_url}: Datasets answered {type(body).__name__}, not a list")
+        return body
+
+    @staticmethod
+    def decode(encoded: bytes) -> list[RawDataset] | list[Any]:
+        """The records of a page ``harvest`` left encoded (a JSON list): typed where they fit, else as JSON."""
+        typed = decode_page(encoded)
+        return typed if typed is not None else json.loads(encoded)
+
+    def _find_response(self, client: HttpClient, base_url: str, flt: dict[str, Any],
+                       timeout: float) -> requests.Response:
+        """The answer to a Datasets find. When the filter's relations fail (learnt while the endpoint had no
+        datasets, which LoopBack does not check relations on), they are learnt again and the call is made
+        once more with those."""
         url = f"{base_url.rstrip('/')}/api/Datasets"
         response = self._get(client, url, {"filter": json.dumps(flt)}, timeout)
         if response.status_code >= 500 and flt.get("include"):
@@ -259,10 +345,7 @@ class PanoscSearchConnector(Harvester, LiveSearcher):
             if set(asked) - set(have):
                 flt = {**flt, "include": [i for i in flt["include"] if i.get("relation") in have]}
                 response = self._get(client, url, {"filter": json.dumps(flt)}, timeout)
-        body = _checked(response)
-        if not isinstance(body, list):
-            raise UpstreamBadResponse(f"{base_url}: Datasets answered {type(body).__name__}, not a list")
-        return body
+        return response
 
     def count(self, client: HttpClient, base_url: str, where: dict[str, Any], timeout: float) -> int:
         body = _checked(self._get(client, f"{base_url.rstrip('/')}/api/Datasets/count", {"where": json.dumps(where)},
@@ -300,9 +383,11 @@ class PanoscSearchConnector(Harvester, LiveSearcher):
         """``records`` with their documents attached, where the endpoint's Dataset model lacks them."""
         if set(DOCUMENT_RELATIONS) & set(self.relations(client, base_url, timeout)):
             return records
-        pids = [r["pid"] for r in records if isinstance(r, dict) and isinstance(r.get("pid"), str)]
+        pids = [r.pid if isinstance(r, RawDataset) else r["pid"] for r in records
+                if isinstance(r, RawDataset) or (isinstance(r, dict) and isinstance(r.get("pid"), str))]
         documents = self.documents_of(client, base_url, pids, timeout)
-        return [{**r, "documents": documents.get(r.get("pid"), [])} if isinstance(r, dict) else r for r in records]
+        return [_attached(r, documents.get(r.pid if isinstance(r, RawDataset) else r.get("pid"), []))
+                if isinstance(r, (dict, RawDataset)) else r for r in records]
 
     def get(self, client: HttpClient, base_url: str, pid: str, timeout: float) -> dict[str, Any] | None:
         response = self._get(client, f"{base_url.rstrip('/')}/api/Datasets/{quote(pid, safe='')}",
@@ -312,19 +397,36 @@ class PanoscSearchConnector(Harvester, LiveSearcher):
         record = _checked(response)
         return self.with_documents(client, base_url, [record], timeout)[0]
 
-    def gather(self, client: HttpClient, base_url: str, config: dict[str, Any],
-               timeout: float) -> Iterator[list[dict[str, Any]]]:
-        """Every dataset with every relation the endpoint has, a page at a time, in a stable order."""
+    def gather(self, client: HttpClient, base_url: str, config: dict[str, Any], timeout: float,
+                resume: str | None = None) -> Iterator[Page]:
+        """Every dataset with every relation the endpoint has, a page at a time, in a stable order; from
+        ``resume`` (a page's own ``resume``) on when given."""
         size = config.get("page_size", 200)
         include = self.include(client, base_url, timeout)
-        skip = 0
+        skip = int(resume) if resume and resume.isdigit() else 0
         while True:
-            page = self.find(client, base_url, {"limit": size, "skip": skip, "order": "pid ASC", "include": include},
-                             timeout)
-            yield self.with_documents(client, base_url, page, timeout)
-            if len(page) < size:
+            response = self._find_response(client, base_url, {"limit": size, "skip": skip, "order": "pid ASC",
+                                                               "include": include}, timeout)
+            # where records come with their documents, a page is decoded where it is mapped (a harvest's
+            # mapping processes), not in the one process that fetches and indexes
+            has_documents = set(DOCUMENT_RELATIONS) & set(self.relations(client, base_url, timeout))
+            count = count_records(response.content) if has_documents and response.status_code < 300 else None
+            if count is not None:
+                page = Page(resume=str(skip + count), encoded=response.content)
+            else:
+                records = self._records(response, base_url)
+                count = len(records)
+                page = Page(self.with_documents(client, base_url, records, timeout), resume=str(skip + count))
+            yield page
+            if count < size:
                 return
             skip += size
+
+
+def _attached(record: dict[str, Any] | RawDataset, documents: list[dict[str, Any]]) -> dict[str, Any] | RawDataset:
+    if isinstance(record, dict):
+        return {**record, "documents": documents}
+    return typed_with_documents(record, documents) or {**as_plain(record), "documents": documents}
 
 
 def _checked(response: requests.Response) -> Any:

@@ -106,7 +106,8 @@ def build_broker(settings: Settings, *, run_migrations: bool = True) -> Broker:
                            concurrency=settings.health_concurrency, history=settings.health_history)
     index = make_index(settings)
     harvest = HarvestService(store, http, index, timeout=settings.harvest_timeout_seconds,
-                             max_delete_share=settings.harvest_max_delete_share)
+                             max_delete_share=settings.harvest_max_delete_share,
+                             commit_every=settings.harvest_commit_every, processes=settings.harvest_processes)
     search = SearchService(store, index, LiveSearch(http, deadline=settings.search_deadline_seconds), harvest.latest)
     if settings.eosc_catalogue_version not in (*CATALOGUE_VERSIONS, "auto"):
         raise ConfigurationError("PANBROKER_EOSC_CATALOGUE_VERSION: use v5, v6 or auto")

@@ -127,13 +127,14 @@ def serve(host: str | None, port: int | None, worker: bool | None, workers: int 
 @_fail_cleanly
 def worker() -> None:
     """Run the scheduled jobs (health checks, harvests, launches, EOSC sync) in the foreground."""
-    from broker import datalock, logs
+    from broker import datalock, index_roles, logs
     from panbroker.worker import run_forever
 
     os.umask(0o077)
     settings = Settings.from_env()
     logs.configure(settings.log_level, settings.log_format)
     datalock.hold(settings.data_dir, "panbroker worker")
+    index_roles.claim(settings, "panbroker worker")
     run_forever(_broker())
 
 

@@ -10,7 +10,7 @@ import socket
 
 import uvicorn
 
-from broker import datalock, logs
+from broker import datalock, index_roles, logs
 from broker.api import metrics
 from broker.settings import Settings, prometheus_multiproc_dir
 from panbroker.app import Broker, build_broker, create_app
@@ -63,6 +63,9 @@ def run(settings: Settings, host: str, port: int, with_worker: bool, broker: Bro
         raise ConfigurationError(f"--workers must be at least 1, not {workers}")
     if with_worker:
         datalock.hold(settings.data_dir, "panbroker serve")
+        index_roles.claim(settings, "panbroker serve")
+    else:
+        index_roles.check_reader(settings, "panbroker serve --no-worker")
     check_bind(host, port)
     broker = broker or build_broker(settings)
     if metrics.prune_dead_processes():

@@ -157,3 +157,21 @@ def test_merge_ranks_by_word_score_then_interleaves_facility_ranks():
     b[1] = (1.0, b[1][1])  # a better word match comes first, wherever its facility ranked it
     assert [d.pid for d in merge([a, b], Sort.RELEVANCE, ranked=True)[0]][0] == "b1"
     assert SearchRequest().limit == 20
+
+
+def test_records_left_encoded_are_kept_whenever_their_words_might_match() -> None:
+    import msgspec
+
+    from broker.search.live import _might_hold
+    from broker.search.matching import query_words
+
+    def holds(record: bytes, q: str, any_term: bool = False) -> bool:
+        return _might_hold(query_words(q), any_term, msgspec.Raw(record))
+
+    assert holds(b'{"title":"LYSOZYME in D2O"}', "lysozyme")
+    assert holds(b'{"title":"Lysozymes"}', "lysozymes")  # a stem ("lysozym") is part of the word
+    assert holds(b'{"title":"caf\\u00e9 crystals"}', "café")  # escaped text is read, not searched as sent
+    assert holds(b'{"title":"Kupfer","samples":[{"name":"\xc3\x89lan"}]}', "élan")
+    assert not holds(b'{"title":"copper oxide"}', "lysozyme")
+    assert not holds(b'{"title":"copper oxide"}', "copper lysozyme")
+    assert holds(b'{"title":"copper oxide"}', "copper lysozyme", any_term=True)

@@ -52,9 +52,21 @@ def facet_buckets(name: str, aggregation: dict[str, Any]) -> list[FacetBucket]:
 class DatasetIndex(abc.ABC):
     """The harvested datasets of every facility, searchable with one ranking."""
 
+    one_writer = False  # True: only the process writing now can change it (it runs one harvest at a time)
+
     @abc.abstractmethod
     def upsert(self, datasets: Iterable[Dataset]) -> int:
         """Add or replace datasets (by pid); visible to searches after ``commit``."""
+
+    @staticmethod
+    def prepare(datasets: list[Dataset]) -> list[Any]:
+        """``datasets`` in the form ``upsert_prepared`` takes, one item per dataset, in order: work done
+        wherever the caller likes (a harvest's mapping processes), so picklable and needing no index."""
+        return datasets
+
+    def upsert_prepared(self, prepared: list[Any]) -> int:
+        """``upsert`` of what ``prepare`` made."""
+        return self.upsert(prepared)
 
     @abc.abstractmethod
     def delete(self, pids: Iterable[str]) -> None:
@@ -83,6 +95,10 @@ class DatasetIndex(abc.ABC):
     @abc.abstractmethod
     def count(self) -> int:
         """Number of datasets."""
+
+    def source_count(self, source: str) -> int:
+        """Number of datasets harvested from ``source`` (a backend may count without listing them)."""
+        return len(self.pids(source))
 
     @abc.abstractmethod
     def sources(self) -> set[str]:

@@ -21,6 +21,8 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
+
 from broker.search.matching import (
     matches_filters,
     might_match,
@@ -192,12 +194,16 @@ class LiveSearch:
             remaining = self._remaining(started)
             if remaining <= 0.05:
                 return _Answer(found, False, False, _incomplete(len(found), skip, dropped, "the deadline"))
-            records = connector.find(self.http, source.base_url, {**flt, "skip": skip, "limit": size}, remaining)
-            scored = _scored(records)
+            # a connector that can leaves each record encoded until it is kept (``find_raw``)
+            find = getattr(connector, "find_raw", connector.find)
+            records = find(self.http, source.base_url, {**flt, "skip": skip, "limit": size}, remaining)
+            scored = _scored(records, connector)
             for record in records:
-                if words and not scored and not might_match(words, request.any_term, _raw_text(record)):
+                if words and not scored and not _might_hold(words, request.any_term, record):
                     dropped += 1  # cheaper than mapping every record of a facility that ignores the words
                     continue
+                if isinstance(record, msgspec.Raw):
+                    record = connector.decode_record(record)
                 try:
                     dataset = connector.to_dataset(record, source.facility, source.endpoint_id)
                 except UpstreamError:
@@ -234,9 +240,24 @@ def _raw_text(record: Any) -> str:
     return ""
 
 
-def _scored(records: list[Any]) -> bool:
+def _might_hold(terms: list[str], any_term: bool, record: Any) -> bool:
+    """``might_match`` of a record. One still encoded is searched for each word's stem in its lowercased
+    text (a word the record holds has its stem there), which costs a fraction of listing its words; one
+    with escapes (``\\u00e9``: its text is not its words) is decoded first."""
+    if isinstance(record, msgspec.Raw):
+        text = bytes(record).decode()
+        if "\\" not in text:
+            lowered = text.lower()
+            return (any if any_term else all)(term in lowered for term in terms)
+        record = msgspec.json.decode(record)
+    return might_match(terms, any_term, _raw_text(record))
+
+
+def _scored(records: list[Any], connector: Any) -> bool:
     """True when the facility ranked by the words: some record carries a positive score."""
-    return any(isinstance(r, dict) and isinstance(r.get("score"), (int, float)) and r["score"] > 0 for r in records)
+    scores = (connector.score_of(r) if isinstance(r, msgspec.Raw) else r.get("score") if isinstance(r, dict) else None
+              for r in records)
+    return any(isinstance(score, (int, float)) and score > 0 for score in scores)
 
 
 def _incomplete(found: int, read: int, dropped: int, why: str) -> str:

@@ -3,7 +3,7 @@ launches. Schema changes go through the Alembic migrations in registry/migration
 from registry.models.base import Base  # noqa: F401
 from registry.models.registry import (  # noqa: F401
     Facility, ComputeService, SearchEndpoint, EoscEntry, HealthCheck, AuditEvent, EoscSyncEvent, RegistryStamp)
-from registry.models.harvest import HarvestJob, HarvestError  # noqa: F401
+from registry.models.harvest import HarvestJob, HarvestError, HarvestCheckpoint  # noqa: F401
 from registry.models.people import (  # noqa: F401
     Role, Person, Identity, RoleGrant, ApiToken, LoginTransaction, WebSession, UserToken, NotificationSettings)
 from registry.models.launch import Launch, LaunchEvent, BasketItem  # noqa: F401

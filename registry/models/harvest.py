@@ -45,3 +45,18 @@ class HarvestError(Base):
     __table_args__ = (Index("ix_harvest_errors_job", "job_id"),)
 
 
+
+class HarvestCheckpoint(Base):
+    """How far the current harvest of an endpoint has committed to the index: a harvest that stops (a
+    killed worker, a source failing half way) resumes after the last committed page, not from zero. Gone
+    once a harvest has read the whole source."""
+
+    __tablename__ = "harvest_checkpoints"
+
+    endpoint_id: Mapped[str] = mapped_column(ForeignKey("search_endpoints.id", ondelete="CASCADE"), primary_key=True)
+    job_id: Mapped[int] = mapped_column(Integer, nullable=False)  # the job that committed it
+    base_url: Mapped[str] = mapped_column(String(2048), nullable=False)  # a checkpoint of another source is void
+    resume: Mapped[str] = mapped_column(Text, nullable=False)  # the connector's cursor after the last committed page
+    pages: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    records: Mapped[int] = mapped_column(Integer, nullable=False, default=0)  # imported so far, over every resumption
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, nullable=False)

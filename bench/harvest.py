@@ -1,0 +1,192 @@
+"""Harvest at millions: a whole harvest from a loopback PaNOSC source (``demo.panosc_source``, in its own
+process) through the broker's harvest (fetch, map, index, OAI feed, checkpoints), against the import of
+the same datasets already mapped straight into the embedded index, in the same run. Each phase runs in a
+process of its own, so each one's peak RSS is its own.
+
+Run: `python bench/harvest.py --datasets 1000000` (or through `bench/search.py --harvest-datasets N`).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.append(str(ROOT))
+
+PAGE = 500
+RELATIONS = ["techniques", "instrument", "parameters", "files", "samples", "documents"]
+
+
+def _rss_mb(pid: int | str = "self") -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:  # ended meanwhile
+        pass
+    return 0.0
+
+
+def _tree_rss_mb() -> float:
+    """RSS of this process and every process it started (the harvest's mapping processes and their fork
+    server are not its children: found through the process tree)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    tree, todo = [], [os.getpid()]
+    while todo:
+        pid = todo.pop()
+        tree.append(pid)
+        todo.extend(children.get(pid, []))
+    return sum(_rss_mb(pid) for pid in tree)
+
+
+def _peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class RssTrail:
+    """The process's RSS, sampled every half second: is memory flat through the run? And the peak of the
+    RSS of the process with the processes it started."""
+
+    def __init__(self) -> None:
+        self.samples: list[float] = []
+        self.tree_peak = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.5):
+            self.samples.append(_rss_mb())
+            self.tree_peak = max(self.tree_peak, _tree_rss_mb())
+
+    def stop(self) -> list[float]:
+        """RSS at 25, 50, 75 and 100% of the run (MB)."""
+        self._stop.set()
+        self._thread.join()
+        s = self.samples or [_rss_mb()]
+        return [round(s[min(len(s) - 1, int(len(s) * q))]) for q in (0.25, 0.5, 0.75, 0.999)]
+
+
+def index_only(count: int, data_dir: Path) -> dict:
+    """The datasets mapped first (untimed, a page at a time), then imported straight into the index with
+    the harvest's commit cadence: only upserts and commits are timed."""
+    from broker.harvest import COMMIT_EVERY
+    from broker.harvest_pipeline import fewer_collections
+    from broker.search.tantivy_index import TantivyIndex
+    from connectors.panosc_records import decode_page
+    from connectors.panosc_search import to_dataset
+    from demo.panosc_source import PanoscSource
+
+    source, index = PanoscSource(count), TantivyIndex(data_dir / "index")
+    trail, spent, since_commit = RssTrail(), 0.0, 0
+    fewer_collections().__enter__()  # as the harvest runs, so the ratio compares like with like
+    for skip in range(0, count, PAGE):
+        datasets = [to_dataset(r, "sim-ill", "sim-ill-s") for r in decode_page(source.page(skip, PAGE, RELATIONS))]
+        started = time.perf_counter()
+        index.upsert(datasets)
+        since_commit += len(datasets)
+        if since_commit >= COMMIT_EVERY:
+            index.commit()
+            since_commit = 0
+        spent += time.perf_counter() - started
+    started = time.perf_counter()
+    index.commit()
+    spent += time.perf_counter() - started
+    assert index.count() == count, index.count()
+    index.close()
+    return {"rate": count / spent, "seconds": spent, "rss": trail.stop(), "peak_mb": _peak_mb(),
+            "tree_peak_mb": trail.tree_peak}
+
+
+def end_to_end(count: int, data_dir: Path, source_url: str, processes: int) -> dict:
+    """The broker's harvest of the loopback source, timed whole."""
+    from panbroker.app import build_broker
+    from broker.authz import Principal
+    from broker.registry_kinds import KINDS
+    from broker.settings import Settings, loopback_networks
+
+    broker = build_broker(Settings(data_dir=data_dir, log_level="WARNING", allowed_networks=loopback_networks(),
+                                   harvest_processes=processes))
+    actor = Principal("bench", admin=True)
+    broker.registry.create(actor, KINDS.facility, {"id": "sim-ill", "name": "sim-ill", "country": "FR"})
+    broker.registry.create(actor, KINDS.search_endpoint, {
+        "id": "sim-ill-s", "facility_id": "sim-ill", "kind": "panosc-search-api", "base_url": source_url,
+        "connector_config": {"page_size": PAGE}})
+    trail, started = RssTrail(), time.perf_counter()
+    job = broker.harvest.run("sim-ill-s")
+    spent = time.perf_counter() - started
+    assert job["state"] == "succeeded" and job["imported"] == count, job
+    assert broker.index.count() == count, broker.index.count()
+    broker.index.close()
+    return {"rate": count / spent, "seconds": spent, "rss": trail.stop(), "peak_mb": _peak_mb(),
+            "tree_peak_mb": trail.tree_peak, "processes": broker.settings.harvest_processes}
+
+
+def _phase(args: list[str]) -> dict:
+    """One phase in a child process: its figures and its own peak RSS."""
+    done = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"phase {args[:2]} failed:\n{done.stderr[-3000:]}")
+    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    return figures
+
+
+def bench_harvest(count: int, processes: int | None = None) -> None:
+    from broker.settings import Settings
+
+    processes = Settings().harvest_processes if processes is None else processes
+    with tempfile.TemporaryDirectory() as tmp:
+        source = subprocess.Popen([sys.executable, "-m", "demo.panosc_source", "--count", str(count)], cwd=ROOT,
+                                  stdout=subprocess.PIPE, text=True)
+        try:
+            url = source.stdout.readline().strip()
+            alone = _phase(["--phase", "index-only", "--datasets", str(count), "--dir", f"{tmp}/alone"])
+            whole = _phase(["--phase", "harvest", "--datasets", str(count), "--dir", f"{tmp}/whole", "--url", url,
+                            "--processes", str(processes)])
+        finally:
+            source.terminate()
+            source.wait()
+    ratio = whole["rate"] / alone["rate"]
+    print(f"\nharvest of {count:,} PaNOSC datasets from a loopback source (pages of {PAGE}, source in its own process)")
+    print(f"  index-only import of the same datasets already mapped: {alone['rate']:,.0f} datasets/s "
+          f"({alone['seconds']:.1f} s); RSS at 25/50/75/100% {alone['rss']} MB, peak {alone['peak_mb']:,.0f} MB")
+    print(f"  end to end (fetch, map, index, OAI feed, checkpoints; {whole['processes']} mapping processes): "
+          f"{whole['rate']:,.0f} datasets/s ({whole['seconds']:.1f} s); RSS at 25/50/75/100% {whole['rss']} MB, "
+          f"peak {whole['peak_mb']:,.0f} MB, with its mapping processes {whole['tree_peak_mb']:,.0f} MB")
+    print(f"  end to end / index-only: {whole['rate']:,.0f} / {alone['rate']:,.0f} = {ratio:.2f} (target >= 0.8)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--datasets", type=int, default=200_000)
+    parser.add_argument("--phase", choices=["index-only", "harvest"])
+    parser.add_argument("--dir", type=Path)
+    parser.add_argument("--url")
+    parser.add_argument("--processes", type=int, help="mapping processes of the harvest (PANBROKER_HARVEST_PROCESSES)")
+    args = parser.parse_args()
+    if args.phase == "index-only":
+        print(json.dumps(index_only(args.datasets, args.dir)))
+    elif args.phase == "harvest":
+        print(json.dumps(end_to_end(args.datasets, args.dir, args.url, args.processes)))
+    else:
+        bench_harvest(args.datasets, args.processes)
+
+
+if __name__ == "__main__":
+    main()
