@@ -9,6 +9,7 @@ import pytest
 
 from broker.eosc_profile import CATEGORIES
 from broker.settings import loopback_networks
+from broker.harvest_pipeline import map_page
 from connectors import all_connectors
 from connectors.base import Capability, Connector, LaunchTarget
 from connectors.capabilities import Harvester, Launcher, LiveSearcher, SessionLauncher
@@ -112,8 +113,11 @@ def test_a_harvester_gathers_every_record_and_maps_each(running, http) -> None: 
     kind, connector, peer, url = running
     assert isinstance(connector, Harvester)
     pages = list(connector.gather(http, url, peer.config, 5))
-    items = [connector.fetch(http, item) for page in pages for item in page]
-    datasets = [connector.to_dataset(item, "sim-facility", "sim-endpoint") for item in items]
+    # each page as the harvest reads it: decoded where it came encoded, fetched item by item where the source
+    # fetches, mapped (the datasets themselves are what ``prepare`` is given here)
+    mapped = [map_page(connector, page, "sim-facility", "sim-endpoint", lambda ds: ds, http) for page in pages]
+    assert not [error for page in mapped for error in page.errors]
+    datasets = [dataset for page in mapped for dataset in page.documents]
     assert len(pages) > 1, "the simulator pages its records, so paging is exercised"
     assert datasets and all(isinstance(d, Dataset) and d.facility == "sim-facility" for d in datasets)
     assert len({d.pid for d in datasets}) == len(datasets)
