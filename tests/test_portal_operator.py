@@ -159,11 +159,11 @@ def test_a_new_service_reads_only_the_chosen_kinds_settings(site):  # noqa: ANN0
     token = token_of(client.get("/operator/ill/services/new").text)
     created = client.post("/operator/ill/services", follow_redirects=False, data={
         "csrf_token": token, "id": "ill-binder", "title": "ILL Binder", "kind": "binderhub",
-        "base_url": "https://binder.ill.example", "binderhub.default_repository": "https://github.com/ill/notebooks",
+        "base_url": "https://binder.ill.example", "binderhub.default_repository": "gh/ill/notebooks/HEAD",
         "jupyterhub.start_timeout_seconds": "-5", "ood.app": ""})  # other kinds': neither read nor refused
     assert created.status_code == 303, errors_of(created.text)
     config = broker.registry.get(KINDS.service, "ill-binder")["connector_config"]
-    assert config == {"default_repository": "https://github.com/ill/notebooks"}
+    assert config == {"default_repository": "gh/ill/notebooks/HEAD"}
     refused = client.post("/operator/ill/services", data={
         "csrf_token": token, "id": "ill-ood", "title": "ILL OnDemand", "kind": "ood",
         "base_url": "https://ood.ill.example", "binderhub.default_repository": "x"})
@@ -180,6 +180,8 @@ def test_the_ood_connectors_settings_appear_in_the_form_read_from_its_schema(sit
     assert shown_names == set(OodConfig().fields) - {"health_url"}  # the health URL is the form's own field
     assert re.search(r'for="f-ood.app">[^<]*<span aria-hidden="true">\*</span><span class="sr-only">\(required\)', ood)
     assert '<option value="ood" selected>' in page
+    binder = page[page.index('id="settings-binderhub"'):]
+    assert "e.g. gh/org/repo/HEAD" in binder[:binder.index("</fieldset>")]  # help from the field's metadata
     assert 'src="/static/kind_settings.js"' in page or "kind_settings.js" in page
 
 
