@@ -205,3 +205,16 @@ def test_a_new_connectors_settings_become_fields_and_its_secrets_are_never_shown
     settings = {f.name: f for f in connector_settings(TargetType.SERVICE, set())}
     assert settings["new-kind.region"].help == "where the service runs"
     assert settings["new-kind.api_key"].type == "password" and shown(settings["new-kind.api_key"], "s3cret") == ""
+
+
+def test_a_service_given_another_kind_keeps_none_of_the_old_kinds_settings(site):  # noqa: ANN001, F811
+    broker, client = site
+    signed_in(broker, client, "olga", operator_of="ill")
+    stored = _hub(broker, {"flavour": "profiles", "start_timeout_seconds": 300})
+    form = client.get("/operator/ill/services/ill-hub/edit").text
+    saved = client.post("/operator/ill/services/ill-hub", follow_redirects=False, data={
+        **HUB_FORM, "kind": "binderhub", "csrf_token": token_of(form), "version": str(stored["version"]),
+        "binderhub.default_repository": "gh/ill/notebooks/HEAD", "jupyterhub.flavour": "profiles"})
+    assert saved.status_code == 303, errors_of(saved.text)
+    service = broker.registry.get(KINDS.service, "ill-hub")
+    assert service["kind"] == "binderhub" and service["connector_config"] == {"default_repository": "gh/ill/notebooks/HEAD"}
