@@ -28,9 +28,10 @@ PHASE_WORDS = {"waiting": "waiting for a build slot", "fetching": "fetching the 
 
 class BinderHubConfig(ConfigSchema):
     health_url = url_field()
-    default_repository = fields.String(validate=validate.Length(max=500))
-    # where the repository holds a dataset's files, e.g. /data/{proposal}: the session opens there
-    data_path_template = fields.String(validate=[validate.Length(max=500), check_path_template])
+    default_repository = fields.String(validate=validate.Length(max=500), metadata={
+        "description": "the repository launches build, as BinderHub names it, e.g. gh/org/repo/HEAD"})
+    data_path_template = fields.String(validate=[validate.Length(max=500), check_path_template], metadata={
+        "description": "where a dataset's files are, e.g. /data/{proposal}: the session opens there"})
     start_timeout_seconds = fields.Integer(validate=validate.Range(min=10, max=7200))
     max_concurrent_spawns = fields.Integer(validate=validate.Range(min=1, max=200))
 

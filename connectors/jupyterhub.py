@@ -71,9 +71,10 @@ class MossDefaults(ConfigSchema):
 
 class JupyterHubConfig(ConfigSchema):
     health_url = url_field()
-    spawner = fields.String(validate=validate.Length(max=100))  # informative: what the hub runs
-    # the vocabulary the hub's spawner reads: "profiles" (the broker's own keys) or "moss" (jupyterhub-moss)
-    flavour = fields.String(validate=validate.OneOf(("profiles", "moss")))
+    spawner = fields.String(validate=validate.Length(max=100),
+                            metadata={"description": "informative: the spawner the hub runs"})
+    flavour = fields.String(validate=validate.OneOf(("profiles", "moss")), metadata={
+        "description": "the vocabulary the hub's spawner reads: profiles (the broker's own keys) or moss"})
     user_options = fields.Nested(MossDefaults)
     environments = fields.Dict(keys=fields.String(validate=validate.Regexp(r"^[A-Za-z0-9_.-]{1,100}$")),
                                values=fields.Nested(MossEnvironment), validate=validate.Length(max=100))
@@ -81,13 +82,15 @@ class JupyterHubConfig(ConfigSchema):
     username_claim = fields.String(validate=validate.Length(min=1, max=100))
     username_pattern = fields.String(validate=validate.Length(min=1, max=200))
     named_servers = fields.Boolean()
-    start_timeout_seconds = fields.Integer(validate=validate.Range(min=10, max=7200))
-    # the hub holds a start's POST this long before answering 202 (JupyterHub's slow_spawn_timeout)
-    slow_spawn_timeout_seconds = fields.Integer(validate=validate.Range(min=0, max=300))
+    start_timeout_seconds = fields.Integer(validate=validate.Range(min=10, max=7200),
+                                           metadata={"description": "how long a session may take to start"})
+    slow_spawn_timeout_seconds = fields.Integer(validate=validate.Range(min=0, max=300), metadata={
+        "description": "how long the hub holds a start before answering 202 (JupyterHub's slow_spawn_timeout)"})
     max_concurrent_spawns = fields.Integer(validate=validate.Range(min=1, max=200))
-    # calling the service as the user: their token from this issuer, exchanged for this audience if set
-    user_token_issuer = fields.String(validate=validate.Length(min=1, max=100))
-    token_exchange_audience = fields.String(validate=validate.Length(min=1, max=200))
+    user_token_issuer = fields.String(validate=validate.Length(min=1, max=100), metadata={
+        "description": "call the hub as the user, with their token from this sign-in issuer"})
+    token_exchange_audience = fields.String(validate=validate.Length(min=1, max=200), metadata={
+        "description": "the user's token is exchanged for one of this audience, if set"})
 
     @validates("username_pattern")
     def _pattern(self, value: str, **_: Any) -> None:

@@ -417,6 +417,9 @@ def test_an_operator_registers_a_service_and_sees_it_in_the_catalogue(portal):  
     tab.page.fill("#f-id", "Bad Id!")
     tab.page.fill("#f-base_url", "ftp://desktop.ill.example")
     tab.page.select_option("#f-kind", "remote-desktop")
+    # the chosen kind's connector settings, read from its connector, and no other kind's
+    assert tab.page.locator("#settings-remote-desktop").is_visible()
+    assert not tab.page.locator("#settings-jupyterhub").is_visible()
     tab.page.fill("#f-max_cpus", "many")
     tab.page.get_by_role("button", name="Register").click()
     # one round: the form's own checks and the kind's schema together, each message at its field

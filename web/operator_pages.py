@@ -10,30 +10,16 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
 
-import marshmallow.fields as ma
 from flask import abort, redirect, render_template, request
-from marshmallow import Schema, validate
 from werkzeug.wrappers import Response
 
 from panmodel.errors import BrokerError
 from broker.registry_kinds import KINDS, Kind
 from panmodel.states import EoscStatus, LaunchMode, Lifecycle, TargetType
-from connectors import kinds
+from connectors import all_connectors, kinds
 from registry.schemas import CapabilitiesSchema
 from web.common import blueprint, broker, require_viewer
-
-
-@dataclass(frozen=True)
-class Field:
-    name: str
-    label: str
-    type: str = "text"  # text, url, number, select, password, checkbox, textarea, list, choices, partitions
-    choices: tuple[str, ...] = ()
-    required: bool = False
-    help: str = ""
-    create_only: bool = False
-    path: tuple[str, ...] = ()  # where the value goes in the payload (default: its name)
-    number: type | None = None  # int or float, for type number
+from web.operator_fields import Field, connector_settings, parsed, schema_fields, shown
 
 
 CAPABILITY_WORDS = {  # label and help of each capability; the fields themselves come from the schema
@@ -44,28 +30,6 @@ CAPABILITY_WORDS = {  # label and help of each capability; the fields themselves
     "plans": ("Plans", "comma-separated"), "protocols": ("Desktop protocols", ""),
     "interfaces": ("Interfaces offered", ""), "software": ("Software", "comma-separated, e.g. Mantid, SasView"),
 }
-
-
-def schema_fields(schema: type[Schema], path: tuple[str, ...], words: dict[str, tuple[str, str]]) -> tuple[Field, ...]:
-    """Form fields for every field of a marshmallow schema: numbers, switches, lists of names, choices
-    from its OneOf validators, lists of nested records as lines."""
-    out = []
-    for name, field_ in schema().fields.items():
-        label, help_ = words.get(name, (name.replace("_", " ").capitalize(), ""))
-        spec: dict[str, Any] = {"path": (*path, name)}
-        if isinstance(field_, ma.Boolean):
-            spec["type"] = "checkbox"
-        elif isinstance(field_, (ma.Integer, ma.Float)):
-            spec.update(type="number", number=int if isinstance(field_, ma.Integer) else float)
-        elif isinstance(field_, ma.List) and isinstance(field_.inner, ma.Nested):
-            spec["type"] = "partitions"
-        elif isinstance(field_, ma.List):
-            one_of = [v for v in field_.inner.validators if isinstance(v, validate.OneOf)]
-            spec.update(type="choices", choices=tuple(one_of[0].choices)) if one_of else spec.update(type="list")
-        elif isinstance(field_, ma.Url):
-            spec["type"] = "url"
-        out.append(Field(name, label, help=help_, **spec))
-    return tuple(out)
 
 
 HEALTH_URL = Field("health_url", "Health check URL", "url", path=("connector_config", "health_url"),
@@ -94,6 +58,7 @@ FORMS = {form.slug: form for form in (
         HEALTH_URL,
         Field("credential", "API credential", "password",
               help="stored encrypted and never shown again; leave empty to keep the stored one"),
+        *connector_settings(TargetType.SERVICE, {HEALTH_URL.path}),
     )),
     Form(KINDS.search_endpoint, "search-endpoints", "search endpoint", (
         Field("id", "Identifier", required=True, create_only=True, help="lower-case letters, digits and dashes"),
@@ -102,6 +67,7 @@ FORMS = {form.slug: form for form in (
         Field("harvest_schedule", "Harvest schedule", help="cron, in UTC, e.g. 0 3 * * * for every day at 03:00 "
                                                            "(empty: no harvest)"),
         HEALTH_URL,
+        *connector_settings(TargetType.SEARCH_ENDPOINT, {HEALTH_URL.path}),
     )),
     Form(KINDS.eosc_entry, "eosc-entries", "EOSC entry", (
         Field("service_id", "Service", "select", required=True, create_only=True),
@@ -140,38 +106,25 @@ def _render_form(form: Form, facility: dict[str, Any], values: dict[str, Any], e
                  key: str | None, version: int | None, summary: str = "", status: int = 200) -> tuple[str, int]:
     fields = [f if f.name != "service_id" else Field(**{**f.__dict__, "choices": broker().operator.service_ids(
               require_viewer(), facility["id"])})
-              for f in form.fields if not (key and f.create_only)]
-    return render_template("operator_form.html", form=form, fields=fields, facility=facility, values=values,
-                           errors=errors, key=key, version=version, summary=summary), status
+              for f in form.fields if not (key and f.create_only) and not f.kind]
+    settings: dict[str, list[Field]] = {}
+    for f in form.fields:
+        if f.kind:
+            settings.setdefault(f.kind, []).append(f)
+    return render_template("operator_form.html", form=form, fields=fields, settings=settings, facility=facility,
+                           values=values, errors=errors, key=key, version=version, summary=summary), status
 
 
 def _stored_values(form: Form, stored: dict[str, Any]) -> dict[str, Any]:
-    """The stored object as the form's fields show it (lists as text, partitions as lines)."""
+    """The stored object as the form's fields show it (lists as text, partitions as lines, the settings of
+    the stored kind only, secrets never)."""
     values: dict[str, Any] = {}
-    for f in form.fields:
+    for f in _active(form, stored.get("kind")):
         value: Any = stored
         for step in f.path or (f.name,):
             value = value.get(step) if isinstance(value, dict) else None
-        if value is None or f.type == "password":
-            value = ""
-        elif f.type == "list":
-            value = ", ".join(value)
-        elif f.type == "partitions":
-            value = "\n".join(", ".join([p["id"], *([p["title"]] if p.get("title") else []),
-                                          *(["gpu"] if p.get("gpu") else [])]) for p in value)
-        values[f.name] = value
+        values[f.name] = shown(f, value)
     return values
-
-
-def _partitions(text: str) -> list[dict[str, Any]]:
-    out = []
-    for line in text.splitlines():
-        parts = [p.strip() for p in line.split(",") if p.strip()]
-        if parts:
-            gpu = any(p.lower() == "gpu" for p in parts[1:])
-            titles = [p for p in parts[1:] if p.lower() != "gpu"]
-            out.append({"id": parts[0], **({"title": titles[0]} if titles else {}), **({"gpu": True} if gpu else {})})
-    return out
 
 
 def say(message: str) -> str:
@@ -189,7 +142,7 @@ def say(message: str) -> str:
 def new_form(facility_id: str, slug: str) -> tuple[str, int]:
     form = FORMS.get(slug) or abort(404)
     facility = broker().operator.facility(require_viewer(), facility_id)
-    return _render_form(form, facility, {}, {}, None, None)
+    return _render_form(form, facility, {"kind": request.args.get("kind", "")}, {}, None, None)
 
 
 @blueprint.get("/operator/<facility_id>/<slug>/<key>/edit")
@@ -201,23 +154,44 @@ def edit_form(facility_id: str, slug: str, key: str) -> tuple[str, int]:
     return _render_form(form, facility, _stored_values(form, stored), {}, key, stored["version"])
 
 
+def _active(form: Form, kind: str | None) -> tuple[Field, ...]:
+    """The form's own fields and the connector settings of ``kind`` (those of other kinds are not read)."""
+    return tuple(f for f in form.fields if not f.kind or f.kind == kind)
+
+
+def _chosen_kind(posted: Any, stored: dict[str, Any] | None) -> str | None:
+    """The kind the form is for: the one chosen in it, else the stored one."""
+    return (posted.get("kind") or "").strip() or (stored or {}).get("kind")
+
+
+def _posted(f: Field, posted: Any, stored_config: dict[str, Any]) -> Any:
+    """What a checkbox or a list of choices says; a setting's unchecked box is left out unless it was set."""
+    if f.type == "choices":
+        return [v for v in posted.getlist(f.name) if v in f.choices] or None
+    if f.kind and not posted.get(f.name):
+        return False if f.path[-1] in stored_config else None
+    return bool(posted.get(f.name))
+
+
 def _payload(form: Form, posted: Any, stored: dict[str, Any] | None) -> tuple[dict[str, Any], dict[str, str]]:
     """The form as a registry payload, and a message per field that could not be read."""
     payload: dict[str, Any] = {}
     errors: dict[str, str] = {}
+    kind = _chosen_kind(posted, stored)
+    fields = _active(form, kind)
     if stored is not None:
         for name in MERGED:
-            if name in stored and any(f.path[:1] == (name,) for f in form.fields):
+            if name in stored and any(f.path[:1] == (name,) for f in fields):
                 payload[name] = dict(stored.get(name) or {})
-    for f in form.fields:
+        if stored.get("kind") != kind and "connector_config" in payload:
+            payload["connector_config"] = {}  # another kind: the old kind's settings do not apply
+    for f in fields:
         if stored is not None and f.create_only:
             continue
         raw = "" if f.type in ("checkbox", "choices") else (posted.get(f.name) or "").strip()
         value: Any = raw
-        if f.type == "checkbox":
-            value = bool(posted.get(f.name))
-        elif f.type == "choices":
-            value = [v for v in posted.getlist(f.name) if v in f.choices] or None
+        if f.type in ("checkbox", "choices"):
+            value = _posted(f, posted, payload.get("connector_config") or {})
         elif raw == "":
             if f.required:
                 errors[f.name] = "required"
@@ -226,16 +200,12 @@ def _payload(form: Form, posted: Any, stored: dict[str, Any] | None) -> tuple[di
             if f.type == "password" or stored is None or (schema_field is not None and not schema_field.allow_none):
                 continue  # left out: a default applies, the stored value stays, an empty password keeps the credential
             value = None
-        elif f.number is not None:
+        else:
             try:
-                value = f.number(raw)
-            except ValueError:
-                errors[f.name] = "a whole number" if f.number is int else "a number, e.g. 64 or 0.5"
+                value = parsed(f, raw)
+            except ValueError as exc:
+                errors[f.name] = str(exc)
                 continue
-        elif f.type == "list":
-            value = [v.strip() for v in raw.split(",") if v.strip()]
-        elif f.type == "partitions":
-            value = _partitions(raw)
         target = payload
         *parents, last = f.path or (f.name,)
         for step in parents:
@@ -257,18 +227,24 @@ def _flatten(messages: Any, path: str = "") -> list[tuple[str, str]]:
     return [(path, str(messages))]
 
 
-def _schema_errors(form: Form, payload: dict[str, Any], partial: bool, known: dict[str, str]) -> dict[str, str]:
-    """What the kind's schema says of the payload, before anything is written: with the form's own
-    messages, every mistake shows in one round."""
-    found = form.kind.schema().validate(payload, partial=partial)
-    return _by_field(form, [(f, m) for f, m in _flatten(found)], known)
+def _schema_errors(form: Form, payload: dict[str, Any], partial: bool, known: dict[str, str],
+                   kind: str | None) -> dict[str, str]:
+    """What the kind's schema, and the chosen connector's ``config_schema``, say of the payload before
+    anything is written: with the form's own messages, every mistake shows in one round."""
+    pairs = _flatten(form.kind.schema().validate(payload, partial=partial))
+    connector = all_connectors().get(kind or "")
+    kind_field = next((f for f in form.fields if f.name == "kind"), None)
+    if connector is not None and kind_field is not None and kind in kind_field.choices \
+            and isinstance(payload.get("connector_config"), dict):
+        pairs += _flatten(connector.config_schema().validate(payload["connector_config"]), "connector_config")
+    return _by_field(_active(form, kind), pairs, known)
 
 
-def _by_field(form: Form, pairs: list[tuple[str, str]], known: dict[str, str]) -> dict[str, str]:
+def _by_field(fields: tuple[Field, ...], pairs: list[tuple[str, str]], known: dict[str, str]) -> dict[str, str]:
     """Messages by form field (``capabilities.max_cpus`` -> ``max_cpus``); those of fields the form does
     not show gathered under ``""`` for the summary. Fields that already have a message keep it."""
-    names = {f.name for f in form.fields}
-    by_path = {".".join(f.path): f.name for f in form.fields if f.path}
+    names = {f.name for f in fields}
+    by_path = {".".join(f.path): f.name for f in fields if f.path}
     out: dict[str, str] = {}
     for path, message in pairs:
         name = by_path.get(path) or next((n for p, n in by_path.items() if path.startswith(p + ".")), None) \
@@ -280,9 +256,9 @@ def _by_field(form: Form, pairs: list[tuple[str, str]], known: dict[str, str]) -
     return out
 
 
-def _field_errors(form: Form, exc: BrokerError) -> dict[str, str]:
+def _field_errors(form: Form, exc: BrokerError, kind: str | None) -> dict[str, str]:
     """The error list of a refused write by form field, in the console's style."""
-    return _by_field(form, [(e.field, e.message) for e in exc.errors], {})
+    return _by_field(_active(form, kind), [(e.field, e.message) for e in exc.errors], {})
 
 
 def _saved(facility_id: str, slug: str, key: str, verb: str) -> Response:
@@ -295,17 +271,18 @@ def create_object(facility_id: str, slug: str) -> Response | tuple[str, int]:
     person = require_viewer()
     facility = broker().operator.facility(person, facility_id)
     payload, errors = _payload(form, request.form, None)
+    kind = _chosen_kind(request.form, None)
     if form.kind is not KINDS.eosc_entry:
         payload["facility_id"] = facility_id
     elif payload.get("service_id") not in broker().operator.service_ids(person, facility_id):
         errors["service_id"] = "choose one of this facility's services"
-    errors.update(_schema_errors(form, payload, False, errors))
+    errors.update(_schema_errors(form, payload, False, errors, kind))
     if not errors:
         try:
             created = broker().operator.create(person, facility_id, form.kind, payload)
             return _saved(facility_id, slug, str(created.get(form.kind.key, "")), "registered")
         except BrokerError as exc:
-            return _render_form(form, facility, request.form, _field_errors(form, exc), None, None,
+            return _render_form(form, facility, request.form, _field_errors(form, exc, kind), None, None,
                                 exc.detail, exc.status)
     return _render_form(form, facility, request.form, errors, None, None, "Some fields need fixing.", 422)
 
@@ -318,9 +295,10 @@ def update_object(facility_id: str, slug: str, key: str) -> Response | tuple[str
     stored = broker().operator.editable(person, facility_id, form.kind, key)
     version = request.form.get("version", "")
     payload, errors = _payload(form, request.form, stored)
+    kind = _chosen_kind(request.form, stored)
     if not version.isdigit():
         errors[""] = "the form lost its version: reload the page"
-    errors.update(_schema_errors(form, payload, True, errors))
+    errors.update(_schema_errors(form, payload, True, errors, kind))
     if not errors:
         try:
             broker().operator.update(person, facility_id, form.kind, key, payload, int(version))
@@ -329,7 +307,7 @@ def update_object(facility_id: str, slug: str, key: str) -> Response | tuple[str
             summary = exc.detail
             if exc.status == 409:
                 summary += " Someone changed it while you were editing: reload to see their version."
-            return _render_form(form, facility, request.form, _field_errors(form, exc), key, int(version),
+            return _render_form(form, facility, request.form, _field_errors(form, exc, kind), key, int(version),
                                 summary, exc.status)
     return _render_form(form, facility, request.form, errors, key, int(version) if version.isdigit() else None,
                         "Some fields need fixing.", 422)
