@@ -13,7 +13,7 @@ from panbroker.app import build_broker, create_app
 from broker.authz import Principal
 from broker.registry_kinds import KINDS
 from panmodel.datasets import Dataset, DocumentRef
-from tests.test_portal_pages import signed_in
+from tests.test_portal_pages import signed_in, two_facilities_with_visa
 
 ADMIN = Principal("test", admin=True)
 PAPER = "10.1107/S1600576721000001"  # a publication with datasets at two facilities
@@ -22,12 +22,7 @@ PAPER = "10.1107/S1600576721000001"  # a publication with datasets at two facili
 @pytest.fixture
 def site(sqlite_settings):  # noqa: ANN001, ANN201
     broker = build_broker(sqlite_settings)
-    for fid in ("ill", "esrf"):
-        broker.registry.create(ADMIN, KINDS.facility, {"id": fid, "name": fid.upper(), "country": "FR",
-                                                       "accepted_issuers": ["idp"]})
-        broker.registry.create(ADMIN, KINDS.service, {"id": f"{fid}-visa", "facility_id": fid, "kind": "visa",
-                                                      "title": f"{fid.upper()} VISA",
-                                                      "base_url": f"https://visa.{fid}.example"})
+    two_facilities_with_visa(broker)
     broker.registry.create(ADMIN, KINDS.service, {
         "id": "ill-hub", "facility_id": "ill", "kind": "jupyterhub", "title": "ILL hub",
         "base_url": "https://hub.ill.example", "capabilities": {"profiles": ["x86", "gpu"]}})

@@ -17,15 +17,20 @@ from web.auth import COOKIE
 ADMIN = Principal("test", admin=True)
 
 
-@pytest.fixture
-def site(settings):  # noqa: ANN001, ANN201
-    broker = build_broker(settings)
+def two_facilities_with_visa(broker) -> None:  # noqa: ANN001
+    """ILL and ESRF, each with a VISA, both taking the test issuer ``idp``."""
     for fid in ("ill", "esrf"):
         broker.registry.create(ADMIN, KINDS.facility, {"id": fid, "name": fid.upper(), "country": "FR",
                                                        "accepted_issuers": ["idp"]})
         broker.registry.create(ADMIN, KINDS.service, {"id": f"{fid}-visa", "facility_id": fid, "kind": "visa",
                                                       "title": f"{fid.upper()} VISA",
                                                       "base_url": f"https://visa.{fid}.example"})
+
+
+@pytest.fixture
+def site(settings):  # noqa: ANN001, ANN201
+    broker = build_broker(settings)
+    two_facilities_with_visa(broker)
     broker.index.upsert([Dataset(pid="ill/1", facility="ill", title="SANS of lysozyme", source="s")])
     broker.index.commit()
     client = create_app(broker=broker).test_client()
