@@ -32,7 +32,7 @@ COUNT, PAGE, COMMIT_EVERY = 3000, 50, 200  # a checkpoint every 4 pages
 HARVEST = """
 import sys
 from pathlib import Path
-from broker.app import build_broker
+from panbroker.app import build_broker
 from broker.settings import Settings, loopback_networks
 broker = build_broker(Settings(data_dir=Path(sys.argv[1]), log_level="WARNING", allowed_networks=loopback_networks(),
                                harvest_commit_every=int(sys.argv[2])))
