@@ -26,7 +26,7 @@ PANOSC      := $(PANOSC_DIR)/.installed-$(shell cat $(PANOSC_PEER)/package-lock.
 # without it (coverage's tracer on Python 3.11 costs them 50-90% and sees nothing of their subprocesses).
 # The floor only rises: when the run reports a higher total, raise it to that figure rounded down.
 TEST_WORKERS   ?= 2
-COVERAGE_FLOOR := 88
+COVERAGE_FLOOR := 89
 # a run of chosen tests (PYTEST_ARGS=tests/...) is not measured
 COVERAGE_ARGS  := --cov --cov-report=term:skip-covered --cov-fail-under=$(COVERAGE_FLOOR)
 
