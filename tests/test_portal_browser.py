@@ -316,6 +316,8 @@ def test_a_scientist_searches_opens_a_dataset_analyses_it_and_opens_the_session(
     tab.page.wait_for_url(re.compile(r"/sessions/"))
     tab.check()
     tab.page.wait_for_selector("#state.state-ready", timeout=90_000)
+    # "ready" shows as the event arrives; the Open button comes with the page the script then fetches again
+    tab.page.wait_for_selector("#open-line:not([hidden]) #open", state="visible", timeout=15_000)
     events = tab.page.inner_text("#events")
     assert "routed to ILL JupyterHub" in events and re.search(r"(?i)server (is )?ready", events)
     assert "2 CPUs" in tab.page.inner_text(".facts")
