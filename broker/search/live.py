@@ -197,7 +197,7 @@ class LiveSearch:
             # a connector that can leaves each record encoded until it is kept (``find_raw``)
             find = getattr(connector, "find_raw", connector.find)
             records = find(self.http, source.base_url, {**flt, "skip": skip, "limit": size}, remaining)
-            scored = _scored(records, connector)
+            scored = bool(request.q.strip()) and _scored(records, connector)  # scores mean nothing without words
             for record in records:
                 if words and not scored and not _might_hold(words, request.any_term, record):
                     dropped += 1  # cheaper than mapping every record of a facility that ignores the words

@@ -184,18 +184,24 @@ class SearchService:
         self.live = live
         self.latest_harvests = latest_harvests
         self._endpoints: _Endpoints | None = None
+        self._live_sources: tuple[int, float, list[LiveSource]] | None = None  # (generation, read at, sources)
         # lookups by pid fan out here; each call ends by the live deadline, so the pool drains quickly
         self._lookups = ThreadPoolExecutor(max_workers=32, thread_name_prefix="lookup")
         self._names_read: tuple[int, float] = (-1, 0.0)
 
     def sources(self, facilities: tuple[str, ...] = ()) -> list[LiveSource]:
-        """The facilities' search endpoints that live search can ask (their connectors have live search)."""
-        with self.store.session() as session:
-            query = select(SearchEndpoint).where(SearchEndpoint.kind.in_(kinds_with(Capability.LIVE_SEARCH)))
-            if facilities:
-                query = query.where(SearchEndpoint.facility_id.in_(facilities))
-            return [LiveSource(e.id, e.facility_id, e.kind, e.base_url)
-                    for e in session.scalars(query.order_by(SearchEndpoint.facility_id))]
+        """The facilities' search endpoints that live search can ask (their connectors have live search),
+        read again after a write in this process or after ``SOURCES_TTL_SECONDS`` (another replica's): the
+        query was a third of the broker's own time in a live search."""
+        cached, now = self._live_sources, time.monotonic()
+        if not (cached and cached[0] == self.store.generation and now - cached[1] < SOURCES_TTL_SECONDS):
+            generation = self.store.generation
+            with self.store.session() as session:
+                query = select(SearchEndpoint).where(SearchEndpoint.kind.in_(kinds_with(Capability.LIVE_SEARCH)))
+                every = [LiveSource(e.id, e.facility_id, e.kind, e.base_url)
+                         for e in session.scalars(query.order_by(SearchEndpoint.facility_id, SearchEndpoint.id))]
+            cached = self._live_sources = (generation, now, every)
+        return [s for s in cached[2] if not facilities or s.facility in facilities]
 
     def search(self, query: Query) -> SearchResult:
         if query.mode is Mode.LIVE:
