@@ -19,7 +19,6 @@ from markupsafe import Markup
 
 from broker.authz import Principal
 from panmodel.errors import BrokerError
-from broker.registry_kinds import KINDS
 from web.auth import COOKIE
 
 blueprint = Blueprint("web", __name__, template_folder="templates", static_folder="static",
@@ -121,7 +120,7 @@ def page_globals() -> dict[str, Any]:
 def facility_names() -> dict[str, str]:
     """Facility id -> name, read once per request."""
     if "facility_names" not in g:
-        g.facility_names = {f["id"]: f["name"] for f in broker().registry.list(KINDS.facility, limit=500).items}
+        g.facility_names = broker().registry.facility_names()
     return g.facility_names
 
 

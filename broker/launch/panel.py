@@ -14,7 +14,6 @@ from broker.catalogue import CatalogueService
 from panmodel.errors import BrokerError
 from broker.launch.records import ACTIVE, LaunchEventView, LaunchView
 from broker.launch.requests import LaunchRequests
-from broker.registry_kinds import KINDS
 from broker.registry_service import RegistryService
 from connectors import all_connectors
 from panmodel.datasets import Dataset
@@ -84,7 +83,7 @@ class AnalyseService:
     def panel(self, actor: Principal | None, pid: str) -> AnalysePanel:
         """The panel of the dataset ``pid`` for ``actor`` (None: nobody signed in)."""
         dataset = self.launches.search.get(pid)
-        names = {f["id"]: f["name"] for f in self.registry.list(KINDS.facility, limit=500).items}
+        names = self.registry.facility_names()
         candidates = self.launches.preview(actor, dataset, {})
         services = {s["id"]: s for s in self.catalogue.services(
             facility=sorted({c["facility_id"] for c in candidates}))} if candidates else {}
