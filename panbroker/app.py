@@ -28,6 +28,7 @@ from broker.basket import BasketItems, BasketService
 from broker.catalogue import CatalogueService
 from broker.eosc import CATALOGUE_VERSIONS, EoscService
 from broker.harvest import HarvestService
+from broker.landing import LandingPages
 from broker.launch.panel import AnalyseService
 from broker.launch.placement import Placement
 from broker.launch.records import LaunchRecords
@@ -79,6 +80,7 @@ class Broker:
     basket_items: BasketItems | None = None
     operator: OperatorConsole | None = None
     analyse: AnalyseService | None = None
+    landing: LandingPages | None = None
 
 
 def build_broker(settings: Settings, *, run_migrations: bool = True) -> Broker:
@@ -128,7 +130,7 @@ def build_broker(settings: Settings, *, run_migrations: bool = True) -> Broker:
                                  lambda: {p.name: p.title for p in auth.available()})
     return Broker(settings, store, http, registry, health, index, harvest, search, eosc, catalogue, people, auth,
                   launches, runner, notifier, baskets, BasketItems(baskets), OperatorConsole(registry, people, eosc),
-                  AnalyseService(launches, catalogue, registry))
+                  AnalyseService(launches, catalogue, registry), LandingPages(search, catalogue))
 
 
 def build_launches(settings: Settings, store: Store, http: HttpClient, search: SearchService, box: SecretBox,
