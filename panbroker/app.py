@@ -21,6 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from broker import logs
 from broker.api import metrics, problems
 from broker.api.reads import ReadReplay
+from broker.account import AccountPages
 from broker.api.validation import VALIDATORS, BrokerScope
 from panmodel.errors import BrokerError, ConfigurationError
 from broker.auth import AuthService, UserTokens, load_issuers
@@ -81,6 +82,7 @@ class Broker:
     operator: OperatorConsole | None = None
     analyse: AnalyseService | None = None
     landing: LandingPages | None = None
+    account: AccountPages | None = None
 
 
 def build_broker(settings: Settings, *, run_migrations: bool = True) -> Broker:
@@ -130,7 +132,8 @@ def build_broker(settings: Settings, *, run_migrations: bool = True) -> Broker:
                                  lambda: {p.name: p.title for p in auth.available()})
     return Broker(settings, store, http, registry, health, index, harvest, search, eosc, catalogue, people, auth,
                   launches, runner, notifier, baskets, BasketItems(baskets), OperatorConsole(registry, people, eosc),
-                  AnalyseService(launches, catalogue, registry), LandingPages(search, catalogue))
+                  AnalyseService(launches, catalogue, registry), LandingPages(search, catalogue),
+                  AccountPages(people, registry.facility_names, auth.available))
 
 
 def build_launches(settings: Settings, store: Store, http: HttpClient, search: SearchService, box: SecretBox,
