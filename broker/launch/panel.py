@@ -11,7 +11,8 @@ from typing import Any
 
 from broker.authz import Principal
 from broker.catalogue import CatalogueService
-from panmodel.errors import BrokerError
+from panmodel.errors import BrokerError, NotFound
+from broker.launch.doi import FacilityDatasets, by_facility, datasets_of, normalise
 from broker.launch.records import ACTIVE, LaunchEventView, LaunchView
 from broker.launch.requests import LaunchRequests
 from broker.registry_service import RegistryService
@@ -74,6 +75,24 @@ class SessionsView:
     typical_start_seconds: float | None = None  # of its service's recent launches
 
 
+@dataclass(frozen=True)
+class DoiView:
+    """What the "Analyse this DOI" link opens for one viewer: nothing but ``sign_in`` before they sign in; for a
+    DOI of several datasets, those by facility, to choose from; for one dataset, its Analyse panel with the
+    link's choices the panel offers (``chosen``) and a note on one it cannot take."""
+
+    doi: str
+    sign_in: bool = False
+    groups: tuple[FacilityDatasets, ...] = ()
+    panel: AnalysePanel | None = None
+    chosen: dict[str, str] = field(default_factory=dict)  # the Analyse form's fields, preselected
+    note: str = ""
+
+    @property
+    def count(self) -> int:
+        return sum(len(group.datasets) for group in self.groups)
+
+
 class AnalyseService:
     def __init__(self, launches: LaunchRequests, catalogue: CatalogueService, registry: RegistryService):
         self.launches = launches
@@ -92,6 +111,33 @@ class AnalyseService:
         mine = running(self.launches.list(actor), dataset.pid) if actor is not None and actor.person_id else []
         return AnalysePanel(dataset, home, candidates, services, fitting,
                             _choices([services[o.service_id] for o in fitting]), mine, names)
+
+    def doi(self, actor: Principal | None, doi: str, service: str = "", profile: str = "") -> DoiView:
+        """The Analyse step a DOI link opens for ``actor`` (None: nobody signed in yet), with the link's
+        ``service`` and ``profile`` preselected; ``NotFound`` when the DOI names no dataset known."""
+        doi = normalise(doi)
+        datasets = datasets_of(self.launches.search.index, doi)
+        if not datasets:
+            raise NotFound(f"No dataset with the DOI {doi} or belonging to it is known at any facility of the "
+                           "federation yet. Check the DOI, or search for the dataset.")
+        if actor is None:
+            return DoiView(doi, sign_in=True)
+        if len(datasets) > 1:
+            return DoiView(doi, groups=by_facility(datasets))
+        panel = self.panel(actor, datasets[0].pid)
+        chosen, note = {}, ""
+        if service in {offer.service_id for offer in panel.offers}:
+            chosen["service_id"] = service
+        elif service:
+            note = (f"The link asks for the service {service!r}, which cannot take this dataset for you: "
+                    "choose one of those offered.")
+        if profile:
+            chosen["profile"] = profile
+        return DoiView(doi, panel=panel, chosen=chosen, note=note)
+
+    def doi_count(self, doi: str) -> int:
+        """How many datasets the DOI names (the badge a DOI link shows)."""
+        return len(datasets_of(self.launches.search.index, normalise(doi)))
 
     def sessions(self, actor: Principal) -> SessionsView:
         """The caller's sessions, newest first."""
@@ -237,5 +283,5 @@ def _choices(fitting: list[dict[str, Any]]) -> dict[str, list[str]]:
     return {name: list(values) for name, values in offered.items() if values}
 
 
-__all__ = ["AnalyseOutcome", "AnalysePanel", "AnalyseService", "Offer", "SessionsView", "check", "limits", "offers",
+__all__ = ["AnalyseOutcome", "AnalysePanel", "AnalyseService", "DoiView", "Offer", "SessionsView", "check", "limits", "offers",
            "plain", "running", "sentence"]
