@@ -44,6 +44,7 @@ from broker.registry_service import RegistryService
 from broker.secretbox import SecretBox
 from broker.search.index import DatasetIndex
 from broker.search.live import LiveSearch
+from broker.search.page import SearchPages
 from broker.search.service import SearchService
 from broker.search.tantivy_index import TantivyIndex
 from broker.settings import Settings
@@ -83,6 +84,7 @@ class Broker:
     analyse: AnalyseService | None = None
     landing: LandingPages | None = None
     account: AccountPages | None = None
+    search_pages: SearchPages | None = None
 
 
 def build_broker(settings: Settings, *, run_migrations: bool = True) -> Broker:
@@ -133,7 +135,8 @@ def build_broker(settings: Settings, *, run_migrations: bool = True) -> Broker:
     return Broker(settings, store, http, registry, health, index, harvest, search, eosc, catalogue, people, auth,
                   launches, runner, notifier, baskets, BasketItems(baskets), OperatorConsole(registry, people, eosc),
                   AnalyseService(launches, catalogue, registry), LandingPages(search, catalogue),
-                  AccountPages(people, registry.facility_names, auth.available))
+                  AccountPages(people, registry.facility_names, auth.available),
+                  SearchPages(search, registry.facility_names))
 
 
 def build_launches(settings: Settings, store: Store, http: HttpClient, search: SearchService, box: SecretBox,
