@@ -133,10 +133,10 @@ def build_broker(settings: Settings, *, run_migrations: bool = True) -> Broker:
     catalogue = CatalogueService(store, registry, health,
                                  lambda: {p.name: p.title for p in auth.available()})
     return Broker(settings, store, http, registry, health, index, harvest, search, eosc, catalogue, people, auth,
-                  launches, runner, notifier, baskets, BasketItems(baskets), OperatorConsole(registry, people, eosc),
-                  AnalyseService(launches, catalogue, registry), LandingPages(search, catalogue),
-                  AccountPages(people, registry.facility_names, auth.available),
-                  SearchPages(search, registry.facility_names))
+                  launches, runner, notifier, baskets, basket_items=BasketItems(baskets, launches, registry.facility_names),
+                  operator=OperatorConsole(registry, people, eosc), analyse=AnalyseService(launches, catalogue, registry),
+                  landing=LandingPages(search, catalogue), search_pages=SearchPages(search, registry.facility_names),
+                  account=AccountPages(people, registry.facility_names, auth.available))
 
 
 def build_launches(settings: Settings, store: Store, http: HttpClient, search: SearchService, box: SecretBox,
