@@ -54,6 +54,8 @@ def test_datasets_collected_from_search_and_pages_are_analysed_together_in_one_s
     assert [d["pid"] for d in launches[0]["basket"]["datasets"]] == ["ill/1", "ill/2", "esrf/1"]
     session = client.get(started.headers["location"]).text
     assert "3 datasets together" in session and "SAXS of lysozyme" in session
+    assert "<code>esrf/1</code> · ESRF · fetched in (open data)" in session  # each facility by name
+    assert broker.analyse.session(Principal(f"person:{ada['id']}"), launches[0].id).names["esrf"] == "ESRF"
     assert "ill holds 2 of the 3 datasets" in session
 
 

@@ -117,18 +117,6 @@ def page_globals() -> dict[str, Any]:
     return {"viewer": person, "is_operator": bool(person and person.operates_any)}
 
 
-def facility_names() -> dict[str, str]:
-    """Facility id -> name, read once per request."""
-    if "facility_names" not in g:
-        g.facility_names = broker().registry.facility_names()
-    return g.facility_names
-
-
-@blueprint.app_template_filter("facility_name")
-def facility_name(facility_id: str | None) -> str:
-    return facility_names().get(facility_id or "", facility_id or "")
-
-
 def error_page(status: int, title: str, detail: str) -> tuple[str, int]:
     return render_template("error.html", status=status, title=title, detail=detail), status
 

@@ -73,6 +73,7 @@ class SessionsView:
     services: dict[str, dict[str, Any]]
     events: list[LaunchEventView] = field(default_factory=list)  # of the one session shown
     typical_start_seconds: float | None = None  # of its service's recent launches
+    names: dict[str, str] = field(default_factory=dict)  # facility id -> name, for the one session shown
 
 
 @dataclass(frozen=True)
@@ -148,7 +149,8 @@ class AnalyseService:
         launch = self.launches.get(actor, launch_id)
         described = self._described([launch])
         typical = self.launches.typical_start_seconds(launch.service_id) if launch.service_id else None
-        return replace(described, events=self.launches.events(actor, launch_id), typical_start_seconds=typical)
+        return replace(described, events=self.launches.events(actor, launch_id), typical_start_seconds=typical,
+                       names=self.registry.facility_names())
 
     def _described(self, launches: list[LaunchView]) -> SessionsView:
         titles = {}
