@@ -13,7 +13,7 @@ from web import (  # noqa: F401 - routes
     search_pages,
     words,
 )
-from web import analyse_link_pages, basket_pages, discovery_pages, notification_pages, preview_pages  # noqa: F401 - routes
+from web import analyse_link_pages, basket_pages, discovery_pages, notification_pages  # noqa: F401 - routes
 from web.common import blueprint, broker
 
 

@@ -146,4 +146,5 @@ def render_dataset(pid: str, form: Any = None, errors: dict[str, str] | None = N
                            services=panel.services, offers=panel.offers, home=panel.home, choices=panel.choices,
                            idempotency_key=str(uuid.uuid4()), signed_in=person is not None, plain=plain,
                            form=form or {}, errors=errors or {}, summary=summary, running=existing or panel.running,
-                           offered_existing=existing is not None, names=panel.facility_names)
+                           offered_existing=existing is not None, names=panel.facility_names,
+                           previews=panel.previews)

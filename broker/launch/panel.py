@@ -15,6 +15,7 @@ from panmodel.errors import BrokerError, NotFound
 from broker.launch.doi import FacilityDatasets, by_facility, datasets_of, normalise
 from broker.launch.records import ACTIVE, LaunchEventView, LaunchView
 from broker.launch.requests import LaunchRequests
+from broker.previews import FilePreview, file_previews
 from broker.registry_service import RegistryService
 from connectors import all_connectors
 from panmodel.datasets import Dataset
@@ -50,6 +51,7 @@ class AnalysePanel:
     choices: dict[str, list[str]]  # partitions, profiles and plans the offers have
     running: list[LaunchView]  # the viewer's sessions of this dataset that are starting or ready
     facility_names: dict[str, str]
+    previews: tuple[FilePreview, ...] = ()  # links to a view of each of its files, when open data
 
 
 @dataclass(frozen=True)
@@ -111,7 +113,8 @@ class AnalyseService:
         fitting = offers(candidates, services, home)
         mine = running(self.launches.list(actor), dataset.pid) if actor is not None and actor.person_id else []
         return AnalysePanel(dataset, home, candidates, services, fitting,
-                            _choices([services[o.service_id] for o in fitting]), mine, names)
+                            _choices([services[o.service_id] for o in fitting]), mine, names,
+                            file_previews(self.catalogue, dataset))
 
     def doi(self, actor: Principal | None, doi: str, service: str = "", profile: str = "") -> DoiView:
         """The Analyse step a DOI link opens for ``actor`` (None: nobody signed in yet), with the link's
