@@ -2,7 +2,8 @@
 the dataset, one sentence of what opens and where the data will be, its limits and only the options it
 offers; the person's choices checked in one round against the chosen service, each message at its field,
 before any launch is recorded; a session already running for the same dataset and service offered instead
-of a second one; routing reasons in plain words."""
+of a second one; routing reasons in plain words. Also the Analyse step an "Analyse this DOI" link opens, and
+the person's sessions as their pages show them."""
 from __future__ import annotations
 
 import re
