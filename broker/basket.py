@@ -17,18 +17,21 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from sqlalchemy import delete, select
 
 from broker.authz import Principal
 from panmodel.errors import FieldError, InvalidInput, NotFound
 from broker.launch.placement import assign, identities_of, wanted_of
-from broker.launch.records import person_of
+from broker.launch.records import LaunchView, person_of
 from broker.launch.schemas import MAX_BASKET
 from panmodel.datasets import Dataset
 from panmodel.states import LaunchState
 from registry.models import BasketItem, ComputeService, Launch, Person
+
+if TYPE_CHECKING:  # the launch requests build their targets with this module's session environment
+    from broker.launch.requests import LaunchRequests
 
 MANIFEST_FILE = "panbroker-basket.json"  # in the session's root folder
 
@@ -84,6 +87,8 @@ class BasketPage:
     datasets: tuple[Dataset, ...]
     missing: tuple[str, ...]  # pids in the basket no facility knows any more
     plan: BasketPlan | None
+    service_title: str | None = None  # of the service the plan chose
+    names: dict[str, str] = field(default_factory=dict)  # facility id -> name
 
 
 class BasketService:
@@ -202,8 +207,11 @@ class BasketService:
 class BasketItems:
     """The basket a signed-in person collects datasets into, kept per person in the store."""
 
-    def __init__(self, baskets: BasketService):
+    def __init__(self, baskets: BasketService, launches: LaunchRequests,
+                 facility_names: Callable[[], dict[str, str]]):
         self.baskets = baskets
+        self.launches = launches
+        self.facility_names = facility_names
         self.store = baskets.routing.store
 
     def pids(self, actor: Principal) -> list[str]:
@@ -237,7 +245,23 @@ class BasketItems:
             except NotFound:
                 missing.append(pid)
         plan = self.baskets.plan(actor, [d.pid for d in found]) if found else None
-        return BasketPage(tuple(found), tuple(missing), plan)
+        return BasketPage(tuple(found), tuple(missing), plan, self._title(plan), self.facility_names())
+
+    def launch(self, actor: Principal, key: str | None) -> LaunchView:
+        """One session for every dataset in the basket, where the plan says (a form sent twice with the same
+        ``key`` is the same launch); ``InvalidInput`` for an empty basket."""
+        pids = self.pids(actor)
+        if not pids:
+            raise InvalidInput("Your basket is empty: add datasets from their pages or from search results.")
+        launch, _created = self.launches.create(actor, key, {"basket": pids})
+        return launch
+
+    def _title(self, plan: BasketPlan | None) -> str | None:
+        if plan is None or plan.service_id is None:
+            return None
+        with self.store.session() as session:
+            service = session.get(ComputeService, plan.service_id)
+            return service.title if service else None
 
 
 def _fitting_all(candidates_of: dict[str, list[dict[str, Any]]], facility: str | None = None) -> str | None:

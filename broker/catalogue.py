@@ -51,6 +51,18 @@ class FacilityView:
     issuers: list[str]
 
 
+@dataclass(frozen=True)
+class FacilityCard:
+    """A facility as the landing and facilities pages list it."""
+
+    id: str
+    name: str
+    country: str
+    federation_wide: bool
+    datasets: int  # how many of its datasets the index holds
+    services: tuple[str, ...]  # the titles of its analysis services
+
+
 class CatalogueService:
     def __init__(self, store: Store, registry: RegistryService, health: HealthService,
                  issuer_titles: Callable[[], dict[str, str]]):
@@ -71,14 +83,15 @@ class CatalogueService:
                             self.registry.list(KINDS.search_endpoint, {"facility": facility_id}, limit=LISTED).items,
                             self._histories(items), [titles.get(i, i) for i in facility["accepted_issuers"]])
 
-    def facility_cards(self, datasets: dict[str, int]) -> list[dict[str, Any]]:
+    def facility_cards(self, datasets: dict[str, int]) -> list[FacilityCard]:
         """Every facility by name, with its analysis services and ``datasets``: how many datasets of it
         the index holds."""
-        services: dict[str, list[dict[str, Any]]] = {}
+        services: dict[str, list[str]] = {}
         for item in self.services():
-            services.setdefault(item["facility"]["id"], []).append(item)
+            services.setdefault(item["facility"]["id"], []).append(item["title"])
         facilities = sorted(self.registry.list(KINDS.facility, limit=LISTED).items, key=lambda f: f["name"].lower())
-        return [{**f, "datasets": datasets.get(f["id"], 0), "services": services.get(f["id"], [])} for f in facilities]
+        return [FacilityCard(f["id"], f["name"], f["country"], f["federation_wide"], datasets.get(f["id"], 0),
+                             tuple(services.get(f["id"], []))) for f in facilities]
 
     def _histories(self, items: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
         return self.health.histories(TargetType.SERVICE, [i["id"] for i in items], HISTORY)

@@ -85,6 +85,11 @@ class RegistryService:
         with self.store.session() as session:
             return kind.show(self._fetch(session, kind, key))
 
+    def facility_names(self) -> dict[str, str]:
+        """Every registered facility's name, by id (public: pages name facilities by it)."""
+        with self.store.session() as session:
+            return dict(session.execute(select(Facility.id, Facility.name).order_by(Facility.id)).all())
+
     def owner(self, kind: Kind, key: str) -> str | None:
         """The facility the object belongs to (its operators may change it); None for none."""
         with self.store.session() as session:

@@ -21,6 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from broker import logs
 from broker.api import metrics, problems
 from broker.api.reads import ReadReplay
+from broker.account import AccountPages
 from broker.api.validation import VALIDATORS, BrokerScope
 from panmodel.errors import BrokerError, ConfigurationError
 from broker.auth import AuthService, UserTokens, load_issuers
@@ -28,6 +29,7 @@ from broker.basket import BasketItems, BasketService
 from broker.catalogue import CatalogueService
 from broker.eosc import CATALOGUE_VERSIONS, EoscService
 from broker.harvest import HarvestService
+from broker.landing import LandingPages
 from broker.launch.panel import AnalyseService
 from broker.launch.placement import Placement
 from broker.launch.records import LaunchRecords
@@ -42,6 +44,7 @@ from broker.registry_service import RegistryService
 from broker.secretbox import SecretBox
 from broker.search.index import DatasetIndex
 from broker.search.live import LiveSearch
+from broker.search.page import SearchPages
 from broker.search.service import SearchService
 from broker.search.tantivy_index import TantivyIndex
 from broker.settings import Settings
@@ -79,6 +82,9 @@ class Broker:
     basket_items: BasketItems | None = None
     operator: OperatorConsole | None = None
     analyse: AnalyseService | None = None
+    landing: LandingPages | None = None
+    account: AccountPages | None = None
+    search_pages: SearchPages | None = None
 
 
 def build_broker(settings: Settings, *, run_migrations: bool = True) -> Broker:
@@ -127,8 +133,10 @@ def build_broker(settings: Settings, *, run_migrations: bool = True) -> Broker:
     catalogue = CatalogueService(store, registry, health,
                                  lambda: {p.name: p.title for p in auth.available()})
     return Broker(settings, store, http, registry, health, index, harvest, search, eosc, catalogue, people, auth,
-                  launches, runner, notifier, baskets, BasketItems(baskets), OperatorConsole(registry, people, eosc),
-                  AnalyseService(launches, catalogue, registry))
+                  launches, runner, notifier, baskets, basket_items=BasketItems(baskets, launches, registry.facility_names),
+                  operator=OperatorConsole(registry, people, eosc), analyse=AnalyseService(launches, catalogue, registry),
+                  landing=LandingPages(search, catalogue), search_pages=SearchPages(search, registry.facility_names),
+                  account=AccountPages(people, registry.facility_names, auth.available))
 
 
 def build_launches(settings: Settings, store: Store, http: HttpClient, search: SearchService, box: SecretBox,

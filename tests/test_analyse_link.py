@@ -13,6 +13,7 @@ from panbroker.app import build_broker, create_app
 from broker.authz import Principal
 from broker.registry_kinds import KINDS
 from panmodel.datasets import Dataset, DocumentRef
+from panmodel.errors import NotFound
 from tests.test_portal_pages import signed_in, two_facilities_with_visa
 
 ADMIN = Principal("test", admin=True)
@@ -91,3 +92,39 @@ def test_the_badge_is_an_svg_image_saying_how_many_datasets_the_doi_has(site, do
     svg = etree.fromstring(response.content)
     assert svg.tag == "{http://www.w3.org/2000/svg}svg"
     assert svg.findtext("{http://www.w3.org/2000/svg}title") == f"Analyse: {text}"
+
+
+def test_the_doi_view_asks_nobody_signed_in_to_sign_in_and_shows_them_nothing_else(site):  # noqa: ANN001
+    broker, _client = site
+    view = broker.analyse.doi(None, "doi:10.5291/ILL-DATA.1", "ill-hub", "gpu")
+    assert view.sign_in and view.doi == "10.5291/ILL-DATA.1"
+    assert (view.groups, view.panel, view.chosen, view.note) == ((), None, {}, "")
+    with pytest.raises(NotFound):
+        broker.analyse.doi(None, "10.9999/nothing-here")  # an unknown DOI is said to everyone alike
+
+
+def test_the_doi_view_preselects_only_a_service_the_viewer_is_offered(site):  # noqa: ANN001
+    broker, _client = site
+    ada = broker.people.principal(signed_in_person(broker, "ada", "idp"))
+    view = broker.analyse.doi(ada, "https://doi.org/10.5291/ILL-DATA.1", "ill-hub", "gpu")
+    assert view.panel.dataset.pid == "ill/1" and view.chosen == {"service_id": "ill-hub", "profile": "gpu"}
+    assert view.note == "" and not view.sign_in
+    # a person whose identity ILL does not accept is offered no ILL service: the link's is not preselected
+    eve = broker.people.principal(signed_in_person(broker, "eve", "elsewhere"))
+    refused = broker.analyse.doi(eve, "10.5291/ILL-DATA.1", "ill-hub")
+    assert "ill-hub" not in {o.service_id for o in refused.panel.offers}
+    assert refused.chosen == {} and "asks for the service 'ill-hub', which cannot take this dataset" in refused.note
+
+
+def test_the_doi_view_of_a_publication_lists_its_datasets_by_facility(site):  # noqa: ANN001
+    broker, _client = site
+    ada = broker.people.principal(signed_in_person(broker, "ada", "idp"))
+    view = broker.analyse.doi(ada, PAPER, "ill-hub")
+    assert [(g.facility, [d.pid for d in g.datasets]) for g in view.groups] == [("esrf", ["esrf/1"]),
+                                                                               ("ill", ["ill/1"])]
+    assert view.count == 2 and view.panel is None  # each dataset opens its own Analyse step
+    assert broker.analyse.doi_count(f"doi:{PAPER}") == 2 and broker.analyse.doi_count("") == 0
+
+
+def signed_in_person(broker, name: str, issuer: str) -> str:  # noqa: ANN001
+    return broker.people.create(ADMIN, {"display_name": name, "identities": [{"issuer": issuer, "subject": name}]})["id"]

@@ -39,6 +39,23 @@ def test_an_open_datasets_hdf5_files_link_to_the_facilitys_h5web_view(esrf, sqli
     assert esrf.catalogue.services(facility=["esrf"])[0]["capabilities"]["file_preview"] == PREVIEW
 
 
+def test_the_dataset_view_holds_the_previews_of_open_data_only(esrf):  # noqa: ANN001
+    from broker.previews import FilePreview
+
+    esrf.registry.create(ADMIN, KINDS.service, {"id": "esrf-h5", "facility_id": "esrf", "kind": "jupyterhub",
+                                                "title": "ESRF data viewer", "base_url": "https://hub.esrf.example",
+                                                "capabilities": {"file_preview": {**PREVIEW, "viewer_url":
+                                                                                  "https://h5web.esrf.example/?a=1"}}})
+    previews = esrf.analyse.panel(None, "esrf/1").previews
+    assert previews == (
+        FilePreview("scan_0001.h5", None, "ESRF data viewer",
+                    "https://h5web.esrf.example/?a=1&file=%2Fdata%2Fvisitor%2Fma1234%2Fid22%2Fscan_0001.h5"),
+        FilePreview("master.nxs", None, "ESRF data viewer",
+                    "https://h5web.esrf.example/?a=1&file=%2Fdata%2Fvisitor%2Fma1234%2Fid22%2Fmaster.nxs"))
+    operator = Principal("person:olga", operator_of=frozenset({"esrf"}))
+    assert esrf.analyse.panel(operator, "esrf/2").previews == ()  # embargoed: no link, whoever looks
+
+
 @pytest.mark.parametrize("preview, field", [
     ({"kind": "zarr", "url": "https://a.example", "viewer_url": "https://b.example"}, "kind"),
     ({"kind": "h5grove", "url": "javascript:alert(1)", "viewer_url": "https://b.example"}, "url"),

@@ -64,6 +64,30 @@ def test_me_shows_identities_roles_and_where_the_person_can_launch(sqlite_client
     assert sqlite_client.get("/api/v1/me").status_code == 401
 
 
+def test_the_account_page_shows_a_person_their_own_account_with_facilities_and_providers_by_name(sqlite_broker,  # noqa: ANN001
+                                                                                                 world):
+    from broker.account import AccountPages, FacilityRef, HeldRole, LinkedIdentity
+    from broker.auth import SignInChoice
+    from broker.authz import Principal
+    from panmodel.errors import Forbidden
+
+    offered = [SignInChoice("esrf-idp", "ESRF Keycloak"), SignInChoice("orcid", "ORCID")]
+    pages = AccountPages(sqlite_broker.people, sqlite_broker.registry.facility_names, lambda: offered)
+    view = pages.view(sqlite_broker.people.principal(world["id"]))
+    assert (view.display_name, view.email) == ("Olga Operator", "olga@esrf.example")
+    assert view.identities == (LinkedIdentity("ESRF Keycloak", "olga"),)
+    assert view.linkable == (SignInChoice("orcid", "ORCID"),)  # not the provider she signs in with already
+    assert view.roles == (HeldRole("operator", FacilityRef("esrf", "ESRF")),)
+    assert view.launch_facilities == (FacilityRef("esrf", "ESRF"),)
+    sqlite_broker.people.grant(Principal("admin", admin=True), world["id"], {"role": "admin"})
+    sqlite_broker.people.link(Principal("admin", admin=True), world["id"], {"issuer": "gone-idp", "subject": "o"})
+    view = pages.view(sqlite_broker.people.principal(world["id"]))
+    assert HeldRole("admin", None) in view.roles  # an admin's role is of no facility
+    assert view.identities[-1] == LinkedIdentity("gone-idp", "o")  # a provider no longer offered, by its name
+    with pytest.raises(Forbidden):
+        pages.view(Principal("admin", admin=True))  # a token or the CLI is no person: it has no account page
+
+
 def test_the_last_identity_cannot_be_unlinked_and_an_identity_belongs_to_one_person(sqlite_client, world):  # noqa: ANN001
     url = f"/api/v1/people/{world['id']}/identities"
     last = sqlite_client.delete(url + "?issuer=esrf-idp&subject=olga", headers=ADMIN)

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from broker.authz import Principal
 from panmodel.datasets import Dataset
-from tests.test_portal_pages import signed_in, site, token_of  # noqa: F401 - the shared fixture
+from panmodel.errors import InvalidInput
+from tests.test_portal_pages import ADMIN, signed_in, site, token_of  # noqa: F401 - the shared fixture
 
 
 def add(client, pid: str, back: str):  # noqa: ANN001, ANN201
@@ -51,6 +54,8 @@ def test_datasets_collected_from_search_and_pages_are_analysed_together_in_one_s
     assert [d["pid"] for d in launches[0]["basket"]["datasets"]] == ["ill/1", "ill/2", "esrf/1"]
     session = client.get(started.headers["location"]).text
     assert "3 datasets together" in session and "SAXS of lysozyme" in session
+    assert "<code>esrf/1</code> · ESRF · fetched in (open data)" in session  # each facility by name
+    assert broker.analyse.session(Principal(f"person:{ada['id']}"), launches[0].id).names["esrf"] == "ESRF"
     assert "ill holds 2 of the 3 datasets" in session
 
 
@@ -64,3 +69,19 @@ def test_removing_every_dataset_leaves_nothing_to_analyse(site):  # noqa: ANN001
     assert "Your basket is empty" in page
     refused = client.post("/basket/analyse", data={"csrf_token": token_of(page), "idempotency_key": "k"})
     assert refused.status_code == 422 and "Your basket is empty" in refused.text
+
+
+def test_the_basket_view_names_the_chosen_service_and_facilities_and_is_each_persons_own(site):  # noqa: ANN001, F811
+    broker, _client = site
+    ada, bob = (broker.people.principal(broker.people.create(ADMIN, {
+        "display_name": name, "identities": [{"issuer": "idp", "subject": name}]})["id"]) for name in ("ada", "bob"))
+    broker.basket_items.add(ada, "ill/1")
+    page = broker.basket_items.page(ada)
+    assert [d.pid for d in page.datasets] == ["ill/1"] and page.plan.service_id == "ill-visa"
+    assert page.service_title == "ILL VISA" and page.names == {"esrf": "ESRF", "ill": "ILL"}
+    mine = broker.basket_items.page(bob)  # another person's basket is not shown to bob
+    assert (mine.datasets, mine.plan, mine.service_title) == ((), None, None)
+    with pytest.raises(InvalidInput, match="Your basket is empty"):
+        broker.basket_items.launch(bob, "key-1")
+    first, again = broker.basket_items.launch(ada, "key-1"), broker.basket_items.launch(ada, "key-1")
+    assert first.id == again.id and first.service_id == "ill-visa" and first.basket["datasets"][0]["pid"] == "ill/1"

@@ -193,3 +193,34 @@ def test_an_operator_registers_a_search_endpoint_and_an_eosc_entry_and_both_are_
     assert "ill-visa" in entries and "Not in the EOSC catalogue" in entries
     audit = console[console.index('id="audit"'):]
     assert "create search-endpoint" in audit and "create eosc-entry" in audit
+
+
+def test_the_landing_page_suggests_only_searches_that_find_datasets_and_lists_every_facility(site):  # noqa: ANN001
+    from broker.landing import ExampleSearch
+
+    broker, client = site
+    home = broker.landing.home()
+    assert home.examples == (ExampleSearch("SANS", 1), ExampleSearch("lysozyme", 1))  # the others find nothing
+    assert [(f.name, f.datasets, f.services) for f in home.facilities] == [("ESRF", 0, ("ESRF VISA",)),
+                                                                          ("ILL", 1, ("ILL VISA",))]
+    assert home.facilities == broker.landing.facilities()
+    page = client.get("/").text
+    assert '<a href="/search?q=SANS">SANS</a> <span class="count">(1)</span>' in page
+    assert "Analyse in: ILL VISA" in page and "No datasets harvested yet" in page  # ESRF's card
+
+
+def test_the_landing_counts_are_read_again_once_a_minute_not_on_every_visit(site):  # noqa: ANN001
+    from broker.landing import TTL_SECONDS, LandingPages
+
+    broker, _client = site
+    now = [1000.0]
+    landing = LandingPages(broker.search, broker.catalogue, clock=lambda: now[0])
+    assert [f.datasets for f in landing.home().facilities] == [0, 1]
+    broker.index.upsert([Dataset(pid="esrf/1", facility="esrf", title="SAXS of lysozyme", source="s")])
+    broker.index.commit()
+    now[0] += TTL_SECONDS / 2
+    assert [f.datasets for f in landing.facilities()] == [0, 1]
+    assert [(e.words, e.count) for e in landing.home().examples] == [("SANS", 1), ("lysozyme", 1)]
+    now[0] += TTL_SECONDS
+    assert [f.datasets for f in landing.facilities()] == [1, 1]
+    assert [(e.words, e.count) for e in landing.home().examples] == [("SANS", 1), ("lysozyme", 2), ("SAXS", 1)]

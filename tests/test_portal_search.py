@@ -84,3 +84,15 @@ def test_a_chosen_facility_keeps_the_others_offered_and_an_empty_result_suggests
     assert "2 datasets" in both
     empty = client.get("/search", params={"q": "lysozyme unobtainium", "facility": "esrf"}).text
     assert "No dataset matches" in empty and 'href="/search?facility=esrf&amp;q=lysozyme"' in empty
+
+
+def test_the_search_page_view_names_the_facilities_it_shows_and_refuses_bad_parameters(site):  # noqa: ANN001, F811
+    from broker.search.page import SearchPage
+    from panmodel.errors import InvalidInput
+
+    broker, _client = site
+    page = broker.search_pages.view({"q": "lysozyme"})
+    assert [d.pid for d in page.result.items] == ["ill/1"] and page.names == {"esrf": "ESRF", "ill": "ILL"}
+    assert broker.search_pages.view({"q": "ill/1"}) == SearchPage(dataset="ill/1")  # straight to the dataset
+    with pytest.raises(InvalidInput):
+        broker.search_pages.view({"q": "lysozyme", "page": "0"})

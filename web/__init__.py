@@ -13,15 +13,15 @@ from web import (  # noqa: F401 - routes
     search_pages,
     words,
 )
-from web import analyse_link_pages, basket_pages, discovery_pages, notification_pages, preview_pages  # noqa: F401 - routes
-from web.catalogue_pages import example_searches, facility_cards
-from web.common import blueprint
+from web import analyse_link_pages, basket_pages, discovery_pages, notification_pages  # noqa: F401 - routes
+from web.common import blueprint, broker
 
 
 @blueprint.get("/")
 def index() -> str:
     """The landing page: the search box, example searches that find datasets, the facilities."""
-    return render_template("index.html", examples=example_searches(), facilities=facility_cards())
+    view = broker().landing.home()
+    return render_template("index.html", examples=view.examples, facilities=view.facilities)
 
 
 @blueprint.get("/healthz")

@@ -16,8 +16,4 @@ def signin_page() -> str:
 
 @blueprint.get("/account")
 def account_page() -> str:
-    me = broker().people.me(require_viewer())
-    linked = {i["issuer"] for i in (me["person"] or {}).get("identities", [])}
-    providers = broker().auth.available()
-    return render_template("account.html", me=me, titles={p.name: p.title for p in providers},
-                           linkable=[p for p in providers if p.name not in linked])
+    return render_template("account.html", account=broker().account.view(require_viewer()))

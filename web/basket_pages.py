@@ -11,7 +11,7 @@ from werkzeug.wrappers import Response
 
 from panmodel.errors import BrokerError
 from broker.launch.panel import plain
-from web.common import blueprint, broker, facility_names, require_viewer, viewer
+from web.common import blueprint, broker, require_viewer, viewer
 
 
 def _back() -> str:
@@ -53,24 +53,16 @@ def basket_page() -> str:
 @blueprint.post("/basket/analyse")
 def analyse_basket() -> Response | tuple[str, int]:
     """One session for every dataset in the basket, where the plan says; a form sent twice is one launch."""
-    person = require_viewer()
-    pids = broker().basket_items.pids(person)
-    if not pids:
-        return _render("Your basket is empty: add datasets from their pages or from search results."), 422
     try:
-        launch, _created = broker().launches.create(person, request.form.get("idempotency_key"), {"basket": pids})
+        launch = broker().basket_items.launch(require_viewer(), request.form.get("idempotency_key"))
     except BrokerError as exc:
         reasons = "; ".join(plain(e.message) for e in exc.errors)
         return _render(plain(exc.detail) + (f" ({reasons})" if reasons else "")), exc.status
-    return redirect(f"/sessions/{launch['id']}", 303)
+    return redirect(f"/sessions/{launch.id}", 303)
 
 
 def _render(summary: str = "") -> str:
-    person = require_viewer()
-    page = broker().basket_items.page(person)
-    plan = page.plan
-    wanted = sorted({plan.facility_id} if plan and plan.facility_id else set())
-    services = {s["id"]: s for s in broker().catalogue.services(facility=wanted)} if wanted else {}
-    left: dict[str, Any] = dict(plan.left_out) if plan else {}
-    return render_template("basket.html", page=page, plan=plan, services=services, left=left, summary=summary,
-                           names=facility_names(), idempotency_key=str(uuid.uuid4()), plain=plain)
+    page = broker().basket_items.page(require_viewer())
+    left: dict[str, Any] = dict(page.plan.left_out) if page.plan else {}
+    return render_template("basket.html", page=page, plan=page.plan, left=left, summary=summary, names=page.names,
+                           idempotency_key=str(uuid.uuid4()), plain=plain)

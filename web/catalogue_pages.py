@@ -3,15 +3,12 @@ health with a latency history drawn as inline SVG, EOSC registration; filters; C
 from __future__ import annotations
 
 import json
-import time
-from typing import Any, Callable
+from typing import Any
 
-from flask import current_app, render_template, request
+from flask import render_template, request
 from markupsafe import Markup
 from werkzeug.wrappers import Response
 
-from panmodel.datasets import SearchRequest
-from broker.search.service import parse_query
 from panmodel.states import EoscStatus, HealthStatus, TargetType
 from connectors import kinds
 from web.common import blueprint, broker
@@ -84,47 +81,9 @@ def _export(items: list[dict[str, Any]], wanted: str) -> Response:
                     headers={"Content-Disposition": 'attachment; filename="panbroker-services.json"'})
 
 
-# searches the landing page suggests; only those that find datasets in this index are shown
-EXAMPLES = ("SANS", "lysozyme", "tomography ESRF", "powder diffraction", "SAXS", "perovskite", "battery cathode",
-            "magnetite nanoparticles", "XAS")
-LANDING_TTL_SECONDS = 60.0  # the landing page's counts are re-read at most this often (a harvest changes them)
-
-
-def _recent(key: str, read: Callable[[], Any]) -> Any:
-    """``read()``, or its value from the last ``LANDING_TTL_SECONDS``: every visit to the landing page
-    would otherwise run a dozen searches."""
-    kept: dict[str, tuple[float, Any]] = current_app.extensions.setdefault("panbroker-landing", {})
-    now = time.monotonic()
-    cached = kept.get(key)
-    if cached is None or now - cached[0] > LANDING_TTL_SECONDS:
-        cached = kept[key] = (now, read())
-    return cached[1]
-
-
-def example_searches(limit: int = 5) -> list[tuple[str, int]]:
-    """Up to ``limit`` of EXAMPLES with how many datasets each finds now (none that finds nothing)."""
-    def read() -> list[tuple[str, int]]:
-        out = []
-        for words in EXAMPLES:
-            found = broker().search.search(parse_query({"q": words, "size": 1, "facet": "facility"})).total
-            if found:
-                out.append((words, found))
-            if len(out) == limit:
-                break
-        return out
-    return _recent("examples", read)
-
-
-def facility_cards() -> list[dict[str, Any]]:
-    """Every facility with its analysis services and how many datasets of it the index holds."""
-    counts = _recent("counts", lambda: {b.value: b.count for b in broker().search.index.search(
-        SearchRequest(limit=1, facets=("facility",))).facets.get("facility", [])})
-    return broker().catalogue.facility_cards(counts)
-
-
 @blueprint.get("/facilities")
 def facilities_page() -> str:
-    return render_template("facilities.html", facilities=facility_cards())
+    return render_template("facilities.html", facilities=broker().landing.facilities())
 
 
 @blueprint.get("/facilities/<facility_id>")

@@ -19,7 +19,6 @@ from markupsafe import Markup
 
 from broker.authz import Principal
 from panmodel.errors import BrokerError
-from broker.registry_kinds import KINDS
 from web.auth import COOKIE
 
 blueprint = Blueprint("web", __name__, template_folder="templates", static_folder="static",
@@ -116,18 +115,6 @@ def security_headers(response: Response) -> Response:
 def page_globals() -> dict[str, Any]:
     person = viewer() if request.blueprint in ("web", None) else None
     return {"viewer": person, "is_operator": bool(person and person.operates_any)}
-
-
-def facility_names() -> dict[str, str]:
-    """Facility id -> name, read once per request."""
-    if "facility_names" not in g:
-        g.facility_names = {f["id"]: f["name"] for f in broker().registry.list(KINDS.facility, limit=500).items}
-    return g.facility_names
-
-
-@blueprint.app_template_filter("facility_name")
-def facility_name(facility_id: str | None) -> str:
-    return facility_names().get(facility_id or "", facility_id or "")
 
 
 def error_page(status: int, title: str, detail: str) -> tuple[str, int]:

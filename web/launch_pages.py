@@ -67,7 +67,7 @@ def session_page(launch_id: str) -> str:
     launch = view.launches[0]
     return render_template("session.html", launch=launch, events=view.events, plain=PLAIN_STATES, titles=view.titles,
                            services=view.services, typical=view.typical_start_seconds, reason=plain(launch.error or ""),
-                           plain_reason=plain)
+                           plain_reason=plain, names=view.names)
 
 
 @blueprint.post("/sessions/<launch_id>/stop")

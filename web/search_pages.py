@@ -12,8 +12,7 @@ from werkzeug.wrappers import Response
 
 from panmodel.errors import InvalidInput
 from broker.launch.panel import AnalysePanel, plain
-from broker.search.page import search_page_for
-from web.common import blueprint, broker, facility_names, viewer
+from web.common import blueprint, broker, viewer
 
 LISTED = ("facility", "technique", "instrument", "parameter")
 FACET_TITLES = {"facility": "Facility", "technique": "Technique", "instrument": "Instrument", "year": "Year",
@@ -118,7 +117,7 @@ def search_page() -> tuple[str, int] | str | Response:
     try:
         if field_errors:
             raise InvalidInput("some filters are not right")
-        page = search_page_for(broker().search, params)
+        page = broker().search_pages.view(params)
     except InvalidInput as exc:
         return render_template("search.html", result=None, errors=exc.errors, query=None, document=None,
                                **shared), 400
@@ -129,7 +128,7 @@ def search_page() -> tuple[str, int] | str | Response:
     suggestions = [(s.label, _url(s.params, page=None), s.count) for s in page.suggestions]
     return render_template("search.html", result=result, errors=(), query=query, pages=pages, toggle=_toggle,
                            chosen=_chosen, facet_titles=FACET_TITLES, suggestions=suggestions, document=page.document,
-                           names=facility_names(), failed=result.unanswered, **shared)
+                           names=page.names, failed=result.unanswered, **shared)
 
 
 @blueprint.get("/datasets/<path:pid>")
@@ -147,4 +146,5 @@ def render_dataset(pid: str, form: Any = None, errors: dict[str, str] | None = N
                            services=panel.services, offers=panel.offers, home=panel.home, choices=panel.choices,
                            idempotency_key=str(uuid.uuid4()), signed_in=person is not None, plain=plain,
                            form=form or {}, errors=errors or {}, summary=summary, running=existing or panel.running,
-                           offered_existing=existing is not None, names=panel.facility_names)
+                           offered_existing=existing is not None, names=panel.facility_names,
+                           previews=panel.previews)

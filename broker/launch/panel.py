@@ -2,7 +2,8 @@
 the dataset, one sentence of what opens and where the data will be, its limits and only the options it
 offers; the person's choices checked in one round against the chosen service, each message at its field,
 before any launch is recorded; a session already running for the same dataset and service offered instead
-of a second one; routing reasons in plain words."""
+of a second one; routing reasons in plain words. Also the Analyse step an "Analyse this DOI" link opens, and
+the person's sessions as their pages show them."""
 from __future__ import annotations
 
 import re
@@ -11,10 +12,11 @@ from typing import Any
 
 from broker.authz import Principal
 from broker.catalogue import CatalogueService
-from panmodel.errors import BrokerError
+from panmodel.errors import BrokerError, NotFound
+from broker.launch.doi import FacilityDatasets, by_facility, datasets_of, normalise
 from broker.launch.records import ACTIVE, LaunchEventView, LaunchView
 from broker.launch.requests import LaunchRequests
-from broker.registry_kinds import KINDS
+from broker.previews import FilePreview, file_previews
 from broker.registry_service import RegistryService
 from connectors import all_connectors
 from panmodel.datasets import Dataset
@@ -50,6 +52,7 @@ class AnalysePanel:
     choices: dict[str, list[str]]  # partitions, profiles and plans the offers have
     running: list[LaunchView]  # the viewer's sessions of this dataset that are starting or ready
     facility_names: dict[str, str]
+    previews: tuple[FilePreview, ...] = ()  # links to a view of each of its files, when open data
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,25 @@ class SessionsView:
     services: dict[str, dict[str, Any]]
     events: list[LaunchEventView] = field(default_factory=list)  # of the one session shown
     typical_start_seconds: float | None = None  # of its service's recent launches
+    names: dict[str, str] = field(default_factory=dict)  # facility id -> name, for the one session shown
+
+
+@dataclass(frozen=True)
+class DoiView:
+    """What the "Analyse this DOI" link opens for one viewer: nothing but ``sign_in`` before they sign in; for a
+    DOI of several datasets, those by facility, to choose from; for one dataset, its Analyse panel with the
+    link's choices the panel offers (``chosen``) and a note on one it cannot take."""
+
+    doi: str
+    sign_in: bool = False
+    groups: tuple[FacilityDatasets, ...] = ()
+    panel: AnalysePanel | None = None
+    chosen: dict[str, str] = field(default_factory=dict)  # the Analyse form's fields, preselected
+    note: str = ""
+
+    @property
+    def count(self) -> int:
+        return sum(len(group.datasets) for group in self.groups)
 
 
 class AnalyseService:
@@ -84,7 +106,7 @@ class AnalyseService:
     def panel(self, actor: Principal | None, pid: str) -> AnalysePanel:
         """The panel of the dataset ``pid`` for ``actor`` (None: nobody signed in)."""
         dataset = self.launches.search.get(pid)
-        names = {f["id"]: f["name"] for f in self.registry.list(KINDS.facility, limit=500).items}
+        names = self.registry.facility_names()
         candidates = self.launches.preview(actor, dataset, {})
         services = {s["id"]: s for s in self.catalogue.services(
             facility=sorted({c["facility_id"] for c in candidates}))} if candidates else {}
@@ -92,7 +114,35 @@ class AnalyseService:
         fitting = offers(candidates, services, home)
         mine = running(self.launches.list(actor), dataset.pid) if actor is not None and actor.person_id else []
         return AnalysePanel(dataset, home, candidates, services, fitting,
-                            _choices([services[o.service_id] for o in fitting]), mine, names)
+                            _choices([services[o.service_id] for o in fitting]), mine, names,
+                            file_previews(self.catalogue, dataset))
+
+    def doi(self, actor: Principal | None, doi: str, service: str = "", profile: str = "") -> DoiView:
+        """The Analyse step a DOI link opens for ``actor`` (None: nobody signed in yet), with the link's
+        ``service`` and ``profile`` preselected; ``NotFound`` when the DOI names no dataset known."""
+        doi = normalise(doi)
+        datasets = datasets_of(self.launches.search.index, doi)
+        if not datasets:
+            raise NotFound(f"No dataset with the DOI {doi} or belonging to it is known at any facility of the "
+                           "federation yet. Check the DOI, or search for the dataset.")
+        if actor is None:
+            return DoiView(doi, sign_in=True)
+        if len(datasets) > 1:
+            return DoiView(doi, groups=by_facility(datasets))
+        panel = self.panel(actor, datasets[0].pid)
+        chosen, note = {}, ""
+        if service in {offer.service_id for offer in panel.offers}:
+            chosen["service_id"] = service
+        elif service:
+            note = (f"The link asks for the service {service!r}, which cannot take this dataset for you: "
+                    "choose one of those offered.")
+        if profile:
+            chosen["profile"] = profile
+        return DoiView(doi, panel=panel, chosen=chosen, note=note)
+
+    def doi_count(self, doi: str) -> int:
+        """How many datasets the DOI names (the badge a DOI link shows)."""
+        return len(datasets_of(self.launches.search.index, normalise(doi)))
 
     def sessions(self, actor: Principal) -> SessionsView:
         """The caller's sessions, newest first."""
@@ -103,7 +153,8 @@ class AnalyseService:
         launch = self.launches.get(actor, launch_id)
         described = self._described([launch])
         typical = self.launches.typical_start_seconds(launch.service_id) if launch.service_id else None
-        return replace(described, events=self.launches.events(actor, launch_id), typical_start_seconds=typical)
+        return replace(described, events=self.launches.events(actor, launch_id), typical_start_seconds=typical,
+                       names=self.registry.facility_names())
 
     def _described(self, launches: list[LaunchView]) -> SessionsView:
         titles = {}
@@ -238,5 +289,5 @@ def _choices(fitting: list[dict[str, Any]]) -> dict[str, list[str]]:
     return {name: list(values) for name, values in offered.items() if values}
 
 
-__all__ = ["AnalyseOutcome", "AnalysePanel", "AnalyseService", "Offer", "SessionsView", "check", "limits", "offers",
+__all__ = ["AnalyseOutcome", "AnalysePanel", "AnalyseService", "DoiView", "Offer", "SessionsView", "check", "limits", "offers",
            "plain", "running", "sentence"]

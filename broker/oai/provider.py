@@ -20,7 +20,6 @@ from xml.etree.ElementTree import Element, SubElement, register_namespace, tostr
 from sqlalchemy import and_, func, or_, select
 
 from broker.oai import metadata
-from broker.registry_kinds import KINDS
 from broker.search.index import DatasetIndex
 from panmodel.datasets import Dataset, SearchRequest
 from panmodel.techniques import panet
@@ -375,8 +374,4 @@ def for_broker(broker: Any) -> OaiProvider:
     repository = Repository(name=settings.oai_repository_name, base_url=public + "/oai", identifier=identifier,
                             admin_email=settings.oai_admin_email or f"panbroker@{identifier}", portal_url=public,
                             page_size=max(1, settings.oai_page_size))
-
-    def facility_names() -> dict[str, str]:
-        return {f["id"]: f["name"] for f in broker.registry.list(KINDS.facility, limit=500).items}
-
-    return OaiProvider(broker.store, broker.index, repository, facility_names)
+    return OaiProvider(broker.store, broker.index, repository, broker.registry.facility_names)

@@ -1,12 +1,12 @@
 """The portal's search page as the search service answers it: a DOI, pid or proposal number typed alone
 in the box goes to its dataset (or the datasets of that proposal); facet counts beside a chosen value are
 counted without that facet's own filter, so a second value can be added; a search that finds nothing
-comes with the nearest searches that do."""
+comes with the nearest searches that do. Facilities are shown by name."""
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Callable
 
 from panmodel.errors import InvalidInput
 from panmodel.datasets import SearchResult
@@ -36,22 +36,29 @@ class SearchPage:
     dataset: str | None = None  # the pid of the one dataset the typed DOI / pid / proposal names
     document: str | None = None  # the proposal or publication whose datasets these are
     suggestions: list[Suggestion] = field(default_factory=list)
+    names: dict[str, str] = field(default_factory=dict)  # facility id -> name, for the results and facets
 
 
-def search_page_for(search: SearchService, params: dict[str, Any]) -> SearchPage:
-    """The page for the URL's search parameters; ``InvalidInput`` names each bad one."""
-    query = parse_query(params)
-    direct = _identifier(search, params)
-    if isinstance(direct, str):
-        return SearchPage(dataset=direct)
-    document = None
-    if direct is not None:
-        query, document = direct, direct.request.documents[0]
-    result = search.search(query)
-    if query.mode is not Mode.LIVE and result.total:
-        result = replace(result, facets=_facets_beside_choice(search, query, result))
-    suggestions = _suggestions(search, params) if not result.total and query.mode is not Mode.LIVE else []
-    return SearchPage(query, result, None, document, suggestions)
+class SearchPages:
+    def __init__(self, search: SearchService, facility_names: Callable[[], dict[str, str]]):
+        self.search = search
+        self.facility_names = facility_names
+
+    def view(self, params: dict[str, Any]) -> SearchPage:
+        """The page for the URL's search parameters; ``InvalidInput`` names each bad one."""
+        search = self.search
+        query = parse_query(params)
+        direct = _identifier(search, params)
+        if isinstance(direct, str):
+            return SearchPage(dataset=direct)
+        document = None
+        if direct is not None:
+            query, document = direct, direct.request.documents[0]
+        result = search.search(query)
+        if query.mode is not Mode.LIVE and result.total:
+            result = replace(result, facets=_facets_beside_choice(search, query, result))
+        suggestions = _suggestions(search, params) if not result.total and query.mode is not Mode.LIVE else []
+        return SearchPage(query, result, None, document, suggestions, self.facility_names())
 
 
 def _identifier(search: SearchService, params: dict[str, Any]) -> str | Query | None:
@@ -103,4 +110,4 @@ def _suggestions(search: SearchService, params: dict[str, Any]) -> list[Suggesti
     return sorted(out, key=lambda s: -s.count)[:MAX_SUGGESTIONS]
 
 
-__all__ = ["SearchPage", "Suggestion", "search_page_for"]
+__all__ = ["SearchPage", "SearchPages", "Suggestion"]
