@@ -3,6 +3,7 @@ global paging, a merged ranking without facility scores, duplicates merged."""
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from werkzeug.wrappers import Response
@@ -50,6 +51,31 @@ def test_results_merge_from_every_facility_with_exact_totals(broker):  # noqa: A
     assert [s.status for s in result.sources] == [SourceState.OK] * 3
     dates = [d.creation_date for d in result.items]
     assert dates == sorted(dates, reverse=True)
+
+
+def test_the_same_search_asked_at_once_by_many_reads_each_facility_once_and_never_keeps_the_answer(broker):  # noqa: ANN001
+    handler = sim.panosc_search_api("sim-ill", generate("sim-ill", 30), delay=0.4)
+    finds: list[str] = []
+
+    def counting(request):  # noqa: ANN001, ANN202
+        if request.path.rstrip("/").endswith("/Datasets"):
+            finds.append(request.args.get("filter", ""))
+        return handler(request)
+
+    with sim.Federation() as fed:
+        fed.add("sim-ill", counting)
+        fed.start()
+        register(broker, {"sim-ill": fed.url("sim-ill")})
+        live(broker, size=5)  # the endpoint's relations and count are known from here on
+        finds.clear()
+        with ThreadPoolExecutor(12) as pool:  # more users than calls a facility may have in flight (8)
+            burst = list(pool.map(lambda _: live(broker, size=5), range(12)))
+        assert len(finds) <= 2, finds  # not one call per user
+        assert all(r.sources[0].status is SourceState.OK and len(r.items) == 5 for r in burst)
+        live(broker, size=5)
+        assert len(finds) <= 3 and len(finds) >= 2  # the next search asks again: answers are not kept
+        live(broker, size=5, q="scattering")
+    assert "scattering" in finds[-1]  # another search is its own read
 
 
 @pytest.mark.parametrize("params", [{}, {"q": "scattering"}, {"sort": "oldest"}])

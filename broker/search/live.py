@@ -87,13 +87,15 @@ class LiveSearch:
         self._pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="fan-out")
         self._counts: dict[tuple[str, str], tuple[float, Future]] = {}
         self._counts_lock = threading.Lock()
+        self._reads: dict[tuple[LiveSource, SearchRequest, int], Future] = {}  # facility reads under way
+        self._reads_lock = threading.RLock()
 
     def search(self, request: SearchRequest, sources: list[LiveSource]) -> SearchResult:
         started = time.monotonic()
         window = request.offset + request.limit
         where = to_filter(request)
         checked = needs_checking(request)
-        answers_f = {s.facility: self._pool.submit(self._gather, s, request, where, window, started) for s in sources}
+        answers_f = {s.facility: self._answer_future(s, request, where, window, started) for s in sources}
         # a facility's own count is the total only when it applies every condition itself
         counts_f = {} if checked else {s.facility: self._count_future(s, where, started) for s in sources}
         done, _ = wait([*answers_f.values(), *counts_f.values()], timeout=self.deadline)
@@ -103,7 +105,6 @@ class LiveSearch:
         for source in sources:
             future = answers_f[source.facility]
             if future not in done:
-                future.cancel()
                 statuses.append(SourceStatus(source.facility, SourceState.TIMEOUT, round(self.deadline * 1000, 1),
                                              error=f"no answer within the {self.deadline:g} s deadline",
                                              complete=False))
@@ -133,6 +134,24 @@ class LiveSearch:
 
     def _remaining(self, started: float) -> float:
         return self.deadline - (time.monotonic() - started)
+
+    def _answer_future(self, source: LiveSource, request: SearchRequest, where: dict[str, Any], window: int,
+                       started: float) -> Future:
+        """The facility's answer to ``request``: searches that ask the same of it at the same moment share
+        one read (a burst of one search asked the facility once, not once a user, and did not run into its
+        bound of calls in flight). Only reads under way are shared: an answer is never kept."""
+        key = (source, request, window)
+        with self._reads_lock:
+            future = self._reads.get(key)
+            if future is None:
+                future = self._reads[key] = self._pool.submit(self._gather, source, request, where, window, started)
+                future.add_done_callback(lambda done, key=key: self._forget_read(key, done))
+            return future
+
+    def _forget_read(self, key: tuple[LiveSource, SearchRequest, int], future: Future) -> None:
+        with self._reads_lock:
+            if self._reads.get(key) is future:
+                del self._reads[key]
 
     def _count_future(self, source: LiveSource, where: dict[str, Any], started: float) -> Future:
         """The facility's count for ``where``: one call shared by the searches that ask at once, and reused
@@ -177,6 +196,8 @@ class LiveSearch:
         connector = connector_for(source.kind)
         checked = needs_checking(request)
         size = min(MAX_PAGE, max(window, MIN_PAGE) if checked else window)
+        if self._remaining(started) <= 0.05:  # queued behind hung facilities until the answer was given up
+            return _Answer([], False, False, _incomplete(0, 0, 0, "the deadline"))
         include = connector.include(self.http, source.base_url, max(0.05, self._remaining(started)), LIVE_RELATIONS)
         flt: dict[str, Any] = {"limit": size, "include": include}
         if where:
