@@ -89,6 +89,7 @@ def _state(pid: int) -> str:
         return "(Z)"
 
 
+@pytest.mark.slow  # a harvest in a process of its own, killed and started again
 def test_a_harvest_killed_half_way_resumes_after_its_last_committed_page(tmp_path: Path) -> None:
     data_dir = tmp_path / "broker"
     with PanoscSource(COUNT, delay=0.03) as source:

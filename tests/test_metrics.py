@@ -123,6 +123,7 @@ def test_a_malformed_metrics_network_setting_is_refused_at_start(tmp_path):  # n
         create_app(make_settings(tmp_path, metrics_networks="10.0.0.0/33"))
 
 
+@pytest.mark.slow  # several server processes
 def test_several_workers_answer_for_all_of_them_in_multiprocess_mode(tmp_path, monkeypatch):  # noqa: ANN001
     """`serve --workers 2` with PROMETHEUS_MULTIPROC_DIR: whichever worker a scrape reaches counts every
     request either worker answered (loopback may scrape without the token)."""
