@@ -112,7 +112,8 @@ class Store:
     """Hands out sessions bound to one engine; one unit of work per ``session()`` block.
 
     ``generation`` counts the transactions this process committed that wrote something (ORM or plain
-    statements alike), so that a reader can keep a snapshot until the next write. ``registry_stamp()`` is
+    statements alike), so that a reader can keep a snapshot until the next write; ``registry_generation``
+    those that wrote the registry, for a reader of the registry only. ``registry_stamp()`` is
     the same for every process on the database: each transaction writing ``REGISTRY_TABLES`` bumps it
     as its last statement before commit (last, so the row lock is held only to the commit and two
     writers cannot deadlock on it).
@@ -122,6 +123,7 @@ class Store:
         self.engine = engine
         self._factory = sessionmaker(bind=engine, expire_on_commit=False)
         self.generation = 0
+        self.registry_generation = 0  # the same, of transactions that wrote REGISTRY_TABLES
 
         @event.listens_for(engine, "after_cursor_execute")
         def _note_write(connection, _cursor, statement, _parameters, context, _many):  # noqa: ANN001
@@ -129,18 +131,21 @@ class Store:
                 connection.info["wrote"] = True
                 table = _WRITTEN_TABLE.match(statement)
                 if table and table.group(1).lower() in REGISTRY_TABLES:
-                    connection.info["registry_wrote"] = True
+                    connection.info["registry_wrote"] = True  # taken by the stamp's bump
+                    connection.info["registry_changed"] = True  # taken at commit
 
         @event.listens_for(engine, "commit")
         def _count_write(connection):  # noqa: ANN001
             connection.info.pop("registry_wrote", None)
+            if connection.info.pop("registry_changed", False):
+                self.registry_generation += 1
             if connection.info.pop("wrote", False):
                 self.generation += 1
 
         @event.listens_for(engine, "rollback")
         def _forget_write(connection):  # noqa: ANN001
-            connection.info.pop("wrote", None)
-            connection.info.pop("registry_wrote", None)
+            for key in ("wrote", "registry_wrote", "registry_changed"):
+                connection.info.pop(key, None)
 
     @contextmanager
     def session(self) -> Iterator[Session]:

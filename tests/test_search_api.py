@@ -140,3 +140,26 @@ def test_index_sources_follow_writes_here_at_once_and_another_process_s_within_t
     assert "sim-new" in sources()  # not this process's write: kept for the lifetime
     time.sleep(0.6)
     assert set(sources()) == set(FACILITIES)
+
+
+def test_live_sources_follow_registry_writes_here_at_once_and_another_process_s_within_the_ttl(
+        sqlite_broker, federation, monkeypatch):  # noqa: ANN001
+    def asked() -> set[str]:
+        return {s.facility for s in sqlite_broker.search.search(parse_query({"mode": "live", "size": 1})).sources}
+
+    assert asked() == set(FACILITIES)
+    sqlite_broker.registry.create(ACTOR, KINDS.facility, {"id": "sim-new", "name": "New", "country": "FR"})
+    sqlite_broker.registry.create(ACTOR, KINDS.search_endpoint, {
+        "id": "sim-new-search", "facility_id": "sim-new", "kind": "panosc-search-api",
+        "base_url": federation.url("sim-ill")})
+    assert "sim-new" in asked()  # a registry write in this process: the next search asks it
+
+    monkeypatch.setattr(service, "SOURCES_TTL_SECONDS", 0.5)
+    asked()
+    elsewhere = Store(make_engine(sqlite_broker.settings.effective_database_url))  # as another replica would
+    with elsewhere.session() as session:
+        session.execute(delete(SearchEndpoint).where(SearchEndpoint.id == "sim-new-search"))
+    elsewhere.engine.dispose()
+    assert "sim-new" in asked()  # not this process's write: kept for the lifetime
+    time.sleep(0.6)
+    assert asked() == set(FACILITIES)

@@ -274,10 +274,13 @@ def _might_hold(terms: list[str], any_term: bool, record: Any) -> bool:
     return might_match(terms, any_term, _raw_text(record))
 
 
+SCORED_LOOK = 5  # records read for a score: a facility that ranks sends its best first
+
+
 def _scored(records: list[Any], connector: Any) -> bool:
-    """True when the facility ranked by the words: some record carries a positive score."""
+    """True when the facility ranked by the words: one of its first records carries a positive score."""
     scores = (connector.score_of(r) if isinstance(r, msgspec.Raw) else r.get("score") if isinstance(r, dict) else None
-              for r in records)
+              for r in records[:SCORED_LOOK])
     return any(isinstance(score, (int, float)) and score > 0 for score in scores)
 
 

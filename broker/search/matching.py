@@ -8,6 +8,7 @@ whole request, the way the index would judge it, and drops what does not match.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from datetime import datetime, timezone
 
 from panmodel.datasets import Dataset, SearchRequest
@@ -19,9 +20,10 @@ _SUFFIXES = ("ing", "ed", "es", "s")  # a light stemmer, close to the index's En
 
 
 def words(text: str) -> list[str]:
-    return [_stem(w) for w in _WORD.findall(text.lower())]
+    return list(map(_stem, _WORD.findall(text.lower())))
 
 
+@lru_cache(maxsize=65_536)  # records repeat their words: a live answer of a few thousand stemmed each anew
 def _stem(word: str) -> str:
     for suffix in _SUFFIXES:
         if len(word) > len(suffix) + 3 and word.endswith(suffix):

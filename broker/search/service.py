@@ -191,11 +191,11 @@ class SearchService:
 
     def sources(self, facilities: tuple[str, ...] = ()) -> list[LiveSource]:
         """The facilities' search endpoints that live search can ask (their connectors have live search),
-        read again after a write in this process or after ``SOURCES_TTL_SECONDS`` (another replica's): the
+        read again after a registry write in this process or after ``SOURCES_TTL_SECONDS`` (another replica's): the
         query was a third of the broker's own time in a live search."""
         cached, now = self._live_sources, time.monotonic()
-        if not (cached and cached[0] == self.store.generation and now - cached[1] < SOURCES_TTL_SECONDS):
-            generation = self.store.generation
+        if not (cached and cached[0] == self.store.registry_generation and now - cached[1] < SOURCES_TTL_SECONDS):
+            generation = self.store.registry_generation
             with self.store.session() as session:
                 query = select(SearchEndpoint).where(SearchEndpoint.kind.in_(kinds_with(Capability.LIVE_SEARCH)))
                 every = [LiveSource(e.id, e.facility_id, e.kind, e.base_url)
