@@ -34,6 +34,9 @@ class Launcher(Connector):
     #: the service names people by a claim of their sign-in (``connector_config.username_claim``/
     #: ``username_pattern``), checked at routing
     username_from_claims: ClassVar[bool] = False
+    #: what opens, in one sentence for the analyse panel, with ``{where}`` (the service's facility) and
+    #: ``{home}`` (the dataset's) filled in
+    opens: ClassVar[str] = "Opens a session at {where}, with the data on its file system."
 
     @abstractmethod
     def deep_link(self, target: LaunchTarget) -> str | None:
@@ -46,7 +49,7 @@ class Launcher(Connector):
 
     def describe(self, where: str, home: str, away: bool) -> str:
         """What opens, and where the data will be, in one sentence for the analyse panel."""
-        text = f"Opens a session at {where}, with the data on its file system."
+        text = self.opens.format(where=where, home=home)
         return text + (f" The data is copied from {home}." if away else "")
 
     def refusal(self, config: dict[str, Any], *, api_mode: bool, has_credential: bool,

@@ -33,9 +33,7 @@ class RemoteDesktopConnector(Launcher):
     preference = 40
     eosc_categories = ("analysis", "compute")
 
-    def describe(self, where: str, home: str, away: bool) -> str:
-        text = f"Opens a remote desktop at {where}, with the data on its file system."
-        return text + (f" The data is copied from {home}." if away else "")
+    opens = "Opens a remote desktop at {where}, with the data on its file system."
 
     def deep_link(self, target: LaunchTarget) -> str:
         """The gateway's page, or the configured template with {base_url}, {dataset_pid}, {doi} and

@@ -114,6 +114,7 @@ class JupyterHubConnector(JsonProbe, SessionLauncher):
     preference = 10
     username_from_claims = True  # JupyterHub lower-cases user names; a hub may name people by another claim
     config_schema = JupyterHubConfig
+    opens = "Opens JupyterLab on {where}'s own computers, next to the data: the files are read where {home} keeps them."
     health_path = "/hub/api/"  # unauthenticated; answers {"version": ...}
     expected_key = "version"
 
@@ -122,10 +123,6 @@ class JupyterHubConnector(JsonProbe, SessionLauncher):
         query; what only the spawner may set is left out)."""
         options = {k: v for k, v in target.user_options.items() if k not in ("gres", "prologue", "basket", "environment")}
         return f"{target.base_url.rstrip('/')}/hub/spawn?{urlencode(_flat(options))}"
-
-    def describe(self, where: str, home: str, away: bool) -> str:
-        text = f"Opens JupyterLab on {where}'s own computers, next to the data: the files are read where {home} keeps them."
-        return text + (f" The data is copied from {home}." if away else "")
 
     def refusal(self, config: dict[str, Any], *, api_mode: bool, has_credential: bool,
                 issuers: set[str]) -> str | None:

@@ -61,10 +61,8 @@ class OodConnector(SessionLauncher):
     preference = 25
     eosc_categories = ("analysis", "compute")
 
-    def describe(self, where: str, home: str, away: bool) -> str:
-        text = (f"Starts an interactive app at {where} as a batch job on its cluster, with the data on its file "
-                "system; the job may wait in the facility's queue first.")
-        return text + (f" The data is copied from {home}." if away else "")
+    opens = ("Starts an interactive app at {where} as a batch job on its cluster, with the data on its file "
+             "system; the job may wait in the facility's queue first.")
 
     def refusal(self, config: dict[str, Any], *, api_mode: bool, has_credential: bool,
                 issuers: set[str]) -> str | None:

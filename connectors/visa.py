@@ -38,6 +38,8 @@ class VisaConnector(JsonProbe, SessionLauncher):
     preference = 20
     eosc_categories = ("analysis", "compute")
     config_schema = VisaConfig
+    opens = ("Opens a virtual machine at {where} (remote desktop or Jupyter) with the data of the dataset's "
+             "proposal mounted.")
     health_path = "/api/configuration"  # read by the VISA web client before login
     expected_key = "data"
 
@@ -63,11 +65,6 @@ class VisaConnector(JsonProbe, SessionLauncher):
     def _instance(self, client: HttpClient, target: LaunchTarget) -> dict[str, Any] | None:
         instances = self._call(client, target, "GET", "/account/instances").get("data") or []
         return next((i for i in instances if i.get("name") == target.server_name), None)
-
-    def describe(self, where: str, home: str, away: bool) -> str:
-        text = (f"Opens a virtual machine at {where} (remote desktop or Jupyter) with the data of the dataset's "
-                "proposal mounted.")
-        return text + (f" The data is copied from {home}." if away else "")
 
     def refusal(self, config: dict[str, Any], *, api_mode: bool, has_credential: bool,
                 issuers: set[str]) -> str | None:
