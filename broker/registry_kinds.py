@@ -58,6 +58,8 @@ class Kind:
     filters: ClassVar[dict[str, Callable[[str], ColumnElement]]] = {}
     #: relationships ``show`` reads, loaded with the list rather than one query per row
     eager: ClassVar[tuple[LoaderOption, ...]] = ()
+    #: a write-only secret field: stored encrypted in ``<secret>_encrypted``, never shown (``has_<secret>`` is)
+    secret: ClassVar[str | None] = None
 
     @cached_property
     def fields(self) -> dict[str, Any]:
@@ -83,16 +85,24 @@ class Kind:
 
     def show(self, obj: Any) -> dict[str, Any]:
         """The object as the API returns it."""
-        return {**self.export(obj), "version": obj.version, "created_at": iso(obj.created_at),
-                "updated_at": iso(obj.updated_at)}
+        shown = {**self.export(obj), "version": obj.version, "created_at": iso(obj.created_at),
+                 "updated_at": iso(obj.updated_at)}
+        if self.secret:
+            shown[f"has_{self.secret}"] = getattr(obj, f"{self.secret}_encrypted") is not None
+        return shown
 
     def apply(self, obj: Any, values: dict[str, Any], box: Any) -> list[str]:
         """Copy ``values`` onto ``obj``; return the names of the fields that changed."""
-        changed = []
+        values, changed = dict(values), []
+        secret_sent = self.secret is not None and self.secret in values
+        secret = values.pop(self.secret) if secret_sent else None
         for name, value in values.items():
             if not _same(getattr(obj, name), value):
                 setattr(obj, name, value)
                 changed.append(name)
+        if secret_sent:  # written each time it is sent: it cannot be compared with what is stored
+            setattr(obj, f"{self.secret}_encrypted", box.encrypt(secret) if secret is not None else None)
+            changed.append(self.secret)
         return changed
 
 
@@ -145,28 +155,34 @@ class Facilities(Kind):
     model = Facility
     schema = FacilitySchema
     filters = {"country": lambda v: Facility.country == v.upper()}
+    secret = "eosc_credential"  # the EOSC AAI credential
 
     def facility_id(self, session: Session, values: dict[str, Any]) -> str | None:
         return values.get("id")
 
-    def show(self, obj: Facility) -> dict[str, Any]:
-        return {**super().show(obj), "has_eosc_credential": obj.eosc_credential_encrypted is not None}
 
-    def apply(self, obj, values, box):  # noqa: ANN001, ANN201 - see Kind.apply
-        values = dict(values)
-        changed = []
-        if "eosc_credential" in values:  # the EOSC AAI credential: encrypted at rest, never shown
-            secret = values.pop("eosc_credential")
-            obj.eosc_credential_encrypted = box.encrypt(secret) if secret is not None else None
-            changed.append("eosc_credential")
-        return super().apply(obj, values, box) + changed
+class _Connected(Kind):
+    """A kind served by a connector: it belongs to a facility, names a connector kind of its ``target`` and
+    is reached at URLs the SSRF policy must allow."""
+
+    target: ClassVar[TargetType]
+
+    def check(self, session, values, url_allowed):  # noqa: ANN001, ANN201 - see Kind.check
+        _require_facility(session, values["facility_id"])
+        _check_connector(self.target, values)
+        _check_urls(values, url_allowed)
+
+    def new_key(self, session, values):  # noqa: ANN001, ANN201
+        return values.get("id") or _unique_slug(session, self.model, f"{values['facility_id']}-{values['kind']}")
 
 
-class ComputeServices(Kind):
+class ComputeServices(_Connected):
     name = "service"
     model = ComputeService
     schema = ComputeServiceSchema
     eager = (joinedload(ComputeService.eosc_entry),)
+    target = TargetType.SERVICE
+    secret = "credential"  # the service's API token
     filters = {
         "facility": lambda v: ComputeService.facility_id == v,
         "kind": lambda v: ComputeService.kind == v,
@@ -178,33 +194,15 @@ class ComputeServices(Kind):
         ) == v,
     }
 
-    def check(self, session, values, url_allowed):  # noqa: ANN001, ANN201 - see Kind.check
-        _require_facility(session, values["facility_id"])
-        _check_connector(TargetType.SERVICE, values)
-        _check_urls(values, url_allowed)
-
-    def new_key(self, session, values):  # noqa: ANN001, ANN201
-        return values.get("id") or _unique_slug(session, ComputeService, f"{values['facility_id']}-{values['kind']}")
-
     def show(self, obj: ComputeService) -> dict[str, Any]:
         entry = obj.eosc_entry
-        return {**super().show(obj), "has_credential": obj.credential_encrypted is not None,
-                "health": _health(obj),
+        return {**super().show(obj), "health": _health(obj),
                 "eosc": {"status": entry.status, "resource_id": entry.resource_id,
                          "marketplace_url": entry.marketplace_url} if entry else
                         {"status": EoscStatus.NOT_REGISTERED.value, "resource_id": None, "marketplace_url": None}}
 
-    def apply(self, obj, values, box):  # noqa: ANN001, ANN201
-        values = dict(values)
-        changed = []
-        if "credential" in values:
-            secret = values.pop("credential")
-            obj.credential_encrypted = box.encrypt(secret) if secret is not None else None
-            changed.append("credential")
-        return super().apply(obj, values, box) + changed
 
-
-class SearchEndpoints(Kind):
+class SearchEndpoints(_Connected):
     name = "search-endpoint"
     model = SearchEndpoint
     schema = SearchEndpointSchema
@@ -213,14 +211,7 @@ class SearchEndpoints(Kind):
         "kind": lambda v: SearchEndpoint.kind == v,
         "status": lambda v: SearchEndpoint.health_status == v,
     }
-
-    def check(self, session, values, url_allowed):  # noqa: ANN001, ANN201
-        _require_facility(session, values["facility_id"])
-        _check_connector(TargetType.SEARCH_ENDPOINT, values)
-        _check_urls(values, url_allowed)
-
-    def new_key(self, session, values):  # noqa: ANN001, ANN201
-        return values.get("id") or _unique_slug(session, SearchEndpoint, f"{values['facility_id']}-{values['kind']}")
+    target = TargetType.SEARCH_ENDPOINT
 
     def show(self, obj: SearchEndpoint) -> dict[str, Any]:
         return {**super().show(obj), "health": _health(obj)}
