@@ -12,19 +12,10 @@ from typing import Any, Iterable
 from elasticsearch import Elasticsearch, NotFoundError, helpers
 
 from broker.search import synonyms
-from broker.search.index import FACETS, DatasetIndex, check_window, facet_buckets
-from panmodel.datasets import (
-    Dataset,
-    SearchRequest,
-    SearchResult,
-    Sort,
-    document_keys,
-    parameter_fields,
-    parameter_value_term,
-)
+from broker.search.index import FACETS, DatasetIndex, check_window, facet_buckets, indexed
+from panmodel.datasets import Dataset, SearchRequest, SearchResult, Sort, parameter_value_term
 from panmodel.techniques import panet
 from panmodel.units import parameter_key
-from panmodel.clock import as_utc
 
 TEXT_BOOSTS = {"title": 3, "keywords": 2, "techniques_text": 2, "instrument_text": 2, "summary": 1}
 
@@ -45,31 +36,26 @@ MAPPINGS: dict[str, Any] = {
 
 
 def to_source(dataset: Dataset) -> dict[str, Any]:
-    """The indexed document of a dataset (the same fields the Tantivy backend indexes)."""
+    """The indexed document of a dataset (``index.indexed``, laid out in this backend's fields)."""
+    fields = indexed(dataset)
     source: dict[str, Any] = {
-        "pid": dataset.pid, "ids": sorted({dataset.pid.lower(), *([dataset.doi.lower()] if dataset.doi else [])}),
-        "facility": dataset.facility, "source": dataset.source or "", "documents": document_keys(dataset),
-        "access": "public" if dataset.is_public else "embargoed",
+        "pid": dataset.pid, "ids": fields.ids, "facility": dataset.facility, "source": dataset.source or "",
+        "documents": fields.documents, "access": fields.access,
         "instrument": dataset.instrument, "instrument_text": dataset.instrument,
-        "technique": [t.iri for t in dataset.techniques if t.iri],
+        "technique": fields.techniques,
         "title": dataset.title,
-        "summary": " ".join(filter(None, [dataset.summary, *(x for s in dataset.samples
-                                                             for x in (s.name, s.description))])) or None,
-        "keywords": [*dataset.keywords, *(k for d in dataset.documents for k in d.keywords)],
+        "summary": " ".join(filter(None, [dataset.summary, *fields.samples])) or None,
+        "keywords": [*fields.keywords, *fields.remembered],
         "techniques_text": [t.name for t in dataset.techniques],
         "doc": dataset.to_dict(),
     }
-    # a proposal's title or summary is what people remember of it
-    source["keywords"] += [t for d in dataset.documents for t in (d.title, d.summary) if t]
-    if dataset.creation_date:
-        moment = as_utc(dataset.creation_date)
-        source["date"] = moment.isoformat()
-        source["year"] = moment.year
-    numbers, texts = parameter_fields(dataset)
-    if numbers:
-        source["params"] = numbers
-    if texts:
-        source["parameter_values"] = texts
+    if fields.moment:
+        source["date"] = fields.moment.isoformat()
+        source["year"] = fields.moment.year
+    if fields.numbers:
+        source["params"] = fields.numbers
+    if fields.values:
+        source["parameter_values"] = fields.values
     return {k: v for k, v in source.items() if v is not None}
 
 

@@ -7,10 +7,13 @@ Elasticsearch aggregation JSON, and both return aggregation results in Elasticse
 from __future__ import annotations
 
 import abc
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Iterable
 
+from panmodel.clock import as_utc
 from panmodel.errors import FieldError, InvalidInput
-from panmodel.datasets import Dataset, FacetBucket, SearchRequest, SearchResult
+from panmodel.datasets import Dataset, FacetBucket, SearchRequest, SearchResult, document_keys, parameter_fields
 from panmodel.techniques import panet
 
 #: deepest result a page may reach (offset + limit); deeper paging is refused with a clear error
@@ -24,6 +27,36 @@ FACETS: dict[str, dict[str, Any]] = {
     "year": {"terms": {"field": "year", "size": 100}},
     "access": {"terms": {"field": "access", "size": 2}},
 }
+
+
+@dataclass(frozen=True, slots=True)
+class Indexed:
+    """What both backends index of one dataset, worked out once for both; each lays it out in fields of its own."""
+
+    ids: list[str]  # the pid and the DOI, lower-cased: what ``get`` finds it by
+    access: str  # "public" or "embargoed"
+    documents: list[str]  # ``document_keys``
+    techniques: list[str]  # PaNET IRIs
+    remembered: list[str]  # its proposals' and publications' titles and summaries: what people remember of them
+    keywords: list[str]  # its own and its documents'
+    samples: list[str]  # its samples' names and descriptions
+    moment: datetime | None  # its creation, in UTC
+    numbers: dict[str, float]  # parameters in SI by ``parameter_key``
+    values: list[str]  # text-valued parameters as ``parameter_value_term``s
+
+
+def indexed(dataset: Dataset) -> Indexed:
+    numbers, values = parameter_fields(dataset)
+    return Indexed(
+        ids=sorted({dataset.pid.lower(), *([dataset.doi.lower()] if dataset.doi else [])}),
+        access="public" if dataset.is_public else "embargoed",
+        documents=document_keys(dataset),
+        techniques=[t.iri for t in dataset.techniques if t.iri],
+        remembered=[t for d in dataset.documents for t in (d.title, d.summary) if t],
+        keywords=[*dataset.keywords, *(k for d in dataset.documents for k in d.keywords)],
+        samples=[x for s in dataset.samples for x in (s.name, s.description) if x],
+        moment=as_utc(dataset.creation_date) if dataset.creation_date else None,
+        numbers=numbers, values=values)
 
 
 def check_window(request: SearchRequest) -> None:
