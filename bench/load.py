@@ -97,6 +97,16 @@ def percentiles(samples: list[float]) -> tuple[float, float, float]:
     return statistics.median(ordered), p99, ordered[-1]
 
 
+def timed_gets(session: requests.Session, url: str, count: int = 200) -> list[float]:
+    """The seconds each of ``count`` GETs of ``url``, one after the other, took."""
+    took = []
+    for _ in range(count):
+        started = time.perf_counter()
+        session.get(url, timeout=5)
+        took.append(time.perf_counter() - started)
+    return took
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--clients", type=int, default=50)
@@ -137,12 +147,7 @@ def run(base: str, args: argparse.Namespace, pids: list[str], users: list) -> No
         except requests.RequestException:
             time.sleep(0.3)
     idle = session_from("127.0.0.1")
-    calibration = []
-    for _ in range(200):
-        started = time.perf_counter()
-        idle.get(base + "/api/v1/facilities", timeout=5)
-        calibration.append(time.perf_counter() - started)
-    idle_p50, idle_p99, _ = percentiles(calibration)
+    idle_p50, idle_p99, _ = percentiles(timed_gets(idle, base + "/api/v1/facilities"))
 
     # the event streams: one per user, each from its own address, held open for the whole run
     stop = threading.Event()
@@ -171,12 +176,7 @@ def run(base: str, args: argparse.Namespace, pids: list[str], users: list) -> No
     time.sleep(2)
 
     # /api/v1/facilities while the streams are open and nothing else runs: streams must hold no thread
-    quiet = []
-    for _ in range(200):
-        began = time.perf_counter()
-        idle.get(base + "/api/v1/facilities", timeout=5)
-        quiet.append(time.perf_counter() - began)
-    streams_p50, streams_p99, _ = percentiles(quiet)
+    streams_p50, streams_p99, _ = percentiles(timed_gets(idle, base + "/api/v1/facilities"))
     streams_then = len(open_streams)
 
     samples: dict[str, list[float]] = defaultdict(list)
