@@ -7,6 +7,8 @@ import re
 import socket
 import time
 import uuid
+from contextlib import contextmanager
+from typing import Iterator
 
 import pytest
 import requests
@@ -43,6 +45,14 @@ def sample(name: str, **labels: str) -> float:
     return REGISTRY.get_sample_value(name, labels) or 0.0
 
 
+@contextmanager
+def outbound_calls_counted(count: int, facility: str, outcome: str) -> Iterator[None]:
+    """The block adds ``count`` outbound calls of ``facility`` with ``outcome`` to the counter."""
+    before = sample("panbroker_outbound_calls_total", facility=facility, outcome=outcome)
+    yield
+    assert sample("panbroker_outbound_calls_total", facility=facility, outcome=outcome) == before + count
+
+
 def test_each_request_is_timed_under_its_route_template_and_status(site):  # noqa: ANN001
     _broker, client = site
     labels = {"method": "GET", "route": "/api/v1/facilities/<facility_id>", "status": "200"}
@@ -64,24 +74,19 @@ def test_failed_outbound_calls_are_counted_for_their_facility_and_open_its_break
     broker.registry.create(ACTOR, KINDS.service, {"id": "ill-hub", "facility_id": "ill", "kind": "jupyterhub",
                                                   "title": "ILL hub", "base_url": f"http://127.0.0.1:{port}"})
     endpoint = f"http://127.0.0.1:{port}"
-    before = sample("panbroker_outbound_calls_total", facility="ill", outcome="unavailable")
-    for _ in range(2):  # breaker_fail_max
-        with pytest.raises(UpstreamUnavailable):
-            broker.http.get(f"{endpoint}/hub/api")
-    assert sample("panbroker_outbound_calls_total", facility="ill", outcome="unavailable") == before + 2
+    with outbound_calls_counted(2, "ill", "unavailable"):
+        for _ in range(2):  # breaker_fail_max
+            with pytest.raises(UpstreamUnavailable):
+                broker.http.get(f"{endpoint}/hub/api")
     assert sample("panbroker_circuit_breaker_state", facility="ill", endpoint=endpoint) == 2  # open
-    refused = sample("panbroker_outbound_calls_total", facility="ill", outcome="circuit_open")
-    with pytest.raises(CircuitOpen):
+    with outbound_calls_counted(1, "ill", "circuit_open"), pytest.raises(CircuitOpen):
         broker.http.get(f"{endpoint}/hub/api")
-    assert sample("panbroker_outbound_calls_total", facility="ill", outcome="circuit_open") == refused + 1
 
 
 def test_calls_to_endpoints_no_facility_registered_are_counted_as_other(site):  # noqa: ANN001
     broker, _client = site
-    before = sample("panbroker_outbound_calls_total", facility="other", outcome="unavailable")
-    with pytest.raises(UpstreamUnavailable):
+    with outbound_calls_counted(1, "other", "unavailable"), pytest.raises(UpstreamUnavailable):
         broker.http.get(f"http://127.0.0.1:{closed_port()}/token")
-    assert sample("panbroker_outbound_calls_total", facility="other", outcome="unavailable") == before + 1
 
 
 def test_harvests_and_launches_are_read_from_the_store_at_each_scrape(site):  # noqa: ANN001

@@ -4,6 +4,7 @@ connector's settings (its ``config_schema``) read from the connector."""
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from marshmallow import fields
 
@@ -22,12 +23,17 @@ def errors_of(page: str) -> dict[str, str]:
     return dict(re.findall(r'<p class="field-error" id="err-([\w.-]+)">([^<]*)</p>', page))
 
 
-def test_every_mistake_shows_in_one_round_in_one_style(site):  # noqa: ANN001, F811
-    broker, client = site
+def olgas_new_service(broker, client, data: dict[str, Any]):  # noqa: ANN001, ANN201
+    """Olga, signed in as operator of ILL, sends the new-service form with ``data``."""
     signed_in(broker, client, "olga", operator_of="ill")
     token = token_of(client.get("/operator/ill/services/new").text)
-    refused = client.post("/operator/ill/services", data={
-        "csrf_token": token, "id": "Bad Id!", "kind": "visa", "base_url": "ftp://x.example", "max_cpus": "many",
+    return client.post("/operator/ill/services", follow_redirects=False, data={"csrf_token": token, **data})
+
+
+def test_every_mistake_shows_in_one_round_in_one_style(site):  # noqa: ANN001, F811
+    broker, client = site
+    refused = olgas_new_service(broker, client, {
+        "id": "Bad Id!", "kind": "visa", "base_url": "ftp://x.example", "max_cpus": "many",
         "max_memory_gb": "0", "harvest_schedule": ""})
     assert refused.status_code == 422
     errors = errors_of(refused.text)
@@ -39,10 +45,8 @@ def test_every_mistake_shows_in_one_round_in_one_style(site):  # noqa: ANN001, F
 
 def test_a_saved_service_is_confirmed_and_every_capability_and_the_health_url_round_trip(site):  # noqa: ANN001, F811
     broker, client = site
-    signed_in(broker, client, "olga", operator_of="ill")
-    token = token_of(client.get("/operator/ill/services/new").text)
-    created = client.post("/operator/ill/services", follow_redirects=False, data={
-        "csrf_token": token, "id": "ill-hub", "title": "ILL JupyterHub", "kind": "jupyterhub",
+    created = olgas_new_service(broker, client, {
+        "id": "ill-hub", "title": "ILL JupyterHub", "kind": "jupyterhub",
         "base_url": "https://hub.ill.example", "description": "Notebooks beside the data.",
         "max_cpus": "32", "partitions": "x86, CPU nodes\na100, GPU nodes, gpu", "profiles": "small, large",
         "interfaces": ["jupyterlab", "notebook"], "health_url": "https://hub.ill.example/hub/health"})
@@ -60,7 +64,7 @@ def test_a_saved_service_is_confirmed_and_every_capability_and_the_health_url_ro
     assert re.search(r'id="f-interfaces-jupyterlab"[^>]*checked', form)
     version = re.search(r'name="version" value="(\d+)"', form).group(1)
     saved = client.post("/operator/ill/services/ill-hub", follow_redirects=True, data={
-        "csrf_token": token, "version": version, "title": "ILL JupyterHub", "kind": "jupyterhub",
+        "csrf_token": token_of(form), "version": version, "title": "ILL JupyterHub", "kind": "jupyterhub",
         "base_url": "https://hub.ill.example", "partitions": "x86", "interfaces": ["notebook"], "max_cpus": "32",
         "description": "Notebooks beside the data."})
     assert "Service ill-hub saved." in saved.text
@@ -155,15 +159,14 @@ def test_a_bad_setting_is_refused_beside_its_field_and_nothing_is_stored(site): 
 
 def test_a_new_service_reads_only_the_chosen_kinds_settings(site):  # noqa: ANN001, F811
     broker, client = site
-    signed_in(broker, client, "olga", operator_of="ill")
-    token = token_of(client.get("/operator/ill/services/new").text)
-    created = client.post("/operator/ill/services", follow_redirects=False, data={
-        "csrf_token": token, "id": "ill-binder", "title": "ILL Binder", "kind": "binderhub",
+    created = olgas_new_service(broker, client, {
+        "id": "ill-binder", "title": "ILL Binder", "kind": "binderhub",
         "base_url": "https://binder.ill.example", "binderhub.default_repository": "gh/ill/notebooks/HEAD",
         "jupyterhub.start_timeout_seconds": "-5", "ood.app": ""})  # other kinds': neither read nor refused
     assert created.status_code == 303, errors_of(created.text)
     config = broker.registry.get(KINDS.service, "ill-binder")["connector_config"]
     assert config == {"default_repository": "gh/ill/notebooks/HEAD"}
+    token = token_of(client.get("/operator/ill/services/new").text)
     refused = client.post("/operator/ill/services", data={
         "csrf_token": token, "id": "ill-ood", "title": "ILL OnDemand", "kind": "ood",
         "base_url": "https://ood.ill.example", "binderhub.default_repository": "x"})
