@@ -65,7 +65,9 @@ setup(
                  # the house rules `make test` runs: lint, both cores, a coverage floor
                  "ruff>=0.17", "pytest-xdist>=3.8", "pytest-cov>=7.0",
                  # the layering contracts in .importlinter, checked by `make test`
-                 "import-linter>=2.1"],
+                 "import-linter>=2.1",
+                 # process trees (a harvest's mapping processes) and their memory, in tests and benchmarks
+                 "psutil>=7.0"],
         "elasticsearch": ["elasticsearch>=8.13,<10"],
     },
     entry_points={

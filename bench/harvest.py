@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import subprocess
 import sys
@@ -17,6 +16,8 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+
+import psutil
 
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 ROOT = Path(__file__).resolve().parent.parent
@@ -26,33 +27,18 @@ PAGE = 500
 RELATIONS = ["techniques", "instrument", "parameters", "files", "samples", "documents"]
 
 
-def _rss_mb(pid: int | str = "self") -> float:
+def _rss_mb(process: psutil.Process | None = None) -> float:
     try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:  # ended meanwhile
-        pass
-    return 0.0
+        return (process or psutil.Process()).memory_info().rss / 2**20
+    except psutil.NoSuchProcess:  # ended meanwhile
+        return 0.0
 
 
 def _tree_rss_mb() -> float:
     """RSS of this process and every process it started (the harvest's mapping processes and their fork
-    server are not its children: found through the process tree)."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(entry.name))
-    tree, todo = [], [os.getpid()]
-    while todo:
-        pid = todo.pop()
-        tree.append(pid)
-        todo.extend(children.get(pid, []))
-    return sum(_rss_mb(pid) for pid in tree)
+    server are not its children but their descendants)."""
+    own = psutil.Process()
+    return sum(_rss_mb(process) for process in [own, *own.children(recursive=True)])
 
 
 def _peak_mb() -> float:

@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 from sqlalchemy import create_engine, text
 
@@ -56,37 +57,24 @@ def _checkpoint(data_dir: Path) -> tuple[int, int] | None:
 
 
 def _descendants(pid: int) -> set[int]:
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(entry.name))
-    found, todo = set(), [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.add(child)
-            todo.append(child)
-    return found
+    return {child.pid for child in psutil.Process(pid).children(recursive=True)}
 
 
 def _wait_gone(pids: set[int], within: float = 10.0) -> None:
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
-        alive = {p for p in pids if Path(f"/proc/{p}").exists() and "(Z)" not in _state(p)}
+        alive = {p for p in pids if _running(p)}
         if not alive:
             return
         time.sleep(0.1)
     raise AssertionError(f"processes of the killed harvest still running: {sorted(alive)}")
 
 
-def _state(pid: int) -> str:
+def _running(pid: int) -> bool:
     try:
-        return "(" + Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] + ")"
-    except (OSError, IndexError):
-        return "(Z)"
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 @pytest.mark.slow  # a harvest in a process of its own, killed and started again
