@@ -191,11 +191,15 @@ def sqlite_settings(tmp_path: Path) -> Settings:
     return make_settings(tmp_path)
 
 
-@pytest.fixture
-def broker(settings: Settings) -> Broker:
+def _broker_for_a_test(settings: Settings) -> Iterator[Broker]:
     built = build_broker(settings)
     yield built
     built.store.engine.dispose()
+
+
+@pytest.fixture
+def broker(settings: Settings) -> Iterator[Broker]:
+    yield from _broker_for_a_test(settings)
 
 
 @pytest.fixture
@@ -204,10 +208,8 @@ def client(broker: Broker):  # noqa: ANN201 - starlette TestClient
 
 
 @pytest.fixture
-def sqlite_broker(sqlite_settings: Settings) -> Broker:
-    built = build_broker(sqlite_settings)
-    yield built
-    built.store.engine.dispose()
+def sqlite_broker(sqlite_settings: Settings) -> Iterator[Broker]:
+    yield from _broker_for_a_test(sqlite_settings)
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 import requests
@@ -91,3 +92,10 @@ def stop_hub(hub: RunningHub) -> None:
         hub.process.wait(timeout=15)
     except subprocess.TimeoutExpired:
         hub.process.kill()
+
+
+def module_hub(tmp_path_factory: pytest.TempPathFactory, extra_config: str = "") -> Iterator[RunningHub]:
+    """A hub for the tests of one module, stopped after them: ``yield from`` it in a module-scoped fixture."""
+    running = start_hub(tmp_path_factory.mktemp("hub"), extra_config)
+    yield running
+    stop_hub(running)

@@ -8,6 +8,7 @@ import json
 import re
 from pathlib import Path
 
+import psutil
 import pytest
 
 from panbroker.app import build_broker, create_app
@@ -16,7 +17,7 @@ from panmodel.errors import InvalidInput
 from broker.registry_kinds import KINDS
 from panmodel.datasets import Dataset, DocumentRef
 from tests.conftest import make_settings
-from tests.jupyterhub_fixture import start_hub, stop_hub
+from tests.jupyterhub_fixture import module_hub
 from tests.test_launch import run_to_end
 
 ADMIN = Principal("test", admin=True)
@@ -40,10 +41,8 @@ def documented_hook() -> str:
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory):  # noqa: ANN001, ANN201
     # one folder per user, as a real hub has one home per user
-    extra = documented_hook() + '\nc.Spawner.notebook_dir = os.environ["HUB_DIR"] + "/{username}"\n'
-    running = start_hub(tmp_path_factory.mktemp("basket-hub"), extra)
-    yield running
-    stop_hub(running)
+    per_user = '\nc.Spawner.notebook_dir = os.environ["HUB_DIR"] + "/{username}"\n'
+    yield from module_hub(tmp_path_factory, documented_hook() + per_user)
 
 
 @pytest.fixture
@@ -71,14 +70,14 @@ def person(broker, name: str) -> Principal:  # noqa: ANN001
 
 
 def server_environment(server_name: str) -> dict[str, str]:
-    """The environment of the running single-user server process of that name (read from /proc)."""
-    for environ in Path("/proc").glob("[0-9]*/environ"):
+    """The environment of the running single-user server process of that name."""
+    for process in psutil.process_iter():
         try:
-            pairs = dict(p.split("=", 1) for p in environ.read_bytes().decode(errors="replace").split("\0") if "=" in p)
-        except OSError:
+            environment = process.environ()
+        except psutil.Error:  # ended meanwhile, or not ours to read
             continue
-        if pairs.get("JUPYTERHUB_SERVER_NAME") == server_name:
-            return pairs
+        if environment.get("JUPYTERHUB_SERVER_NAME") == server_name:
+            return environment
     raise AssertionError(f"no process of server {server_name}")
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import pytest
 import responses
@@ -19,8 +19,11 @@ from connectors.base import LaunchTarget
 from connectors.http import HttpClient, HttpLimits
 from connectors.jupyterhub import JupyterHubConnector
 from connectors.ssrf import AddressPolicy
+from demo.visa_sim import SimulatedVisa
+from panmodel.clock import utcnow
+from registry.models import UserToken
 from tests.conftest import make_settings
-from tests.jupyterhub_fixture import start_hub, stop_hub
+from tests.jupyterhub_fixture import module_hub
 
 ADMIN = Principal("test", admin=True)
 DATASET = Dataset(pid="10.5291/ILL-DATA.9-13-612/00001", facility="ill", title="SANS of lysozyme in D2O at 295 K",
@@ -32,9 +35,7 @@ EMBARGOED = Dataset(pid="ill/embargoed-1", facility="ill", title="Embargoed run"
 
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory):  # noqa: ANN001, ANN201
-    running = start_hub(tmp_path_factory.mktemp("hub"))
-    yield running
-    stop_hub(running)
+    yield from module_hub(tmp_path_factory)
 
 
 @pytest.fixture
@@ -62,6 +63,30 @@ def person(broker, name: str, issuers=("ill-idp",)):  # noqa: ANN001, ANN201
     created = broker.people.create(ADMIN, {"display_name": name, "identities": [
         {"issuer": i, "subject": name} for i in issuers]})
     return Principal(f"person:{created['id']}")
+
+
+def ginas_visa(build_seconds: float) -> SimulatedVisa:
+    """ILL's VISA (simulated), where Gina, holding her VISA token, is a user of proposal 9-13-612's experiment."""
+    return SimulatedVisa("ill", users={"gina-visa-token": "gina"}, build_seconds=build_seconds,
+                         experiments=[{"id": "exp-1", "proposal": "9-13-612", "doi": "10.5291/ILL-DATA.9-13-612",
+                                       "users": ["gina"]}])
+
+
+def visa_api_with_gina(broker, visa_url: str) -> Principal:  # noqa: ANN001
+    """ILL's VISA registered in API mode, taking the tokens of ILL's login, and Gina signed in there (her token
+    kept); the facility ``ill`` must be registered."""
+    broker.auth.issuers["ill-idp"] = IssuerConfig("ill-idp", "ILL login", "https://login.ill.example",
+                                                  client_id="broker")
+    broker.registry.create(ADMIN, KINDS.service, {
+        "id": "ill-visa-api", "facility_id": "ill", "kind": "visa", "title": "ILL VISA (API)", "base_url": visa_url,
+        "launch_mode": "api", "capabilities": {"max_cpus": 16},
+        "connector_config": {"user_token_issuer": "ill-idp", "start_timeout_seconds": 30}})
+    gina = person(broker, "Gina")
+    with broker.store.session() as session:
+        session.add(UserToken(person_id=gina.subject.removeprefix("person:"), issuer="ill-idp",
+                              access_token_encrypted=broker.auth.box.encrypt("gina-visa-token"),
+                              expires_at=utcnow() + timedelta(hours=1)))
+    return gina
 
 
 def run_to_end(broker, launch_id: str, actor, seconds: float = 45):  # noqa: ANN001, ANN201
@@ -247,28 +272,12 @@ def test_twenty_launches_of_different_datasets_at_once_all_end_ready(broker, hub
 @pytest.mark.slow
 def test_visa_api_mode_creates_an_instance_for_the_users_experiments_and_follows_it_to_active(broker):  # noqa: ANN001
     from demo import federation as sim
-    from demo.visa_sim import SimulatedVisa
-    from panmodel.clock import utcnow
-    from registry.models import UserToken
-    from datetime import timedelta
 
-    visa = SimulatedVisa("ill", users={"gina-visa-token": "gina"}, build_seconds=1.0,
-                         experiments=[{"id": "exp-1", "proposal": "9-13-612", "doi": "10.5291/ILL-DATA.9-13-612",
-                                       "users": ["gina"]}])
+    visa = ginas_visa(build_seconds=1.0)
     with sim.Federation() as fed:
         fed.add("visa", visa)
         fed.start()
-        broker.auth.issuers["ill-idp"] = IssuerConfig("ill-idp", "ILL login", "https://login.ill.example",
-                                                      client_id="broker")
-        broker.registry.create(ADMIN, KINDS.service, {
-            "id": "ill-visa-api", "facility_id": "ill", "kind": "visa", "title": "ILL VISA (API)",
-            "base_url": fed.url("visa"), "launch_mode": "api", "capabilities": {"max_cpus": 16},
-            "connector_config": {"user_token_issuer": "ill-idp", "start_timeout_seconds": 30}})
-        gina = person(broker, "Gina")
-        with broker.store.session() as session:
-            session.add(UserToken(person_id=gina.subject.removeprefix("person:"), issuer="ill-idp",
-                                  access_token_encrypted=broker.auth.box.encrypt("gina-visa-token"),
-                                  expires_at=utcnow() + timedelta(hours=1)))
+        gina = visa_api_with_gina(broker, fed.url("visa"))
         launch, _ = broker.launches.create(gina, "k-visa-api", {"dataset": DATASET.pid, "service_id": "ill-visa-api",
                                                                 "resources": {"cpus": 4}})
         done = run_to_end(broker, launch["id"], gina)

@@ -23,7 +23,7 @@ from broker.registry_kinds import KINDS
 from panmodel.datasets import Dataset
 from demo.federation import free_port
 from tests.conftest import make_settings
-from tests.jupyterhub_fixture import start_hub, stop_hub
+from tests.jupyterhub_fixture import module_hub
 from tests.loopback import answers_within
 from tests.test_launch import person, run_to_end
 
@@ -48,9 +48,7 @@ c.JupyterHub.concurrent_spawn_limit = 2
 
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory):  # noqa: ANN001, ANN201
-    running = start_hub(tmp_path_factory.mktemp("hub"), MISBEHAVING)
-    yield running
-    stop_hub(running)
+    yield from module_hub(tmp_path_factory, MISBEHAVING)
 
 
 def registered(settings, hub_url: str, token: str, **config):  # noqa: ANN001, ANN003, ANN201

@@ -7,7 +7,6 @@ import json
 import re
 import threading
 import time
-from datetime import timedelta
 from email import message_from_bytes
 
 import pytest
@@ -15,17 +14,13 @@ from aiosmtpd.controller import Controller
 from werkzeug.wrappers import Response
 
 from panbroker.app import build_broker, create_app
-from broker.auth import IssuerConfig
 from broker.authz import Principal
 from broker.registry_kinds import KINDS
 from demo import federation as sim
 from demo.federation import free_port
-from demo.visa_sim import SimulatedVisa
-from panmodel.clock import utcnow
-from registry.models import UserToken
 from tests.conftest import make_settings
 from tests.loopback import serve
-from tests.test_launch import DATASET, person, run_to_end
+from tests.test_launch import DATASET, ginas_visa, person, run_to_end, visa_api_with_gina
 from tests.test_portal_pages import signed_in, token_of
 
 ADMIN = Principal("test", admin=True)
@@ -54,19 +49,9 @@ def inbox():  # noqa: ANN201
 def setup_visa(broker, fed_url: str) -> Principal:  # noqa: ANN001
     broker.registry.create(ADMIN, KINDS.facility, {"id": "ill", "name": "ILL", "country": "FR",
                                                    "accepted_issuers": ["ill-idp"]})
-    broker.auth.issuers["ill-idp"] = IssuerConfig("ill-idp", "ILL login", "https://login.ill.example", client_id="b")
-    broker.registry.create(ADMIN, KINDS.service, {
-        "id": "ill-visa-api", "facility_id": "ill", "kind": "visa", "title": "ILL VISA (API)", "base_url": fed_url,
-        "launch_mode": "api", "capabilities": {"max_cpus": 16},
-        "connector_config": {"user_token_issuer": "ill-idp", "start_timeout_seconds": 30}})
     broker.index.upsert([DATASET])
     broker.index.commit()
-    gina = person(broker, "Gina")
-    with broker.store.session() as session:
-        session.add(UserToken(person_id=gina.subject.removeprefix("person:"), issuer="ill-idp",
-                              access_token_encrypted=broker.auth.box.encrypt("gina-visa-token"),
-                              expires_at=utcnow() + timedelta(hours=1)))
-    return gina
+    return visa_api_with_gina(broker, fed_url)
 
 
 def test_a_slow_launch_mails_and_posts_its_user_when_ready_and_a_fast_failure_does_not(inbox, tmp_path):  # noqa: ANN001
@@ -77,9 +62,7 @@ def test_a_slow_launch_mails_and_posts_its_user_when_ready_and_a_fast_failure_do
         posted.append(json.loads(request.get_data()))
         return Response("", status=204)
 
-    visa = SimulatedVisa("ill", users={"gina-visa-token": "gina"}, build_seconds=1.5,
-                         experiments=[{"id": "exp-1", "proposal": "9-13-612", "doi": "10.5291/ILL-DATA.9-13-612",
-                                       "users": ["gina"]}])
+    visa = ginas_visa(build_seconds=1.5)
     with sim.Federation() as fed, serve(hook) as (hook_url, _):
         fed.add("visa", visa)
         fed.start()
@@ -110,9 +93,7 @@ def test_a_slow_launch_mails_and_posts_its_user_when_ready_and_a_fast_failure_do
 
 
 def test_a_mail_server_that_is_down_never_breaks_a_launch(tmp_path, caplog):  # noqa: ANN001
-    visa = SimulatedVisa("ill", users={"gina-visa-token": "gina"}, build_seconds=0.2,
-                         experiments=[{"id": "exp-1", "proposal": "9-13-612", "doi": "10.5291/ILL-DATA.9-13-612",
-                                       "users": ["gina"]}])
+    visa = ginas_visa(build_seconds=0.2)
     with sim.Federation() as fed:
         fed.add("visa", visa)
         fed.start()
