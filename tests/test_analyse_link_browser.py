@@ -3,12 +3,7 @@ carries while signed out, signs in at a real OpenID provider (npm oidc-provider)
 step of that DOI's dataset with the link's service preselected."""
 from __future__ import annotations
 
-import json
-import os
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
@@ -18,9 +13,8 @@ from broker.registry_kinds import KINDS
 from panmodel.datasets import Dataset, DocumentRef
 from demo.federation import free_port
 from tests.conftest import make_settings
-from tests.loopback import answers_within
 from tests.oidc_fixtures import start_provider
-from tests.test_portal_browser import CHROMIUM, Page, _playwright
+from tests.test_portal_browser import Page, _playwright, served_in_chromium
 
 pytestmark = pytest.mark.slow  # Chromium and an OpenID provider
 
@@ -48,24 +42,11 @@ def portal(tmp_path_factory):  # noqa: ANN001, ANN201
     prepared.index.commit()
     prepared.index.close()
     prepared.store.engine.dispose()
-    env = {**os.environ, "PANBROKER_DATA_DIR": str(settings.data_dir), "PANBROKER_LOG_LEVEL": "WARNING",
-           "PANBROKER_ALLOWED_NETWORKS": "127.0.0.0/8,::1/128", "PANBROKER_PUBLIC_URL": base,
-           "PANBROKER_EMBEDDED_WORKER": "false", "PANBROKER_ADMIN_TOKEN": settings.admin_token,
-           "PANBROKER_OIDC_ISSUERS": json.dumps([provider.config(name="test-idp", title="Test IdP")])}
-    log = open(tmp / "broker.log", "w")  # noqa: SIM115 - closed below
-    server = subprocess.Popen([str(Path(sys.executable).with_name("panbroker")), "serve", "--port", str(port)],
-                              env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
-        assert answers_within(f"{base}/healthz", 30), (tmp / "broker.log").read_text()[-2000:]
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True,
-                                                 args=["--no-sandbox", "--disable-gpu"])
+        with served_in_chromium(sync_playwright, settings, base, provider.config(name="test-idp", title="Test IdP"),
+                                PANBROKER_EMBEDDED_WORKER="false") as browser:
             yield {"base": base, "browser": browser}
-            browser.close()
     finally:
-        server.terminate()
-        server.wait(timeout=15)
-        log.close()
         provider.process.kill()
 
 

@@ -14,8 +14,10 @@ import re
 import shutil
 import subprocess
 import sys
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any, Iterator
 from urllib.parse import urlsplit
 
 import pytest
@@ -28,6 +30,7 @@ from panmodel.datasets import Dataset, DocumentRef, Parameter, TechniqueRef
 from demo import federation as sim
 from demo.federation import free_port
 from registry.models import ComputeService
+from broker.settings import Settings
 from tests.conftest import make_settings
 from tests.jupyterhub_fixture import start_hub, stop_hub
 from tests.loopback import answers_within
@@ -81,6 +84,30 @@ def _playwright():  # noqa: ANN202
     return sync_playwright
 
 
+@contextmanager
+def served_in_chromium(sync_playwright, settings: Settings, base: str, issuer: dict[str, Any],  # noqa: ANN001
+                       **env: str) -> Iterator[Any]:
+    """The broker prepared in ``settings`` served at ``base`` as a real process (`panbroker serve`, signing in
+    at ``issuer``, with ``env`` added to its environment), and a headless Chromium to drive it; both end after."""
+    env = {**os.environ, "PANBROKER_DATA_DIR": str(settings.data_dir), "PANBROKER_LOG_LEVEL": "WARNING",
+           "PANBROKER_ALLOWED_NETWORKS": "127.0.0.0/8,::1/128", "PANBROKER_PUBLIC_URL": base,
+           "PANBROKER_ADMIN_TOKEN": settings.admin_token, "PANBROKER_OIDC_ISSUERS": json.dumps([issuer]), **env}
+    log_file = settings.data_dir / "broker.log"
+    with open(log_file, "w") as log:
+        server = subprocess.Popen([str(Path(sys.executable).with_name("panbroker")), "serve", "--port",
+                                   str(urlsplit(base).port)], env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            assert answers_within(f"{base}/healthz", 30), log_file.read_text()[-2000:]
+            with sync_playwright() as playwright:
+                browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True,
+                                                     args=["--no-sandbox", "--disable-gpu"])
+                yield browser
+                browser.close()
+        finally:
+            server.terminate()
+            server.wait(timeout=15)
+
+
 @pytest.fixture(scope="module")
 def portal(tmp_path_factory):  # noqa: ANN001, ANN201
     """The broker as `panbroker serve` with its worker, a provider and a hub, all on loopback."""
@@ -125,24 +152,11 @@ def portal(tmp_path_factory):  # noqa: ANN001, ANN201
     prepared.index.commit()
     prepared.index.close()
     prepared.store.engine.dispose()
-    env = {**os.environ, "PANBROKER_DATA_DIR": str(settings.data_dir), "PANBROKER_LOG_LEVEL": "WARNING",
-           "PANBROKER_ALLOWED_NETWORKS": "127.0.0.0/8,::1/128", "PANBROKER_PUBLIC_URL": base,
-           "PANBROKER_LAUNCH_POLL_SECONDS": "1", "PANBROKER_ADMIN_TOKEN": settings.admin_token,
-           "PANBROKER_OIDC_ISSUERS": json.dumps([provider.config(
-               name="test-idp", title="Test IdP", operator_entitlement_prefix="urn:panbroker:role:operator:")])}
-    log = open(tmp / "broker.log", "w")  # noqa: SIM115 - closed below
-    server = subprocess.Popen([str(Path(sys.executable).with_name("panbroker")), "serve", "--port", str(port)],
-                              env=env, stdout=log, stderr=subprocess.STDOUT)
-    assert answers_within(f"{base}/healthz", 30), (tmp / "broker.log").read_text()[-2000:]
+    issuer = provider.config(name="test-idp", title="Test IdP",
+                             operator_entitlement_prefix="urn:panbroker:role:operator:")
     SHOTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True,
-                                             args=["--no-sandbox", "--disable-gpu"])
+    with served_in_chromium(sync_playwright, settings, base, issuer, PANBROKER_LAUNCH_POLL_SECONDS="1") as browser:
         yield {"base": base, "browser": browser, "hub": hub}
-        browser.close()
-    server.terminate()
-    server.wait(timeout=15)
-    log.close()
     stop_hub(hub)
     federation.stop()
     provider.process.kill()
