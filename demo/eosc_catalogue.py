@@ -41,6 +41,17 @@ from werkzeug.wrappers import Request, Response
 from demo.eosc_validator import V5_VOCABULARY_FIELDS, Invalid, validate, vocabulary
 
 PID_SUFFIX_ALPHABET = string.ascii_letters + string.digits
+DENIED = "Access is denied"
+SIGN_IN = "Full authentication is required to access this resource"
+
+
+class Refused(Exception):
+    """An answer the catalogue gives instead of the resource (its ServerError body, with ``status``)."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message
 
 
 class SimulatedCatalogue:
@@ -150,6 +161,8 @@ class SimulatedCatalogue:
                 return self._route(request, user)
         except Invalid as exc:
             return _error(str(exc), 400, request)
+        except Refused as exc:
+            return _error(exc.message, exc.status, request)
 
     def _user(self, request: Request) -> str | None | Response:
         header = request.headers.get("Authorization", "")
@@ -212,12 +225,23 @@ class SimulatedCatalogue:
     def _owner(self, service: dict[str, Any]) -> str | None:
         return service.get("resourceOwner" if self.major >= 6 else "resourceOrganisation")
 
+    def _check_admin(self, user: str | None, provider_id: str | None) -> None:
+        """As the catalogue: 401 to a reader signed out, 403 to one who does not administer ``provider_id``."""
+        if user is None:
+            raise Refused(401, SIGN_IN)
+        if not self._can_admin(user, provider_id):
+            raise Refused(403, DENIED)
+
+    def _stored(self, resource_id: str) -> dict[str, Any]:
+        """The bundle of ``resource_id``; 404 when there is none."""
+        bundle = self.bundles.get(resource_id)
+        if bundle is None:
+            raise Refused(404, f"Resource with id '{resource_id}' does not exist.")
+        return bundle
+
     def _all(self, request: Request) -> Response:
-        start, quantity = int(request.args.get("from", 0)), int(request.args.get("quantity", 10))
-        items = [b["service"] for b in sorted(self.bundles.values(), key=lambda b: b["id"])
-                 if b["active"] and b["status"] == self._state("approved")]
-        page = items[start:start + quantity]
-        return _json({"total": len(items), "from": start, "to": start + len(page), "results": page, "facets": []})
+        return _page([b["service"] for b in sorted(self.bundles.values(), key=lambda b: b["id"])
+                      if b["active"] and b["status"] == self._state("approved")], request)
 
     def _provider(self, provider_id: str, user: str | None, request: Request) -> Response:
         bundle_read = provider_id.startswith("bundle/")
@@ -227,55 +251,42 @@ class SimulatedCatalogue:
             return _error(f"Provider with id '{provider_id}' does not exist.", 404, request)
         if bundle_read:
             if not self._can_admin(user, provider_id):
-                return _error("Access is denied", 403, request)
+                raise Refused(403, DENIED)
             return _json({k: v for k, v in provider.items() if k != "admins"})
         if not provider["active"] and not self._can_admin(user, provider_id):
-            return _error("Access is denied", 403, request)
+            raise Refused(403, DENIED)
         return _json(provider["provider"])
 
     def _bare(self, resource_id: str, user: str | None, request: Request) -> Response:
-        bundle = self.bundles.get(resource_id)
-        if bundle is None:
-            return _error(f"Resource with id '{resource_id}' does not exist.", 404, request)
+        bundle = self._stored(resource_id)
         if not bundle["active"] and not self._can_admin(user, self._owner(bundle["service"])):
-            return _error("Access is denied", 403, request)
+            raise Refused(403, DENIED)  # hidden from everyone else, signed in or not
         return _json(bundle["service"])
 
     def _bundle(self, resource_id: str, user: str | None, request: Request) -> Response:
-        bundle = self.bundles.get(resource_id)
-        if bundle is None:
-            return _error(f"Resource with id '{resource_id}' does not exist.", 404, request)
-        if user is None:
-            return _error("Full authentication is required to access this resource", 401, request)
-        if not self._can_admin(user, self._owner(bundle["service"])):
-            return _error("Access is denied", 403, request)
+        bundle = self._stored(resource_id)
+        self._check_admin(user, self._owner(bundle["service"]))
         return _json(bundle)
 
     def _by_provider(self, provider_id: str, user: str | None, request: Request) -> Response:
-        if user is None:
-            return _error("Full authentication is required to access this resource", 401, request)
-        if not self._can_admin(user, provider_id):
-            return _error("Access is denied", 403, request)
-        start, quantity = int(request.args.get("from", 0)), int(request.args.get("quantity", 10))
-        items = [b for b in sorted(self.bundles.values(), key=lambda b: b["id"])
-                 if self._owner(b["service"]) == provider_id]
-        page = items[start:start + quantity]
-        return _json({"total": len(items), "from": start, "to": start + len(page), "results": page, "facets": []})
+        self._check_admin(user, provider_id)
+        return _page([b for b in sorted(self.bundles.values(), key=lambda b: b["id"])
+                      if self._owner(b["service"]) == provider_id], request)
 
     def _create(self, service: dict[str, Any], user: str | None, request: Request) -> Response:
         if user is None:
-            return _error("Full authentication is required to access this resource", 401, request)
+            raise Refused(401, SIGN_IN)
         owner = self._owner(service)
         provider = self.providers.get(owner or "")
         if provider is None:
             raise Invalid(f"Provider with id '{owner}' does not exist.")
         if not self._can_admin(user, owner):
-            return _error("Access is denied", 403, request)
+            raise Refused(403, DENIED)
         siblings = [b for b in self.bundles.values() if self._owner(b["service"]) == owner]
         onboarded = provider["active"] and provider["status"] == self._state("approved", "provider")
         if not onboarded:
             if self.major >= 6 or provider["templateStatus"] not in ("no template status", "rejected template"):
-                return _error("Access is denied", 403, request)
+                raise Refused(403, DENIED)
             if siblings and provider["templateStatus"] == "no template status":
                 return _error("You have already created a Service Template.", 409, request)
         service = {**service, "id": f"{self.pid_prefix}/{_suffix()}", "catalogueId": self.catalogue_id}
@@ -291,12 +302,9 @@ class SimulatedCatalogue:
 
     def _update(self, service: dict[str, Any], user: str | None, request: Request) -> Response:
         if user is None:
-            return _error("Full authentication is required to access this resource", 401, request)
-        bundle = self.bundles.get(str(service.get("id")))
-        if bundle is None:
-            return _error(f"Resource with id '{service.get('id')}' does not exist.", 404, request)
-        if not self._can_admin(user, self._owner(bundle["service"])):
-            return _error("Access is denied", 403, request)
+            raise Refused(401, SIGN_IN)
+        bundle = self._stored(str(service.get("id")))
+        self._check_admin(user, self._owner(bundle["service"]))
         stored_version = bundle["service"].get("version")
         if stored_version is not None and service.get("version") != stored_version:
             return _error(f"Version conflict: the resource is at version '{stored_version}', the update carries "
@@ -330,6 +338,13 @@ def _body(request: Request) -> Any:
     if body is None:
         raise Invalid("Required request body is missing or is not JSON")
     return body
+
+
+def _page(items: list[Any], request: Request) -> Response:
+    """One page of ``items`` as the catalogue's paging (``from``, ``quantity``) cuts it."""
+    start, quantity = int(request.args.get("from", 0)), int(request.args.get("quantity", 10))
+    page = items[start:start + quantity]
+    return _json({"total": len(items), "from": start, "to": start + len(page), "results": page, "facets": []})
 
 
 def _json(data: Any, status: int = 200) -> Response:
