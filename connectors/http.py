@@ -8,28 +8,21 @@ failures; at most ``endpoint_concurrency`` calls in flight per endpoint (more ar
 slow facility costs only its own answers); a cap on the response size; same-origin redirects only; and
 the SSRF guard of ``connectors.ssrf`` on the address actually dialled.
 
-The breaker's lock (pybreaker holds it for the whole of ``call``) is taken only to admit a call and to
-record its outcome, never across the call itself.
+Its sockets (the SSRF guard, the deadline watchdog) live in ``connectors.http_sockets``, its breakers in
+``connectors.http_breakers``.
 """
 from __future__ import annotations
 
-import heapq
-import itertools
 import json as jsonlib
 import logging
-import socket
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Mapping
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urljoin
 
-import pybreaker
 import requests
-from requests.adapters import HTTPAdapter
-from urllib3 import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3 import exceptions as urllib3_exceptions
-from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.util.retry import Retry
 
 from connectors.errors import (
@@ -42,6 +35,8 @@ from connectors.errors import (
     UpstreamTooLarge,
     UpstreamUnavailable,
 )
+from connectors.http_breakers import Breakers, origin_of
+from connectors.http_sockets import GuardedAdapter, deadline_watch
 from connectors.ssrf import AddressPolicy
 
 log = logging.getLogger(__name__)
@@ -65,102 +60,6 @@ class HttpLimits:
     min_rate_grace_seconds: float = 2.0  # the rate is judged only once a body has taken this long
 
 
-class _Watchdog:
-    """Shuts down the sockets of calls that outlive their deadline (one daemon thread for all)."""
-
-    def __init__(self) -> None:
-        self._heap: list[tuple[float, int, socket.socket]] = []
-        self._live: set[int] = set()
-        self._ids = itertools.count()
-        self._wake = threading.Condition()
-        threading.Thread(target=self._run, name="http-watchdog", daemon=True).start()
-
-    def watch(self, sock: socket.socket, deadline: float) -> int:
-        with self._wake:
-            token = next(self._ids)
-            heapq.heappush(self._heap, (deadline, token, sock))
-            self._live.add(token)
-            self._wake.notify()
-            return token
-
-    def release(self, token: int) -> None:
-        with self._wake:
-            self._live.discard(token)
-
-    def _run(self) -> None:
-        while True:
-            with self._wake:
-                while not self._heap or self._heap[0][0] > time.monotonic():
-                    self._wake.wait(self._heap[0][0] - time.monotonic() if self._heap else None)
-                _deadline, token, sock = heapq.heappop(self._heap)
-                if token not in self._live:
-                    continue
-                self._live.discard(token)
-            try:
-                sock.shutdown(socket.SHUT_RDWR)  # the blocked recv returns; urllib3 drops the connection
-            except OSError:
-                pass
-
-
-_WATCHDOG = _Watchdog()
-
-
-@dataclass
-class _Call:
-    """The call this thread is making: its deadline and the sockets watched for it."""
-
-    deadline: float
-    tokens: list[int] = field(default_factory=list)
-
-
-_CURRENT = threading.local()
-
-
-def _guarded_pools(policy: AddressPolicy) -> dict[str, type]:
-    """urllib3 pool classes whose connections dial only addresses the policy allows, and whose sockets
-    the watchdog shuts when the call they serve passes its deadline."""
-
-    def new_conn(base: type):
-        def _new_conn(self):  # noqa: ANN001 - urllib3 hook
-            hostname = self._dns_host
-            address = policy.resolve(hostname, self.port)[0]
-            self._dns_host = address  # TLS still verifies and sends SNI for self.host
-            try:
-                return base._new_conn(self)
-            finally:
-                self._dns_host = hostname
-
-        return _new_conn
-
-    def getresponse(base: type):
-        def _getresponse(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202 - urllib3 hook
-            call = getattr(_CURRENT, "call", None)
-            if call is not None and self.sock is not None:
-                call.tokens.append(_WATCHDOG.watch(self.sock, call.deadline))
-            return base.getresponse(self, *args, **kwargs)
-
-        return _getresponse
-
-    http_conn = type("GuardedHTTPConnection", (HTTPConnection,), {
-        "_new_conn": new_conn(HTTPConnection), "getresponse": getresponse(HTTPConnection)})
-    https_conn = type("GuardedHTTPSConnection", (HTTPSConnection,), {
-        "_new_conn": new_conn(HTTPSConnection), "getresponse": getresponse(HTTPSConnection)})
-    return {
-        "http": type("GuardedHTTPConnectionPool", (HTTPConnectionPool,), {"ConnectionCls": http_conn}),
-        "https": type("GuardedHTTPSConnectionPool", (HTTPSConnectionPool,), {"ConnectionCls": https_conn}),
-    }
-
-
-class _GuardedAdapter(HTTPAdapter):
-    def __init__(self, policy: AddressPolicy, **kwargs: Any):
-        self._pool_classes = _guarded_pools(policy)
-        super().__init__(**kwargs)
-
-    def init_poolmanager(self, connections, maxsize, block=False, **pool_kwargs):  # noqa: ANN001
-        super().init_poolmanager(connections, maxsize, block=block, **pool_kwargs)
-        self.poolmanager.pool_classes_by_scheme = self._pool_classes
-
-
 #: what /metrics calls each way an outbound call can end without an answer (subclasses first)
 OUTCOMES: dict[type, str] = {CircuitOpen: "circuit_open", EndpointBusy: "busy", UpstreamTimeout: "timeout",
                              UpstreamUnavailable: "unavailable", UpstreamTooLarge: "too_large",
@@ -174,11 +73,6 @@ class _ServerError(Exception):
         self.response = response
 
 
-def _replay(failure: BaseException | None) -> None:
-    if failure is not None:
-        raise failure
-
-
 class HttpClient:
     """Thread-safe: each thread gets its own ``requests.Session``; breakers are shared."""
 
@@ -186,10 +80,7 @@ class HttpClient:
         self.policy = policy
         self.limits = limits
         self._local = threading.local()
-        self._breakers: dict[str, pybreaker.CircuitBreaker] = {}
-        self._in_flight: dict[str, int] = {}
-        self._trials: set[str] = set()
-        self._lock = threading.Lock()
+        self.breakers = Breakers(limits.breaker_fail_max, limits.breaker_reset_seconds, limits.endpoint_concurrency)
         #: told ``(endpoint, outcome)`` after every call (the broker counts them for /metrics)
         self.observer: Callable[[str, str], None] | None = None
 
@@ -212,24 +103,11 @@ class HttpClient:
             session = requests.Session()
             session.trust_env = False  # a proxy from the environment would bypass the SSRF guard
             session.headers["User-Agent"] = USER_AGENT
-            adapter = _GuardedAdapter(self.policy, max_retries=retry, pool_connections=32, pool_maxsize=8)
+            adapter = GuardedAdapter(self.policy, max_retries=retry, pool_connections=32, pool_maxsize=8)
             session.mount("http://", adapter)
             session.mount("https://", adapter)
             self._local.session = session
         return session
-
-    def breaker(self, key: str) -> pybreaker.CircuitBreaker:
-        with self._lock:
-            breaker = self._breakers.get(key)
-            if breaker is None:
-                breaker = pybreaker.CircuitBreaker(
-                    fail_max=self.limits.breaker_fail_max,
-                    reset_timeout=self.limits.breaker_reset_seconds,
-                    throw_new_error_on_trip=False,
-                    name=key,
-                )
-                self._breakers[key] = breaker
-            return breaker
 
     def get(self, url: str, **kwargs: Any) -> requests.Response:
         return self.request("GET", url, **kwargs)
@@ -251,7 +129,7 @@ class HttpClient:
         ``timeout`` caps the whole call (connect, retries, body); ``endpoint`` names the circuit breaker
         (default: the URL's origin).
         """
-        key = endpoint or _origin(url)
+        key = endpoint or origin_of(url)
         outcome = "error"
         try:
             response = self._request(key, method, url, headers, params, json, form, timeout)
@@ -266,7 +144,7 @@ class HttpClient:
                 self.observer(key, outcome)
 
     def _request(self, key, method, url, headers, params, json, form, timeout) -> requests.Response:  # noqa: ANN001
-        self._admit(key, hold=True)
+        self.breakers.admit(key, hold=True)
         failure: BaseException | None = None
         try:
             return self._send(method.upper(), url, headers, params, json, timeout, form)
@@ -277,59 +155,18 @@ class HttpClient:
             failure = exc
             raise
         finally:
-            self._record(key, failure, held=True)
-
-    # -- the breaker, admitted and told outside its lock ---------------------------------------
-    def _admit(self, key: str, *, hold: bool) -> None:
-        """Let a call to ``key`` go ahead, or refuse it at once: ``CircuitOpen`` while its circuit is
-        open (one trial call once the reset time has passed), ``EndpointBusy`` when ``hold`` and
-        ``endpoint_concurrency`` calls are already in flight."""
-        breaker = self.breaker(key)
-        with self._lock:
-            state = breaker.current_state
-            if state != pybreaker.STATE_CLOSED:
-                opened = breaker._state_storage.opened_at  # noqa: SLF001 - pybreaker keeps it there
-                waited = time.time() - opened.timestamp() if opened else float("inf")
-                if (state == pybreaker.STATE_OPEN and waited < self.limits.breaker_reset_seconds) or key in self._trials:
-                    raise CircuitOpen(f"{key}: {self.limits.breaker_fail_max} consecutive failures; calls paused "
-                                      f"for {self.limits.breaker_reset_seconds:g} s")
-                self._trials.add(key)  # this call is the trial
-            if hold:
-                if self._in_flight.get(key, 0) >= self.limits.endpoint_concurrency:
-                    self._trials.discard(key)
-                    raise EndpointBusy(f"{key}: {self.limits.endpoint_concurrency} calls already waiting on it; "
-                                       "not asked again until one ends")
-                self._in_flight[key] = self._in_flight.get(key, 0) + 1
-
-    def _record(self, key: str, failure: BaseException | None, *, held: bool) -> None:
-        """Tell the breaker how the call ended (its lock held only for this)."""
-        with self._lock:
-            if held:
-                self._in_flight[key] -= 1
-            self._trials.discard(key)
-        try:
-            self.breaker(key).call(_replay, failure)
-        except Exception:  # noqa: BLE001 - the replayed failure itself, or a circuit another call opened
-            pass
-
-    def in_flight(self, key: str) -> int:
-        with self._lock:
-            return self._in_flight.get(key, 0)
+            self.breakers.record(key, failure, held=True)
 
     def _send(self, method, url, headers, params, json, timeout, form=None) -> requests.Response:  # noqa: ANN001
         total = min(timeout or self.limits.total_timeout, self.limits.total_timeout)
         deadline = time.monotonic() + total
-        _CURRENT.call = call = _Call(deadline)
         try:
-            return self._send_within(method, url, headers, params, json, form, total, deadline)
+            with deadline_watch(deadline):
+                return self._send_within(method, url, headers, params, json, form, total, deadline)
         except (UpstreamUnavailable, UpstreamBadResponse) as exc:
             if time.monotonic() >= deadline - 0.01:  # the watchdog cut it: that is a timeout
-                raise UpstreamTimeout(f"{_origin(url)}: no complete answer within {total:g} s") from exc
+                raise UpstreamTimeout(f"{origin_of(url)}: no complete answer within {total:g} s") from exc
             raise
-        finally:
-            _CURRENT.call = None
-            for token in call.tokens:
-                _WATCHDOG.release(token)
 
     def _send_within(self, method, url, headers, params, json, form, total: float,  # noqa: ANN001, PLR0913
                      deadline: float) -> requests.Response:
@@ -345,17 +182,17 @@ class HttpClient:
             except AddressBlocked:
                 raise
             except requests.exceptions.ConnectTimeout as exc:
-                raise UpstreamTimeout(f"{_origin(url)}: no connection within {per_phase[0]:g} s") from exc
+                raise UpstreamTimeout(f"{origin_of(url)}: no connection within {per_phase[0]:g} s") from exc
             except requests.exceptions.ReadTimeout as exc:
-                raise UpstreamTimeout(f"{_origin(url)}: no answer within {per_phase[1]:g} s") from exc
+                raise UpstreamTimeout(f"{origin_of(url)}: no answer within {per_phase[1]:g} s") from exc
             except requests.exceptions.RetryError as exc:
-                raise UpstreamUnavailable(f"{_origin(url)}: retries exhausted ({_reason(exc)})") from exc
+                raise UpstreamUnavailable(f"{origin_of(url)}: retries exhausted ({_reason(exc)})") from exc
             except requests.exceptions.RequestException as exc:
                 if _timed_out(exc):
-                    raise UpstreamTimeout(f"{_origin(url)}: no answer within {per_phase[1]:g} s") from exc
-                raise UpstreamUnavailable(f"{_origin(url)}: {_reason(exc)}") from exc
+                    raise UpstreamTimeout(f"{origin_of(url)}: no answer within {per_phase[1]:g} s") from exc
+                raise UpstreamUnavailable(f"{origin_of(url)}: {_reason(exc)}") from exc
             location = response.headers.get("Location")
-            if response.is_redirect and location and _origin(urljoin(url, location)) == _origin(url):
+            if response.is_redirect and location and origin_of(urljoin(url, location)) == origin_of(url):
                 response.close()
                 url, params = urljoin(url, location), None
                 if response.status_code == 303:
@@ -373,9 +210,9 @@ class HttpClient:
         monotonic time ``until``. Opening it goes through the breaker and the guard like any request; a
         non-200 answer is ``UpstreamBadResponse``; silence longer than ``idle_seconds`` is
         ``UpstreamTimeout``; more than the response cap in all is ``UpstreamBadResponse``."""
-        origin = _origin(url)
+        origin = origin_of(url)
         key = endpoint or origin
-        self._admit(key, hold=False)  # a stream lasts the launch: it does not count as a call in flight
+        self.breakers.admit(key, hold=False)  # a stream lasts the launch: it does not count as a call in flight
         failure: BaseException | None = None
         try:
             response = self._open_stream(url, headers, idle_seconds)
@@ -386,7 +223,7 @@ class HttpClient:
             failure = exc
             raise
         finally:
-            self._record(key, failure, held=False)
+            self.breakers.record(key, failure, held=False)
         size = 0
         try:
             if response.status_code != 200:
@@ -420,8 +257,8 @@ class HttpClient:
             raise
         except requests.exceptions.RequestException as exc:
             if _timed_out(exc):
-                raise UpstreamTimeout(f"{_origin(url)}: no answer within {idle_seconds:g} s") from exc
-            raise UpstreamUnavailable(f"{_origin(url)}: {_reason(exc)}") from exc
+                raise UpstreamTimeout(f"{origin_of(url)}: no answer within {idle_seconds:g} s") from exc
+            raise UpstreamUnavailable(f"{origin_of(url)}: {_reason(exc)}") from exc
         if response.status_code >= 500:
             response.close()
             raise _ServerError(response)
@@ -430,7 +267,7 @@ class HttpClient:
     def _read_capped(self, response: requests.Response, deadline: float) -> None:
         """The body, read as it comes (one receive at a time): over the cap is ``UpstreamTooLarge``; past
         the deadline, or slower than the minimum rate once the grace time has passed, ``UpstreamTimeout``."""
-        cap, origin = self.limits.max_response_bytes, _origin(response.url)
+        cap, origin = self.limits.max_response_bytes, origin_of(response.url)
         declared = response.headers.get("Content-Length", "")
         if declared.isdigit() and int(declared) > cap:
             response.close()
@@ -465,21 +302,15 @@ def json_body(response: requests.Response) -> Any:
     """The response's JSON, or ``UpstreamBadResponse`` naming what came instead (a redirect the client
     did not follow is no answer, whatever its body holds)."""
     if 300 <= response.status_code < 400:
-        where = _origin(urljoin(response.url, response.headers.get("Location", ""))) if response.headers.get(
+        where = origin_of(urljoin(response.url, response.headers.get("Location", ""))) if response.headers.get(
             "Location") else "nowhere"
-        raise UpstreamBadResponse(f"{_origin(response.url)}: redirected to {where} (HTTP {response.status_code}), "
+        raise UpstreamBadResponse(f"{origin_of(response.url)}: redirected to {where} (HTTP {response.status_code}), "
                                   "which is not followed")
     try:
         return response.json()
     except ValueError as exc:
         snippet = response.text[:80].replace("\n", " ")
-        raise UpstreamBadResponse(f"{_origin(response.url)}: expected JSON, got {snippet!r}") from exc
-
-
-def _origin(url: str) -> str:
-    parts = urlsplit(url)
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    return f"{parts.scheme}://{parts.hostname}:{port}"
+        raise UpstreamBadResponse(f"{origin_of(response.url)}: expected JSON, got {snippet!r}") from exc
 
 
 def _without_query(url: str) -> str:

@@ -73,7 +73,7 @@ def test_each_fault_ends_within_the_deadline_and_repeating_ones_open_the_circuit
                 http.get(facility.url + "/Datasets")
             assert facility.requests == asked  # not downloaded again
         else:
-            assert http.breaker(facility.url).current_state == "closed"  # the origin names the breaker
+            assert http.breakers.breaker(facility.url).current_state == "closed"  # the origin names the breaker
 
 
 def test_a_drip_of_headers_is_cut_by_the_watchdog_even_when_each_byte_is_in_time():
@@ -122,7 +122,7 @@ def test_calls_beyond_the_per_facility_bound_are_refused_at_once_without_being_s
         assert time.monotonic() - started < 0.1 and facility.requests == 2
         for thread in threads:
             thread.join()
-    assert http.in_flight(facility.url) == 0
+    assert http.breakers.in_flight(facility.url) == 0
 
 
 def test_a_hung_and_a_dripping_facility_cost_only_their_own_answers_in_live_search(tmp_path):  # noqa: ANN001

@@ -173,7 +173,7 @@ def test_live_page_two_continues_page_one_over_the_reference(broker):  # noqa: A
 
 def test_a_facility_skipped_by_its_open_circuit_makes_the_answer_partial(broker, references):  # noqa: ANN001
     origin = references["sim-ess"].base_url
-    broker.search.live.http.breaker(origin).open()
+    broker.search.live.http.breakers.breaker(origin).open()
     result = live(broker, size=50)
     states = {s.facility: s.status for s in result.sources}
     assert states["sim-ess"] is SourceState.SKIPPED

@@ -26,6 +26,7 @@ from sqlalchemy import func, select
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from broker.settings import prometheus_multiproc_dir
+from connectors.http_breakers import origin_of  # the key the HTTP client gives its breakers
 from registry.models import ComputeService, HarvestJob, Launch, SearchEndpoint
 from registry.store import Store
 
@@ -68,8 +69,6 @@ class Origins:
         return self._map.get(origin, OTHER)
 
     def _read(self) -> dict[str, str]:
-        from connectors.http import _origin  # the same key the client gives its breakers
-
         found: dict[str, str] = {}
         with self.store.session() as session:
             for model in (ComputeService, SearchEndpoint):
@@ -77,7 +76,7 @@ class Origins:
                         select(model.base_url, model.connector_config, model.facility_id)):
                     for candidate in (url, (config or {}).get("health_url")):
                         if candidate:
-                            found.setdefault(_origin(candidate), facility)
+                            found.setdefault(origin_of(candidate), facility)
         return found
 
 
@@ -92,7 +91,7 @@ def outbound_observer(http: Any, store: Store) -> Callable[[str, str], None]:
             log.warning("metrics: cannot read which facility %s belongs to", endpoint, exc_info=True)
             facility = OTHER
         OUTBOUND_CALLS.labels(facility, outcome).inc()
-        state = http.breaker(endpoint).current_state
+        state = http.breakers.breaker(endpoint).current_state
         BREAKER_STATE.labels(facility, endpoint).set(BREAKER_STATES.get(state, 0))
 
     return observe
