@@ -38,17 +38,16 @@ from broker.search.panosc.filters import (
     parse_json,
     project,
 )
-from broker.search.panosc.plan import (
+from broker.search.panosc.plan import Plan, plan_of
+from broker.search.panosc.where import (
     DOCUMENT_PROPERTIES,
     FILE_PROPERTIES,
     INSTRUMENT_PROPERTIES,
-    Plan,
-    _check_members,
-    _document_keys,
-    _include_json,
-    _known,
-    _scoped,
-    plan_of,
+    check_known,
+    check_members,
+    document_keys,
+    include_json,
+    is_scoped,
 )
 from broker.search.panosc.records import (
     UNRANKED_SCORE,
@@ -192,7 +191,7 @@ class PanoscCompat:
         if dataset is None:
             return None
         flt = parse_filter(raw_filter)
-        _known([flt.where], FILE_PROPERTIES, "Files")
+        check_known([flt.where], FILE_PROPERTIES, "Files")
         if flt.include:
             raise FilterError("files have no relations to include")
         records = [f for f in file_records(dataset) if matches(flt.where, f, "files")]
@@ -209,7 +208,7 @@ class PanoscCompat:
             return None
         where = parse_json(raw_where, "where")
         check_where(where)
-        _known([where], FILE_PROPERTIES, "Files")
+        check_known([where], FILE_PROPERTIES, "Files")
         return sum(1 for f in file_records(dataset) if matches(where, f, "files")), _complete_files(dataset)
 
     # -- documents -------------------------------------------------------------------------------
@@ -255,8 +254,8 @@ class PanoscCompat:
             if include.relation == "datasets":
                 dataset_filter = Filter(where=include.where or {}, include=include.include, query=flt.query)
             elif include.relation == "members":
-                _check_members(include)
-                if _scoped(include):  # documents with no member that matches are left out
+                check_members(include)
+                if is_scoped(include):  # documents with no member that matches are left out
                     members = include
             elif include.relation == "parameters":
                 raise FilterError("Documents' own parameters are not harvested; filter on their datasets' "
@@ -264,9 +263,9 @@ class PanoscCompat:
                                   '[{"relation": "parameters", "scope": {"where": ...}}]}}]}')
             else:
                 raise FilterError(f"Documents have no relation {include.relation!r}; use datasets or members")
-        _known([flt.where], DOCUMENT_PROPERTIES, "Documents")
+        check_known([flt.where], DOCUMENT_PROPERTIES, "Documents")
         plan = plan_of(dataset_filter)
-        keys = _document_keys(flt.where)
+        keys = document_keys(flt.where)
         if keys:
             plan.values["documents"] = sorted(keys)
         groups: dict[str, tuple[DocumentRef, list[Dataset]]] = {}
@@ -304,7 +303,7 @@ class PanoscCompat:
         return found[0]
 
     def documents_for(self, flt: Filter) -> tuple[list[dict[str, Any]], int]:
-        raw = {"where": flt.where, "include": [_include_json(i) for i in flt.include]}
+        raw = {"where": flt.where, "include": [include_json(i) for i in flt.include]}
         if flt.fields:
             raw["fields"] = {name: shown for name, shown in flt.fields}
         return self.documents(json.dumps(raw))
@@ -328,7 +327,7 @@ class PanoscCompat:
 
     def instruments(self, raw_filter: str | None) -> list[dict[str, Any]]:
         flt = parse_filter(raw_filter)
-        _known([flt.where], INSTRUMENT_PROPERTIES, "Instruments")
+        check_known([flt.where], INSTRUMENT_PROPERTIES, "Instruments")
         if flt.include:
             raise FilterError("Instruments are served without relations")
         items = [i for i in self._instruments() if matches(flt.where, i, "instrument")]
@@ -343,7 +342,7 @@ class PanoscCompat:
     def count_instruments(self, raw_where: str | None) -> int:
         where = parse_json(raw_where, "where")
         check_where(where)
-        _known([where], INSTRUMENT_PROPERTIES, "Instruments")
+        check_known([where], INSTRUMENT_PROPERTIES, "Instruments")
         return sum(1 for i in self._instruments() if matches(where, i, "instrument"))
 
     def instrument(self, pid: str, raw_filter: str | None) -> dict[str, Any] | None:
