@@ -13,7 +13,6 @@ from broker.registry_kinds import KINDS
 from panmodel.datasets import Dataset, DocumentRef
 from demo.federation import free_port
 from tests.conftest import make_settings
-from tests.oidc_fixtures import start_provider
 from tests.test_portal_browser import Page, _playwright, served_in_chromium
 
 pytestmark = pytest.mark.slow  # Chromium and an OpenID provider
@@ -25,11 +24,7 @@ DOI = "10.5291/ILL-DATA.9-13-612"
 @pytest.fixture(scope="module")
 def portal(tmp_path_factory):  # noqa: ANN001, ANN201
     sync_playwright = _playwright()
-    tmp = tmp_path_factory.mktemp("analyse-link")
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    provider = start_provider("test-idp", broker_url=base)
-    settings = make_settings(tmp)
+    settings = make_settings(tmp_path_factory.mktemp("analyse-link"))
     prepared = build_broker(settings)
     prepared.registry.create(ADMIN, KINDS.facility, {"id": "ill", "name": "Institut Laue-Langevin", "country": "FR",
                                                      "accepted_issuers": ["test-idp"]})
@@ -42,12 +37,8 @@ def portal(tmp_path_factory):  # noqa: ANN001, ANN201
     prepared.index.commit()
     prepared.index.close()
     prepared.store.engine.dispose()
-    try:
-        with served_in_chromium(sync_playwright, settings, base, provider.config(name="test-idp", title="Test IdP"),
-                                PANBROKER_EMBEDDED_WORKER="false") as browser:
-            yield {"base": base, "browser": browser}
-    finally:
-        provider.process.kill()
+    with served_in_chromium(sync_playwright, settings, PANBROKER_EMBEDDED_WORKER="false") as (base, browser):
+        yield {"base": base, "browser": browser}
 
 
 def test_a_signed_out_reader_follows_the_link_signs_in_and_lands_in_the_analyse_step(portal):  # noqa: ANN001

@@ -85,27 +85,33 @@ def _playwright():  # noqa: ANN202
 
 
 @contextmanager
-def served_in_chromium(sync_playwright, settings: Settings, base: str, issuer: dict[str, Any],  # noqa: ANN001
-                       **env: str) -> Iterator[Any]:
-    """The broker prepared in ``settings`` served at ``base`` as a real process (`panbroker serve`, signing in
-    at ``issuer``, with ``env`` added to its environment), and a headless Chromium to drive it; both end after."""
+def served_in_chromium(sync_playwright, settings: Settings, issuer: dict[str, str] | None = None,  # noqa: ANN001
+                       **env: str) -> Iterator[tuple[str, Any]]:
+    """The broker prepared in ``settings`` served on a free loopback port as a real process (`panbroker serve`,
+    with ``env`` added to its environment), signing in at a real provider ``test-idp`` (``issuer``: more of its
+    settings), and a headless Chromium to drive it: (the broker's URL, the browser). All end after."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    provider = start_provider("test-idp", broker_url=base)
+    issuers = [provider.config(name="test-idp", title="Test IdP", **(issuer or {}))]
     env = {**os.environ, "PANBROKER_DATA_DIR": str(settings.data_dir), "PANBROKER_LOG_LEVEL": "WARNING",
            "PANBROKER_ALLOWED_NETWORKS": "127.0.0.0/8,::1/128", "PANBROKER_PUBLIC_URL": base,
-           "PANBROKER_ADMIN_TOKEN": settings.admin_token, "PANBROKER_OIDC_ISSUERS": json.dumps([issuer]), **env}
+           "PANBROKER_ADMIN_TOKEN": settings.admin_token, "PANBROKER_OIDC_ISSUERS": json.dumps(issuers), **env}
     log_file = settings.data_dir / "broker.log"
     with open(log_file, "w") as log:
-        server = subprocess.Popen([str(Path(sys.executable).with_name("panbroker")), "serve", "--port",
-                                   str(urlsplit(base).port)], env=env, stdout=log, stderr=subprocess.STDOUT)
+        server = subprocess.Popen([str(Path(sys.executable).with_name("panbroker")), "serve", "--port", str(port)],
+                                  env=env, stdout=log, stderr=subprocess.STDOUT)
         try:
             assert answers_within(f"{base}/healthz", 30), log_file.read_text()[-2000:]
             with sync_playwright() as playwright:
                 browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True,
                                                      args=["--no-sandbox", "--disable-gpu"])
-                yield browser
+                yield base, browser
                 browser.close()
         finally:
             server.terminate()
             server.wait(timeout=15)
+            provider.process.kill()
 
 
 @pytest.fixture(scope="module")
@@ -113,13 +119,24 @@ def portal(tmp_path_factory):  # noqa: ANN001, ANN201
     """The broker as `panbroker serve` with its worker, a provider and a hub, all on loopback."""
     sync_playwright = _playwright()
     tmp = tmp_path_factory.mktemp("portal")
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    provider = start_provider("test-idp", broker_url=base)
     hub = start_hub(tmp / "hub")
     federation = sim.Federation()
     federation.add("binder", sim.binderhub())
     federation.start()
+    try:
+        settings = _federation_of_three(tmp, hub, federation.url("binder"))
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        with served_in_chromium(sync_playwright, settings, {"operator_entitlement_prefix": "urn:panbroker:role:operator:"},
+                                PANBROKER_LAUNCH_POLL_SECONDS="1") as (base, browser):
+            yield {"base": base, "browser": browser, "hub": hub}
+    finally:
+        stop_hub(hub)
+        federation.stop()
+
+
+def _federation_of_three(tmp: Path, hub: Any, binder_url: str) -> Settings:
+    """A broker prepared in ``tmp``: ILL (with ``hub``) and ESRF (its hub down), EGI's Binder at ``binder_url``,
+    and ``DATASETS`` indexed."""
     settings = make_settings(tmp)
     prepared = build_broker(settings)
     registry = prepared.registry
@@ -134,7 +151,7 @@ def portal(tmp_path_factory):  # noqa: ANN001, ANN201
                                             "accepted_issuers": ["test-idp"], "federation_wide": True})
     registry.create(ADMIN, KINDS.service, {
         "id": "egi-binder", "facility_id": "egi-fed", "kind": "binderhub", "title": "EGI Binder",
-        "base_url": federation.url("binder"), "launch_mode": "deeplink", "capabilities": {"interfaces": ["notebook"]}})
+        "base_url": binder_url, "launch_mode": "deeplink", "capabilities": {"interfaces": ["notebook"]}})
     registry.create(ADMIN, KINDS.service, {  # a hub that is down: nothing listens there
         "id": "esrf-hub", "facility_id": "esrf", "kind": "jupyterhub", "title": "ESRF JupyterHub",
         "base_url": f"http://127.0.0.1:{free_port()}", "capabilities": {"max_cpus": 16}})
@@ -152,14 +169,7 @@ def portal(tmp_path_factory):  # noqa: ANN001, ANN201
     prepared.index.commit()
     prepared.index.close()
     prepared.store.engine.dispose()
-    issuer = provider.config(name="test-idp", title="Test IdP",
-                             operator_entitlement_prefix="urn:panbroker:role:operator:")
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    with served_in_chromium(sync_playwright, settings, base, issuer, PANBROKER_LAUNCH_POLL_SECONDS="1") as browser:
-        yield {"base": base, "browser": browser, "hub": hub}
-    stop_hub(hub)
-    federation.stop()
-    provider.process.kill()
+    return settings
 
 
 class Page:
