@@ -73,7 +73,7 @@ def index_only(count: int, data_dir: Path) -> dict:
     """The datasets mapped first (untimed, a page at a time), then imported straight into the index with
     the harvest's commit cadence: only upserts and commits are timed."""
     from broker.harvest import COMMIT_EVERY
-    from broker.harvest_pipeline import fewer_collections
+    from broker.harvest_pipeline import harvest_tuning
     from broker.search.tantivy_index import TantivyIndex
     from connectors.panosc_records import decode_page
     from connectors.panosc_search import to_dataset
@@ -81,7 +81,7 @@ def index_only(count: int, data_dir: Path) -> dict:
 
     source, index = PanoscSource(count), TantivyIndex(data_dir / "index")
     trail, spent, since_commit = RssTrail(), 0.0, 0
-    fewer_collections().__enter__()  # as the harvest runs, so the ratio compares like with like
+    harvest_tuning().__enter__()  # as the harvest runs, so the ratio compares like with like
     for skip in range(0, count, PAGE):
         datasets = [to_dataset(r, "sim-ill", "sim-ill-s") for r in decode_page(source.page(skip, PAGE, RELATIONS))]
         started = time.perf_counter()

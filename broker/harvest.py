@@ -19,7 +19,7 @@ from typing import Any, Callable, ContextManager, Iterator
 from sqlalchemy import func, select, update
 
 from broker.authz import Principal
-from broker.harvest_pipeline import MappedPage, Pipeline, fewer_collections, map_page, mapping_pool, pool_mapper
+from broker.harvest_pipeline import MappedPage, Pipeline, harvest_tuning, map_page, mapping_pool, pool_mapper
 from panmodel.errors import FieldError, InvalidInput, NotFound
 from broker.oai.records import RecordLog
 from broker.registry_kinds import iso
@@ -132,7 +132,7 @@ class HarvestService:
                       else None)
         try:
             if harvester is not None:
-                with fewer_collections():
+                with harvest_tuning():
                     self._import_pages(harvester, source, job_id, state, checkpoint)
         except UpstreamError as exc:
             failure = f"{HarvestStage.GATHER.value}: {exc.detail}"

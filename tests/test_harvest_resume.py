@@ -151,3 +151,17 @@ def test_pages_mapped_in_processes_come_back_in_order_and_a_failure_reaches_the_
             assert [next(mapped), next(mapped)] == [1, 2]
             with pytest.raises(ValueError, match="three"):
                 next(mapped)
+
+
+def test_harvests_tune_the_interpreter_while_any_runs_and_restore_it_after_the_last() -> None:
+    import gc
+    import sys
+
+    from broker.harvest_pipeline import GC_EVERY, SWITCH_SECONDS, harvest_tuning
+
+    before = (gc.get_threshold(), sys.getswitchinterval())
+    with harvest_tuning():
+        with harvest_tuning():  # a second harvest of the process, ending first
+            pass
+        assert gc.get_threshold()[0] >= GC_EVERY and sys.getswitchinterval() == pytest.approx(SWITCH_SECONDS)
+    assert (gc.get_threshold(), sys.getswitchinterval()) == before
