@@ -48,6 +48,7 @@ class Quantity:
     dimension: str  # a key for the dimension, e.g. "K" or "kg.m2.s-2"; "1" when dimensionless
 
 
+@lru_cache(maxsize=16_384)  # a harvest asks for the same few names millions of times
 def canonical_name(name: str) -> str:
     """The name under which a parameter is kept and searched (lower case, aliases resolved)."""
     key = _NAME.sub("_", name.strip().lower()).strip("_")
@@ -92,6 +93,7 @@ def _dimension_key(units: pint.Unit) -> str:
     return ".".join(parts) or "1"
 
 
+@lru_cache(maxsize=16_384)
 def parameter_key(name: str, dimension: str) -> str:
     """The index key of a parameter's SI value: its canonical name and dimension (letters, digits, _)."""
     return f"{canonical_name(name)}__{re.sub(r'[^A-Za-z0-9]', '_', dimension.replace('-', 'n'))}"

@@ -274,7 +274,7 @@ def _fields(dataset: Dataset) -> dict[str, list[Any]]:
         fields["params"] = [common.numbers]
     if common.values:
         fields["parameter_values"] = common.values
-    fields["doc"] = [msgspec.json.encode(dataset.to_dict())]  # compact JSON, as json.dumps at a fifth of its cost
+    fields["doc"] = [msgspec.json.encode(dataset)]  # ``to_dict``'s JSON, compact, without building the dict first
     return fields
 
 
