@@ -228,6 +228,23 @@ class SimulatedSystem:
         return f"http://127.0.0.1:{self.server.server_port}"
 
 
+POLL_SECONDS = 0.05  # how soon a simulated server sees it is asked to stop (werkzeug's default: 0.5 s)
+
+
+def serve_app(app: Callable[..., Any], name: str) -> tuple[BaseWSGIServer, threading.Thread]:
+    """``app`` served on a free loopback port by a thread of its own."""
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": POLL_SECONDS}, name=name,
+                              daemon=True)
+    thread.start()
+    return server, thread
+
+
+def stop_app(server: BaseWSGIServer) -> None:
+    server.shutdown()
+    server.server_close()
+
+
 @dataclass
 class Federation:
     """The simulated systems, each on its own loopback port, started and stopped together."""
@@ -240,18 +257,13 @@ class Federation:
     def start(self) -> "Federation":
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one access-log line per simulated request
         for system in self.systems.values():
-            app = Request.application(system.handler)
-            system.server = make_server("127.0.0.1", 0, app, threaded=True)
-            system.thread = threading.Thread(target=system.server.serve_forever, name=f"sim-{system.name}",
-                                             daemon=True)
-            system.thread.start()
+            system.server, system.thread = serve_app(Request.application(system.handler), f"sim-{system.name}")
         return self
 
     def stop(self) -> None:
         for system in self.systems.values():
             if system.server:
-                system.server.shutdown()
-                system.server.server_close()
+                stop_app(system.server)
 
     def url(self, name: str) -> str:
         return self.systems[name].url

@@ -64,7 +64,8 @@ class PanoscSource:
         self._bases = [_templates(record) for record in generate(facility, BASES, seed=11)]
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="panosc-source", daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name="panosc-source", daemon=True)
 
     @property
     def url(self) -> str:

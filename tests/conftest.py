@@ -5,6 +5,7 @@ test run, and connexion reads the OpenAPI file once per test process (see ``_bui
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import shutil
 import socket
@@ -105,14 +106,18 @@ class _MigratedTemplate:
 
 
 def _spec_loaded_once(load: Any) -> Any:
-    """connexion's ``Specification.load`` remembering each file's specification (by path and mtime)."""
+    """connexion's ``Specification.load`` remembering each specification: a file's by path and mtime, one
+    given as a dict (the broker's, with the installed connectors' kinds filled in) by its content."""
     loaded: dict[tuple, Specification] = {}
 
     def cached(cls: type, spec: Any, *, arguments: Any = None) -> Specification:
-        if isinstance(spec, dict) or str(spec).startswith(("http://", "https://")):
+        if str(spec).startswith(("http://", "https://")):
             return load(spec, arguments=arguments)
-        path = Path(spec).resolve()
-        key = (path, path.stat().st_mtime_ns, repr(arguments))
+        if isinstance(spec, dict):
+            key: tuple = ("dict", json.dumps(spec, sort_keys=True, default=str), repr(arguments))
+        else:
+            path = Path(spec).resolve()
+            key = (path, path.stat().st_mtime_ns, repr(arguments))
         if key not in loaded:
             loaded[key] = load(spec, arguments=arguments)
         return loaded[key]

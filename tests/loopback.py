@@ -7,8 +7,9 @@ from contextlib import contextmanager
 from typing import Callable, Iterator
 
 import requests
-from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
+
+from demo.federation import serve_app, stop_app
 
 
 def answers_within(url: str, seconds: float) -> bool:
@@ -50,14 +51,11 @@ def serve(handler: Callable[[Request], Response]) -> Iterator[tuple[str, Recorde
         recorder.hit(request)
         return handler(request)
 
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    server, _ = serve_app(app, "loopback")
     try:
         yield f"http://127.0.0.1:{server.server_port}", recorder
     finally:
-        server.shutdown()
-        server.server_close()
+        stop_app(server)
 
 
 def ok_json(body: str = '{"version": "5.2.1"}', status: int = 200) -> Callable[[Request], Response]:

@@ -3,7 +3,6 @@ format schema), the protocol's errors, and the broker harvested completely and t
 deletion, by its own OAI-PMH connector through a second broker's harvest over loopback HTTP."""
 from __future__ import annotations
 
-import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -12,13 +11,13 @@ from urllib.parse import parse_qs
 
 import pytest
 from lxml import etree
-from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
 from panbroker.app import build_broker, create_app
 from broker.authz import Principal
 from broker.registry_kinds import KINDS
 from tests.conftest import make_settings
+from demo.federation import serve_app, stop_app
 from tests.loopback import serve
 
 ACTOR = Principal("test", admin=True)
@@ -80,13 +79,11 @@ def served(app) -> Iterator[tuple[str, list[dict]]]:  # noqa: ANN001
         queries.append(parse_qs(environ.get("QUERY_STRING", "")))
         return app(environ, start_response)
 
-    server = make_server("127.0.0.1", 0, recording, threaded=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    server, _ = serve_app(recording, "oai-source")
     try:
         yield f"http://127.0.0.1:{server.server_port}", queries
     finally:
-        server.shutdown()
-        server.server_close()
+        stop_app(server)
 
 
 def register(broker, facility: str, url: str) -> None:  # noqa: ANN001
