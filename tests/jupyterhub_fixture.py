@@ -10,7 +10,8 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from types import SimpleNamespace
+from typing import Any, Iterator
 
 import pytest
 import requests
@@ -99,3 +100,12 @@ def module_hub(tmp_path_factory: pytest.TempPathFactory, extra_config: str = "")
     running = start_hub(tmp_path_factory.mktemp("hub"), extra_config)
     yield running
     stop_hub(running)
+
+
+def hub_if_asked(request: Any) -> Any:
+    """The module's real hub for a test that names ``hub`` among its fixtures (those are marked slow);
+    otherwise an address where no hub answers, for the tests that never reach one: the fast subset then
+    starts no JupyterHub."""
+    if "hub" in request.fixturenames:
+        return request.getfixturevalue("hub")
+    return SimpleNamespace(url="http://127.0.0.1:9", token="no-hub-here")

@@ -17,7 +17,7 @@ from panmodel.errors import InvalidInput
 from broker.registry_kinds import KINDS
 from panmodel.datasets import Dataset, DocumentRef
 from tests.conftest import make_settings
-from tests.jupyterhub_fixture import module_hub
+from tests.jupyterhub_fixture import hub_if_asked, module_hub
 from tests.test_launch import run_to_end
 
 ADMIN = Principal("test", admin=True)
@@ -46,7 +46,8 @@ def hub(tmp_path_factory):  # noqa: ANN001, ANN201
 
 
 @pytest.fixture
-def broker(hub, tmp_path):  # noqa: ANN001, ANN201
+def broker(request, tmp_path):  # noqa: ANN001, ANN201
+    hub = hub_if_asked(request)
     built = build_broker(make_settings(tmp_path))
     reg = built.registry
     for fid in ("ill", "esrf", "egi"):
@@ -81,6 +82,7 @@ def server_environment(server_name: str) -> dict[str, str]:
     raise AssertionError(f"no process of server {server_name}")
 
 
+@pytest.mark.slow  # a real JupyterHub
 def test_a_basket_of_two_facilities_launches_one_session_whose_manifest_lists_both(broker, hub):  # noqa: ANN001
     ada = person(broker, "ada")
     launch, created = broker.launches.create(ada, "basket-1", {"basket": ["ill/1", "10.15151/ESRF-ES-1"]})

@@ -23,7 +23,7 @@ from demo.visa_sim import SimulatedVisa
 from panmodel.clock import utcnow
 from registry.models import UserToken
 from tests.conftest import make_settings
-from tests.jupyterhub_fixture import module_hub
+from tests.jupyterhub_fixture import hub_if_asked, module_hub
 
 ADMIN = Principal("test", admin=True)
 DATASET = Dataset(pid="10.5291/ILL-DATA.9-13-612/00001", facility="ill", title="SANS of lysozyme in D2O at 295 K",
@@ -39,7 +39,8 @@ def hub(tmp_path_factory):  # noqa: ANN001, ANN201
 
 
 @pytest.fixture
-def broker(hub, tmp_path):  # noqa: ANN001, ANN201
+def broker(request, tmp_path):  # noqa: ANN001, ANN201
+    hub = hub_if_asked(request)
     built = build_broker(make_settings(tmp_path))
     reg = built.registry
     for fid, issuers in (("ill", ["ill-idp"]), ("egi", ["umbrellaid"])):
