@@ -30,6 +30,10 @@ COVERAGE_FLOOR := 89
 # a run of chosen tests (PYTEST_ARGS=tests/...) is not measured
 COVERAGE_ARGS  := --cov --cov-report=term:skip-covered --cov-fail-under=$(COVERAGE_FLOOR)
 
+# Python may keep compiled bytecode (some machines set PYTHONDONTWRITEBYTECODE): without it every test worker and
+# every broker process a test starts compiled the whole project, and pytest rewrote each test module anew
+unexport PYTHONDONTWRITEBYTECODE
+
 .PHONY: demo test test-fast install bench constraints clean panosc-reference
 
 install: $(STAMP)
