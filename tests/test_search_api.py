@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import time
+from typing import Callable
 from urllib.parse import quote
 
 import pytest
@@ -116,6 +117,26 @@ def test_documents_and_instruments(sqlite_client, federation):  # noqa: ANN001
     assert sum(i["dataset_count"] for i in instruments) == 80
 
 
+def _add_new_facility(broker, federation) -> None:  # noqa: ANN001
+    broker.registry.create(ACTOR, KINDS.facility, {"id": "sim-new", "name": "New", "country": "FR"})
+    broker.registry.create(ACTOR, KINDS.search_endpoint, {
+        "id": "sim-new-search", "facility_id": "sim-new", "kind": "panosc-search-api",
+        "base_url": federation.url("sim-ill")})
+
+
+def _seen_until_the_ttl_when_removed_elsewhere(broker, monkeypatch, listed: Callable[[], set[str]]) -> None:  # noqa: ANN001
+    """sim-new removed by another process (a worker, a replica): still listed for the lifetime, then not."""
+    monkeypatch.setattr(service, "SOURCES_TTL_SECONDS", 0.5)
+    listed()  # read afresh under the shorter lifetime
+    elsewhere = Store(make_engine(broker.settings.effective_database_url))
+    with elsewhere.session() as session:
+        session.execute(delete(SearchEndpoint).where(SearchEndpoint.id == "sim-new-search"))
+    elsewhere.engine.dispose()
+    assert "sim-new" in listed()  # not this process's write: kept for the lifetime
+    time.sleep(0.6)
+    assert listed() == set(FACILITIES)
+
+
 def test_index_sources_follow_writes_here_at_once_and_another_process_s_within_the_ttl(
         sqlite_broker, federation, monkeypatch):  # noqa: ANN001
     query = parse_query({"q": "scattering"})
@@ -124,22 +145,10 @@ def test_index_sources_follow_writes_here_at_once_and_another_process_s_within_t
         return {s.facility: s for s in sqlite_broker.search.search(query).sources}
 
     assert set(sources()) == set(FACILITIES)
-    sqlite_broker.registry.create(ACTOR, KINDS.facility, {"id": "sim-new", "name": "New", "country": "FR"})
-    sqlite_broker.registry.create(ACTOR, KINDS.search_endpoint, {
-        "id": "sim-new-search", "facility_id": "sim-new", "kind": "panosc-search-api",
-        "base_url": federation.url("sim-ill")})
+    _add_new_facility(sqlite_broker, federation)
     new = sources()["sim-new"]  # a write in this process: the next search sees it
     assert new.status is SourceState.SKIPPED and new.error == "not harvested yet"
-
-    monkeypatch.setattr(service, "SOURCES_TTL_SECONDS", 0.5)
-    sources()  # read afresh under the shorter lifetime
-    elsewhere = Store(make_engine(sqlite_broker.settings.effective_database_url))  # as the worker would
-    with elsewhere.session() as session:
-        session.execute(delete(SearchEndpoint).where(SearchEndpoint.id == "sim-new-search"))
-    elsewhere.engine.dispose()
-    assert "sim-new" in sources()  # not this process's write: kept for the lifetime
-    time.sleep(0.6)
-    assert set(sources()) == set(FACILITIES)
+    _seen_until_the_ttl_when_removed_elsewhere(sqlite_broker, monkeypatch, lambda: set(sources()))
 
 
 def test_live_sources_follow_registry_writes_here_at_once_and_another_process_s_within_the_ttl(
@@ -148,18 +157,6 @@ def test_live_sources_follow_registry_writes_here_at_once_and_another_process_s_
         return {s.facility for s in sqlite_broker.search.search(parse_query({"mode": "live", "size": 1})).sources}
 
     assert asked() == set(FACILITIES)
-    sqlite_broker.registry.create(ACTOR, KINDS.facility, {"id": "sim-new", "name": "New", "country": "FR"})
-    sqlite_broker.registry.create(ACTOR, KINDS.search_endpoint, {
-        "id": "sim-new-search", "facility_id": "sim-new", "kind": "panosc-search-api",
-        "base_url": federation.url("sim-ill")})
+    _add_new_facility(sqlite_broker, federation)
     assert "sim-new" in asked()  # a registry write in this process: the next search asks it
-
-    monkeypatch.setattr(service, "SOURCES_TTL_SECONDS", 0.5)
-    asked()
-    elsewhere = Store(make_engine(sqlite_broker.settings.effective_database_url))  # as another replica would
-    with elsewhere.session() as session:
-        session.execute(delete(SearchEndpoint).where(SearchEndpoint.id == "sim-new-search"))
-    elsewhere.engine.dispose()
-    assert "sim-new" in asked()  # not this process's write: kept for the lifetime
-    time.sleep(0.6)
-    assert asked() == set(FACILITIES)
+    _seen_until_the_ttl_when_removed_elsewhere(sqlite_broker, monkeypatch, asked)
