@@ -88,7 +88,7 @@ else
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 endif
 
-# the tests that start no real peer and take under ~1 s each (pytest -m "not slow"): ~3 minutes, the aim is 2
+# the tests that start no real peer and take under ~1 s each (pytest -m "not slow"): under 2 minutes
 test-fast: $(STAMP) $(OIDC)
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
