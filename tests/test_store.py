@@ -13,7 +13,9 @@ from sqlalchemy import delete, select
 from panmodel.errors import ConfigurationError
 from broker.secretbox import KEY_FILE, SecretBox
 from broker.settings import Settings, describe
+from panmodel.clock import utcnow
 from registry.models import Base, Facility
+from registry.models.coordination import ScheduledRun
 from registry.store import Store, make_engine, migrate
 
 
@@ -91,4 +93,23 @@ def test_the_write_generation_counts_committed_writes_only(database_url):  # noq
     with store.session() as session:
         session.execute(delete(Facility).where(Facility.id == "gen-test"))
     assert store.generation == start + 2  # a plain statement
+    engine.dispose()
+
+
+def test_the_registry_generation_counts_committed_registry_writes_only(database_url):  # noqa: ANN001
+    engine = make_engine(database_url)
+    migrate(engine)
+    store = Store(engine)
+    start = store.registry_generation
+    with store.session() as session:
+        session.add(ScheduledRun(job_id="gen-test", slot_at=utcnow(), worker="test"))
+    assert store.registry_generation == start and store.generation > 0  # a write, not to the registry
+    with pytest.raises(RuntimeError), store.session() as session:
+        session.add(Facility(id="gen-test", name="Generation", country="FR"))
+        session.flush()
+        raise RuntimeError("rolled back")
+    assert store.registry_generation == start
+    with store.session() as session:
+        session.add(Facility(id="gen-test", name="Generation", country="FR"))
+    assert store.registry_generation == start + 1
     engine.dispose()
