@@ -76,7 +76,7 @@ def index_only(count: int, data_dir: Path) -> dict:
     from broker.harvest_pipeline import harvest_tuning
     from broker.search.tantivy_index import TantivyIndex
     from connectors.panosc_records import decode_page
-    from connectors.panosc_search import to_dataset
+    from connectors.panosc_mapping import to_dataset
     from demo.panosc_source import PanoscSource
 
     source, index = PanoscSource(count), TantivyIndex(data_dir / "index")

@@ -34,7 +34,7 @@ from broker.search.service import parse_query  # noqa: E402
 from broker.search.tantivy_index import TantivyIndex  # noqa: E402
 from panmodel.techniques import panet  # noqa: E402
 from broker.settings import Settings, loopback_networks  # noqa: E402
-from connectors.panosc_search import parameter, to_dataset  # noqa: E402
+from connectors.panosc_mapping import parameter, to_dataset  # noqa: E402
 from demo import federation as sim  # noqa: E402
 from demo.catalogue import FACILITIES, SAMPLES, STUDIES, generate  # noqa: E402
 from tests.loopback import panbroker_serving  # noqa: E402

@@ -12,7 +12,7 @@ from connectors.base import ConfigSchema, JsonProbe, TolerantSchema, url_field
 from connectors.capabilities import Harvester
 from connectors.errors import UpstreamBadResponse
 from connectors.http import HttpClient, json_body
-from connectors.panosc_search import parameter, technique_ref
+from connectors.panosc_mapping import parameter, technique_ref
 
 
 class SciCatConfig(ConfigSchema):

@@ -22,7 +22,7 @@ from broker.registry_kinds import KINDS
 from panmodel.datasets import SearchRequest, Sort
 from broker.settings import Settings, loopback_networks
 from connectors.panosc_records import decode_page
-from connectors.panosc_search import to_dataset
+from connectors.panosc_mapping import to_dataset
 from demo.catalogue import generate
 from demo.panosc_source import RELATIONS, PanoscSource
 

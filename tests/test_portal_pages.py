@@ -130,7 +130,7 @@ def test_the_analyse_form_refuses_bad_resources_beside_the_field_and_a_retry_is_
 
 
 def test_more_filters_take_ranges_in_the_users_units_and_refuse_what_is_not_a_number(site):  # noqa: ANN001
-    from connectors.panosc_search import parameter
+    from connectors.panosc_mapping import parameter
 
     broker, client = site
     broker.index.upsert([Dataset(pid=f"ill/t{k}", facility="ill", title=f"Lysozyme at {k} K", source="s",

@@ -18,7 +18,7 @@ from demo.es_simulator import SimulatedElasticsearch
 from panmodel.techniques import panet
 from broker.search.service import parameter_range
 from panmodel.units import canonical_name
-from connectors.panosc_search import parameter
+from connectors.panosc_mapping import parameter
 
 ES_URL = os.environ.get("PANBROKER_ELASTICSEARCH_URL")
 
