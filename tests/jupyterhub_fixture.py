@@ -46,9 +46,16 @@ class RunningHub:
     url: str
     token: str
     process: subprocess.Popen
+    workdir: Path | None = None
 
     def api(self, path: str) -> requests.Response:
         return requests.get(f"{self.url}/hub/api{path}", headers={"Authorization": f"token {self.token}"}, timeout=5)
+
+    def log(self, *words: str) -> str:
+        """The hub's log lines naming any of ``words`` (its tail without words), for a failure's message."""
+        text = (self.workdir / "hub.log").read_text(errors="replace") if self.workdir else ""
+        lines = [line for line in text.splitlines() if any(w in line for w in words)] if words else text.splitlines()
+        return "\n".join(lines[-40:])
 
 
 def _free_ports(n: int) -> list[int]:
@@ -82,7 +89,7 @@ def start_hub(workdir: Path, extra_config: str = "", env: dict[str, str] | None 
                                stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     if answers_within(f"{url}/hub/api/", 40):
-        return RunningHub(url, token, process)
+        return RunningHub(url, token, process, workdir)
     process.kill()
     raise RuntimeError("JupyterHub did not start: " + (workdir / "hub.log").read_text()[-2000:])
 

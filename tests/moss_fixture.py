@@ -48,6 +48,7 @@ c.Spawner.args = ["--allow-root"]
 # ESRF keeps JupyterHub's 10 s; shorter here so that a start held by the hub costs the tests less time
 c.JupyterHub.tornado_settings = {{"slow_spawn_timeout": SLOW_SPAWN_SECONDS}}
 c.Authenticator.username_pattern = {USERNAME_PATTERN!r}
+c.JupyterHub.log_level = "INFO"  # batchspawner's submit, stop and scancel lines, for a failing test's message
 c.MOSlurmSpawner.partitions = {{
     "cpu": {{"description": "x86 CPUs", "architecture": "x86_86", "gpu": "", "simple": True, "max_runtime": 14400,
              "jupyter_environments": {{
