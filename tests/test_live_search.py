@@ -188,11 +188,11 @@ def test_merge_ranks_by_word_score_then_interleaves_facility_ranks():
 def test_records_left_encoded_are_kept_whenever_their_words_might_match() -> None:
     import msgspec
 
-    from broker.search.live import _might_hold
+    from broker.search.live import _MightHold
     from broker.search.matching import query_words
 
     def holds(record: bytes, q: str, any_term: bool = False) -> bool:
-        return _might_hold(query_words(q), any_term, msgspec.Raw(record))
+        return _MightHold(query_words(q), any_term)(msgspec.Raw(record))
 
     assert holds(b'{"title":"LYSOZYME in D2O"}', "lysozyme")
     assert holds(b'{"title":"Lysozymes"}', "lysozymes")  # a stem ("lysozym") is part of the word
@@ -201,3 +201,10 @@ def test_records_left_encoded_are_kept_whenever_their_words_might_match() -> Non
     assert not holds(b'{"title":"copper oxide"}', "lysozyme")
     assert not holds(b'{"title":"copper oxide"}', "copper lysozyme")
     assert holds(b'{"title":"copper oxide"}', "copper lysozyme", any_term=True)
+    # words in ASCII are searched in the bytes as sent, a record beyond ASCII too, with its ASCII letters lowered
+    assert holds('{"title":"LYSOZYME à 5 °C"}'.encode(), "lysozyme")
+    assert not holds('{"title":"LYSOZYME à 5 °C"}'.encode(), "copper")
+    # the two characters whose lower case is an ASCII letter: KELVIN SIGN, and İ (i + a combining dot)
+    assert holds('{"title":"\u212aRYPTON gas"}'.encode(), "krypton")
+    assert holds('{"title":"\u0130ST cells"}'.encode(), "i\u0307st")
+    assert holds('{"title":"Ünterwasser"}'.encode(), "ünterwasser")  # words beyond ASCII: decoded, lowered
