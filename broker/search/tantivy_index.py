@@ -73,18 +73,18 @@ class TantivyIndex(DatasetIndex):
         return self.upsert_prepared(self.prepare(list(datasets)))
 
     @staticmethod
-    def prepare(datasets: list[Dataset]) -> list[dict[str, list[Any]]]:
-        """Each dataset's document as its fields' values: plain data, cheap to pickle from a harvest's
-        mapping processes (a ``tantivy.Document`` pickles at twice the cost of building it)."""
-        return [_fields(dataset) for dataset in datasets]
+    def prepare(datasets: list[Dataset]) -> list[tuple[str, str]]:
+        """Each dataset's pid and document as JSON, which tantivy reads itself (``add_json``): one string,
+        cheap to pickle from a harvest's mapping processes, and no Python objects to build on import."""
+        return [(dataset.pid, _JSON.encode(_fields(dataset)).decode()) for dataset in datasets]
 
-    def upsert_prepared(self, prepared: list[dict[str, list[Any]]]) -> int:
+    def upsert_prepared(self, prepared: list[tuple[str, str]]) -> int:
         n = 0
         with self._lock:
             writer = self._w()
-            for fields in prepared:
-                writer.delete_documents_by_term("pid", fields["pid"][0])
-                writer.add_document(tantivy.Document.from_dict(fields, self.schema))
+            for pid, document in prepared:
+                writer.delete_documents_by_term("pid", pid)
+                writer.add_json(document)
                 n += 1
         return n
 
@@ -250,6 +250,9 @@ class TantivyIndex(DatasetIndex):
         result = searcher.search(query, limit=len(pids), count=False)
         held = (json.loads(bytes(searcher.doc(address)["doc"][0])) for _, address in result.hits)
         return {d["pid"]: d.get("source") or "" for d in held}
+
+
+_JSON = msgspec.json.Encoder()  # bytes as base64 (what tantivy's JSON reader takes for a bytes field), dates in RFC 3339
 
 
 def _fields(dataset: Dataset) -> dict[str, list[Any]]:
