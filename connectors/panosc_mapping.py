@@ -2,6 +2,7 @@
 ``Dataset``: the mapping harvest, live search and the SciCat connector share."""
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any
 
@@ -126,9 +127,21 @@ def to_dataset(record: Any, facility: str, source: str | None) -> Dataset:
     if not isinstance(record, dict):
         raise UpstreamBadResponse("unusable dataset record: not an object")
     try:
+        _valid_unicode(record)
         return _dataset(record, facility, source)
     except _Unusable as exc:
         raise UpstreamBadResponse(f"unusable dataset record {str(record.get('pid'))[:100]!r}: {exc}") from None
+
+
+def _valid_unicode(record: dict[str, Any]) -> None:
+    """A record read the tolerant way (``json``) may hold a lone surrogate (an escaped ``\\ud800``): text that
+    is no Unicode, which nothing downstream (the index, the OAI feed, a JSON answer) can encode."""
+    try:
+        json.dumps(record, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        raise _Unusable("text that is not valid Unicode (a lone surrogate escape)") from None
+    except (TypeError, ValueError):  # not JSON's own types or nesting: left to the reader's own checks
+        pass
 
 
 def _dataset(record: dict[str, Any], facility: str, source: str | None) -> Dataset:

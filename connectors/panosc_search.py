@@ -128,14 +128,18 @@ class PanoscSearchConnector(Harvester, LiveSearcher):
         path); otherwise the JSON objects, for the tolerant reader."""
         return self._records(self._find_response(client, base_url, flt, timeout), base_url)
 
-    def find_raw(self, client: HttpClient, base_url: str, flt: dict[str, Any], timeout: float) -> list[msgspec.Raw]:
+    def find_raw(self, client: HttpClient, base_url: str, flt: dict[str, Any],
+                 timeout: float) -> list[msgspec.Raw] | list[Any]:
         """``find``'s records each still encoded (``decode_record`` reads one), for a caller that keeps few of
-        them (live search: most records a facility sends for words it ignores are left unread)."""
+        them (live search: most records a facility sends for words it ignores are left unread). A list msgspec
+        does not split (text it refuses, such as a lone surrogate escape) comes back decoded the tolerant way."""
         response = self._find_response(client, base_url, flt, timeout)
         listing = split_records(response.content) if response.status_code < 300 else None
         if listing is not None:
             return listing
         body = _checked(response)
+        if isinstance(body, list):
+            return body
         raise UpstreamBadResponse(f"{base_url}: Datasets answered {type(body).__name__}, not a list")
 
     decode_record = staticmethod(decode_record)

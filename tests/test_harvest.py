@@ -68,6 +68,23 @@ def test_bad_records_are_recorded_with_their_stage_and_the_rest_imported(sqlite_
     assert job["errors"][0]["item"] == "broken-1" and job["errors"][0]["stage"] == "import"
 
 
+@pytest.mark.parametrize("processes", [0, 1])
+def test_a_record_with_a_lone_surrogate_is_an_error_of_its_own_and_the_rest_imported(sqlite_broker, records,
+                                                                                    processes):  # noqa: ANN001
+    """JSON may escape half of a UTF-16 pair (``"\\ud800"``): text no encoder takes. It failed the whole
+    harvest (UnicodeEncodeError out of the OAI feed's entry) before the reader refused the record."""
+    sqlite_broker.harvest.processes = processes
+    records[7]["title"] = "Spectra \ud800 of nothing"  # the simulator's JSON escapes it as \ud800
+    with sim.Federation() as fed:
+        fed.add("ill", sim.panosc_search_api("sim-ill", records))
+        fed.start()
+        register(sqlite_broker, {"ill": fed.url("ill")})
+        job = sqlite_broker.harvest.run("ill-search")
+    assert job["state"] == "partial" and (job["imported"], job["failed"]) == (119, 1), job
+    assert job["errors"][0]["item"] == records[7]["pid"] and "not valid Unicode" in job["errors"][0]["error"]
+    assert sqlite_broker.index.get(records[7]["pid"]) is None and sqlite_broker.index.count() == 119
+
+
 def test_a_failing_facility_fails_its_own_job_only_and_the_index_keeps_its_data(sqlite_broker, records):  # noqa: ANN001
     healthy = True
 

@@ -125,6 +125,19 @@ def test_garbage_huge_and_redirecting_answers_are_contained(broker, bad):  # noq
     assert len(result.items) == 10
 
 
+def test_a_record_with_a_lone_surrogate_is_left_out_and_said_and_the_rest_answered(broker):  # noqa: ANN001
+    records = generate("sim-ill", 30)
+    records[4]["title"] = "Spectra \ud800 of nothing"  # escaped as \ud800 in the facility's JSON
+    with sim.Federation() as fed:
+        fed.add("sim-ill", sim.panosc_search_api("sim-ill", records))
+        fed.start()
+        register(broker, {"sim-ill": fed.url("sim-ill")})
+        result = live(broker, size=50)
+    assert len(result.items) == 29 and records[4]["pid"] not in {d.pid for d in result.items}
+    [status] = result.sources
+    assert status.status is SourceState.OK and "1 unusable records skipped" in (status.error or ""), status
+
+
 def test_duplicates_are_merged_by_pid(broker):  # noqa: ANN001
     shared = generate("sim-ill", 10)
     with sim.Federation() as fed:
