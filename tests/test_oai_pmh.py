@@ -238,3 +238,25 @@ def test_an_empty_broker_answers_validly_with_no_sets_and_no_records(sqlite_clie
     for query, code in (("verb=ListSets", "noSetHierarchy"), ("verb=ListRecords&metadataPrefix=oai_dc", "noRecordsMatch"),
                         ("verb=ListIdentifiers&metadataPrefix=oai_datacite", "noRecordsMatch")):
         assert valid(sqlite_client.get("/oai?" + query).content).find("o:error", NS).get("code") == code
+
+
+def test_a_pid_listed_twice_in_one_harvest_makes_one_feed_row_with_its_last_listing(tmp_path, database_url):  # noqa: ANN001
+    """A facility can list a pid twice while paging (records that shift between pages). Listed more than a
+    write chunk (500) apart, the feed inserted it twice and the harvest failed on the primary key."""
+    from broker.oai.records import Entry
+    from registry.models import OaiRecord
+
+    broker = build_broker(make_settings(tmp_path / "b", database_url))
+    listed = lambda pid, digest="d": Entry(pid, "ill", "|facility:ill|", None, digest)  # noqa: E731
+    batch = broker.harvest.records.batch()
+    batch.add_entries([listed("twice", "first"), *(listed(f"p{n}") for n in range(600))])
+    batch.add_entries([listed("twice", "last")])
+    batch.publish()
+    with broker.store.session() as session:
+        rows = session.query(OaiRecord).filter(OaiRecord.pid == "twice").all()
+        assert [row.digest for row in rows] == ["last"] and session.query(OaiRecord).count() == 601
+    again = broker.harvest.records.batch()  # listed again as the feed has it: nothing to write
+    again.add_entries([listed("twice", "first"), listed("twice", "last")])
+    assert list(again.changed) == []
+    broker.index.close()
+    broker.store.engine.dispose()

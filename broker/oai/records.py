@@ -51,7 +51,9 @@ class Batch:
 
     def __init__(self, log: "RecordLog"):
         self.log = log
-        self.changed: list[Entry] = []
+        # by pid: a facility can list a pid twice in one harvest (pages that shift while it is read); the
+        # last listing wins, as in the index, and the feed gets one row
+        self.changed: dict[str, Entry] = {}
         self.fresh: set[str] = set()  # pids of changed entries the feed has no row for (yet)
 
     def add(self, datasets: Iterable[Dataset]) -> None:
@@ -66,12 +68,16 @@ class Batch:
                 known = {pid: (digest, deleted) for pid, digest, deleted in connection.execute(
                     select(OaiRecord.pid, OaiRecord.digest, OaiRecord.deleted)
                     .where(OaiRecord.pid.in_([e.pid for e in chunk])))}
-            self.changed.extend(e for e in chunk if known.get(e.pid) != (e.digest, False))
+            for e in chunk:
+                if known.get(e.pid) != (e.digest, False):
+                    self.changed[e.pid] = e
+                else:  # listed again as the feed already has it
+                    self.changed.pop(e.pid, None)
             self.fresh.update(e.pid for e in chunk if e.pid not in known)
 
     def publish(self, deleted: Iterable[str] = ()) -> None:
-        self.log.write(self.changed, deleted, fresh=self.fresh)
-        self.changed, self.fresh = [], set()
+        self.log.write(list(self.changed.values()), deleted, fresh=self.fresh)
+        self.changed, self.fresh = {}, set()
 
 
 _TABLE = OaiRecord.__table__
