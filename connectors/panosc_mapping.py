@@ -93,7 +93,7 @@ def parameter(name: str, value: Any, unit: str | None, id: Any = None) -> Parame
         try:
             quantity = to_si(numeric, unit)
             si, dimension = quantity.value, quantity.dimension
-        except UnknownUnit:
+        except (UnknownUnit, OverflowError):  # an integer of hundreds of digits is no float: kept, not compared
             pass
     return Parameter(name, numeric if numeric is not None else value, unit or None, si, dimension,
                      None if id is None else str(id))

@@ -142,3 +142,28 @@ def test_the_latest_job_of_every_endpoint_is_found_however_many_jobs_came_after(
     latest = broker.harvest.latest()
     assert latest["esrf-search"]["state"] == "failed" and latest["esrf-search"]["error"] == "HTTP 502"
     assert latest["ill-search"]["id"] == max(job["id"] for job in broker.harvest.jobs("ill-search", limit=5))
+
+
+def test_odd_but_readable_records_are_imported_and_answered_live(sqlite_broker, records):  # noqa: ANN001
+    """Values a facility may send that are JSON but unusual. An integer of 400 digits as a parameter value
+    raised OverflowError in the unit conversion: it failed the whole harvest, and live search answered 500."""
+    from broker.search.service import parse_query
+
+    odd = {"huge": {"parameters": [{"name": "sample_temperature", "value": 10**400, "unit": "K"}]},
+           "long title": {"title": "x" * 100_000}, "control": {"title": "\x00 nul \x1b escape"},
+           "unit": {"parameters": [{"name": "t", "value": 3, "unit": "u" * 5000}]},
+           "pid": {"pid": "odd 1/with?&=#"}}
+    for n, changes in enumerate(odd.values()):
+        records[n] = {**records[n], **changes}
+    with sim.Federation() as fed:
+        fed.add("ill", sim.panosc_search_api("sim-ill", records))
+        fed.start()
+        register(sqlite_broker, {"ill": fed.url("ill")})
+        job = sqlite_broker.harvest.run("ill-search")
+        live = sqlite_broker.search.search(parse_query({"mode": "live", "size": 100}))
+    assert job["state"] == "succeeded" and job["imported"] == 120, job
+    huge = sqlite_broker.index.get(records[0]["pid"]).parameters[0]
+    assert huge.value == 10**400 and huge.si_value is None  # kept as sent, not compared in SI
+    assert sqlite_broker.index.get("odd 1/with?&=#") is not None
+    assert len(live.items) == 100 and live.total == 120 and not live.partial
+
