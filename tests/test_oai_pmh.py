@@ -260,3 +260,24 @@ def test_a_pid_listed_twice_in_one_harvest_makes_one_feed_row_with_its_last_list
     assert list(again.changed) == []
     broker.index.close()
     broker.store.engine.dispose()
+
+
+def test_control_characters_from_a_facility_or_a_request_never_make_the_xml_unreadable(provider):  # noqa: ANN001
+    """XML 1.0 cannot hold C0 controls (but tab, LF, CR). ElementTree wrote a facility's NUL as it was, and one
+    record made the whole ListRecords page unreadable to every harvester; they are now U+FFFD."""
+    from broker.oai.records import entry
+    from panmodel.datasets import Dataset
+
+    broker, _facility, _url = provider
+    dataset = Dataset(pid="ctl-1", facility="ill", title="\x00 nul and \x1b escape", source="ill-oai",
+                      doi="10.5291/CTL-1")
+    broker.index.upsert([dataset])
+    broker.index.commit()
+    broker.harvest.records.write([entry(dataset)], [])
+    client = create_app(broker=broker).test_client()
+    for prefix in ("oai_dc", "oai_datacite"):
+        record = valid(client.get(f"/oai?verb=GetRecord&metadataPrefix={prefix}&identifier=oai:pan.example:ctl-1").content)
+        assert "\ufffd nul and \ufffd escape" in "".join(record.itertext())
+        assert len(walk(client, {"verb": "ListRecords", "metadataPrefix": prefix})) == 8
+    echoed = valid(client.get("/oai?verb=GetRecord&metadataPrefix=oai_dc&identifier=oai:pan.example:%01").content)
+    assert echoed.find("o:error", NS).get("code") == "idDoesNotExist"

@@ -28,6 +28,22 @@ from registry.models import OaiRecord
 from registry.store import Store
 
 OAI = "http://www.openarchives.org/OAI/2.0/"
+# what XML 1.0 cannot hold: C0 controls but tab, LF and CR; surrogates; U+FFFE and U+FFFF. ElementTree writes
+# them as they are, and one record's control character made the whole answer unreadable to every harvester
+_NOT_XML = re.compile("[^\t\n\r\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def _xml_safe(root: Element) -> Element:
+    """``root`` with every character XML cannot hold, in any text or attribute, replaced by U+FFFD."""
+    for element in root.iter():
+        if element.text and _NOT_XML.search(element.text):
+            element.text = _NOT_XML.sub("\ufffd", element.text)
+        if element.tail and _NOT_XML.search(element.tail):
+            element.tail = _NOT_XML.sub("\ufffd", element.tail)
+        for name, value in element.attrib.items():
+            if _NOT_XML.search(value):
+                element.set(name, _NOT_XML.sub("\ufffd", value))
+    return root
 XSI = "http://www.w3.org/2001/XMLSchema-instance"
 register_namespace("", OAI)
 register_namespace("xsi", XSI)
@@ -100,7 +116,7 @@ class OaiProvider:
             if exc.code in ("badVerb", "badArgument"):
                 request.attrib.clear()
             SubElement(root, f"{{{OAI}}}error", code=exc.code).text = exc.message
-        return tostring(root, encoding="utf-8", xml_declaration=True)
+        return tostring(_xml_safe(root), encoding="utf-8", xml_declaration=True)
 
     @staticmethod
     def _check(args: Mapping[str, list[str]], verb: str) -> dict[str, str]:
