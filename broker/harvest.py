@@ -136,6 +136,9 @@ class HarvestService:
                     self._import_pages(harvester, source, job_id, state, checkpoint)
         except UpstreamError as exc:
             failure = f"{HarvestStage.GATHER.value}: {exc.detail}"
+        except Exception as exc:  # noqa: BLE001 - the broker's own fault: the job fails with it, never stays "running"
+            log.exception("harvest %s failed", endpoint_id)
+            failure = f"{HarvestStage.IMPORT.value}: the broker failed ({type(exc).__name__}: {str(exc)[:300]})"
         suspect, gone = None, set()
         if failure is None and checkpoint is not None:  # the pages read before the stop are not known here
             log.info("harvest %s resumed: deletions are left to the next complete harvest", endpoint_id)

@@ -167,3 +167,27 @@ def test_odd_but_readable_records_are_imported_and_answered_live(sqlite_broker, 
     assert sqlite_broker.index.get("odd 1/with?&=#") is not None
     assert len(live.items) == 100 and live.total == 120 and not live.partial
 
+
+def test_a_fault_of_the_broker_itself_fails_the_job_with_its_reason_and_keeps_what_was_imported(sqlite_broker, records,
+                                                                                              monkeypatch):  # noqa: ANN001
+    """An exception the harvest did not expect (a mapping bug, a database fault) ended the call and left the
+    job "running" until the next start; now the job fails with its reason and what was imported stays."""
+    from connectors.panosc_search import PanoscSearchConnector
+
+    mapped, last = PanoscSearchConnector.to_dataset, max(r["pid"] for r in records)  # pages come in pid order
+
+    def fails_on_the_last_page(record, facility, source):  # noqa: ANN001, ANN202
+        if getattr(record, "pid", None) == last:
+            raise OverflowError("a value the mapping did not expect")
+        return mapped(record, facility, source)
+
+    sqlite_broker.harvest.processes = 0  # mapped here, where the patch is
+    monkeypatch.setattr(PanoscSearchConnector, "to_dataset", staticmethod(fails_on_the_last_page))
+    with sim.Federation() as fed:
+        fed.add("ill", sim.panosc_search_api("sim-ill", records))
+        fed.start()
+        register(sqlite_broker, {"ill": fed.url("ill")})
+        job = sqlite_broker.harvest.run("ill-search")
+    assert job["state"] == "failed" and "the broker failed (OverflowError: a value" in job["error"], job
+    assert sqlite_broker.index.count() == job["imported"] == 80  # the pages before it (of 40) stay imported
+

@@ -138,6 +138,32 @@ def test_a_record_with_a_lone_surrogate_is_left_out_and_said_and_the_rest_answer
     assert status.status is SourceState.OK and "1 unusable records skipped" in (status.error or ""), status
 
 
+def test_an_answer_the_broker_fails_to_read_is_that_facility_s_error_and_the_rest_answers(broker, monkeypatch,
+                                                                                         caplog):  # noqa: ANN001
+    """A fault of the broker's own reading of one facility's records (here: a mapping that raises) is reported
+    as that facility's error and logged with its traceback; the search answers from the others, never a 500."""
+    from connectors.panosc_search import PanoscSearchConnector
+
+    mapped = PanoscSearchConnector.to_dataset
+
+    def fails_for_esrf(record, facility, source):  # noqa: ANN001, ANN202
+        if facility == "sim-esrf":
+            raise OverflowError("a value the mapping did not expect")
+        return mapped(record, facility, source)
+
+    monkeypatch.setattr(PanoscSearchConnector, "to_dataset", staticmethod(fails_for_esrf))
+    with sim.Federation() as fed:
+        for name in ("sim-ill", "sim-esrf"):
+            fed.add(name, sim.panosc_search_api(name, generate(name, 20)))
+        fed.start()
+        register(broker, {n: fed.url(n) for n in ("sim-ill", "sim-esrf")})
+        result = live(broker, size=50)
+    assert {d.facility for d in result.items} == {"sim-ill"} and result.partial
+    failed = next(s for s in result.sources if s.facility == "sim-esrf")
+    assert failed.status is SourceState.ERROR and "could not read its answer (OverflowError)" in failed.error
+    assert "reading sim-esrf's answer failed" in caplog.text
+
+
 def test_duplicates_are_merged_by_pid(broker):  # noqa: ANN001
     shared = generate("sim-ill", 10)
     with sim.Federation() as fed:

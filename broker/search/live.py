@@ -14,6 +14,7 @@ by each facility's own rank. Duplicates (same pid or DOI) are merged.
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from collections import Counter
@@ -36,6 +37,8 @@ from panmodel.techniques import panet
 from connectors import connector_for
 from connectors.errors import CircuitOpen, UpstreamError, UpstreamTimeout
 from connectors.http import HttpClient
+
+log = logging.getLogger(__name__)
 
 COUNT_TTL_SECONDS = 10.0  # a facility's total may lag this much behind it
 MIN_PAGE = 100  # records asked per call while a facility's answer still needs checking
@@ -188,6 +191,9 @@ class LiveSearch:
             state, answer, error = SourceState.TIMEOUT, None, exc.detail
         except UpstreamError as exc:
             state, answer, error = SourceState.ERROR, None, exc.detail
+        except Exception as exc:  # noqa: BLE001 - one facility's answer the broker failed to read is that facility's error
+            log.exception("live search: reading %s's answer failed", source.facility)
+            state, answer, error = SourceState.ERROR, None, f"the broker could not read its answer ({type(exc).__name__})"
         return state, answer, error, round((time.monotonic() - started) * 1000, 1)
 
     def _read(self, source: LiveSource, request: SearchRequest, where: dict[str, Any], window: int,
