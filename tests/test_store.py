@@ -75,10 +75,16 @@ def test_every_setting_is_documented():
     assert missing == [], f"add these to the README's configuration table: {missing}"
 
 
-def test_the_write_generation_counts_committed_writes_only(database_url):  # noqa: ANN001
+@pytest.fixture
+def store(database_url):  # noqa: ANN001, ANN201
+    """A store on a migrated database (each backend), its engine disposed after the test."""
     engine = make_engine(database_url)
     migrate(engine)
-    store = Store(engine)
+    yield Store(engine)
+    engine.dispose()
+
+
+def test_the_write_generation_counts_committed_writes_only(store):  # noqa: ANN001
     start = store.generation
     with store.session() as session:
         session.execute(select(Facility)).all()
@@ -93,13 +99,9 @@ def test_the_write_generation_counts_committed_writes_only(database_url):  # noq
     with store.session() as session:
         session.execute(delete(Facility).where(Facility.id == "gen-test"))
     assert store.generation == start + 2  # a plain statement
-    engine.dispose()
 
 
-def test_the_registry_generation_counts_committed_registry_writes_only(database_url):  # noqa: ANN001
-    engine = make_engine(database_url)
-    migrate(engine)
-    store = Store(engine)
+def test_the_registry_generation_counts_committed_registry_writes_only(store):  # noqa: ANN001
     start = store.registry_generation
     with store.session() as session:
         session.add(ScheduledRun(job_id="gen-test", slot_at=utcnow(), worker="test"))
@@ -112,4 +114,3 @@ def test_the_registry_generation_counts_committed_registry_writes_only(database_
     with store.session() as session:
         session.add(Facility(id="gen-test", name="Generation", country="FR"))
     assert store.registry_generation == start + 1
-    engine.dispose()
