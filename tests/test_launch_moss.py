@@ -149,6 +149,19 @@ def lost_by_batchspawner(hub, job_id: str) -> bool:  # noqa: ANN001
             and any(f"Job {job_id} neither pending nor running" in line for line in lines))
 
 
+def test_a_job_is_taken_as_lost_by_batchspawner_only_on_its_own_two_log_lines(tmp_path) -> None:
+    """The lines as batchspawner 1.3 logged them in the run that failed CI (job 6 lost; 1 cancelled)."""
+    from tests.jupyterhub_fixture import RunningHub
+
+    (tmp_path / "hub.log").write_text(
+        "[I 2026-12-03 17:24:12.470 JupyterHub batchspawner:469] Stopping server job 1\n"
+        "[E 2026-12-03 17:24:15.658 JupyterHub batchspawner:321] Error querying job 6\n"
+        "[W 2026-12-03 17:24:15.658 JupyterHub batchspawner:432] Job 6 neither pending nor running.\n"
+        "[E 2026-12-03 17:24:16.001 JupyterHub batchspawner:321] Error querying job 7\n")
+    hub = RunningHub("http://127.0.0.1:1", "t", None, tmp_path)  # type: ignore[arg-type] - no process: the log only
+    assert [j for j in ("1", "6", "7", "60") if lost_by_batchspawner(hub, j)] == ["6"]
+
+
 def cancel_lost_jobs(slurm, hub, job_ids) -> set[str]:  # noqa: ANN001
     """The jobs of ``job_ids`` batchspawner lost (see above), cancelled here with a warning: the broker asked
     the hub to stop them and the hub answered that it did."""
