@@ -7,11 +7,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import msgspec
+
 from panmodel.units import canonical_name, parameter_key
 
 
-@dataclass(frozen=True)
-class Parameter:
+class Parameter(msgspec.Struct, frozen=True):
     name: str  # as the facility wrote it
     value: float | str
     unit: str | None = None
@@ -20,15 +21,13 @@ class Parameter:
     id: str | None = None  # the facility's own id
 
 
-@dataclass(frozen=True)
-class TechniqueRef:
+class TechniqueRef(msgspec.Struct, frozen=True):
     name: str
     iri: str | None = None  # PaNET IRI when known or resolved
     pid: str | None = None  # the facility's own technique pid (the reference's are local ids)
 
 
-@dataclass(frozen=True)
-class Member:
+class Member(msgspec.Struct, frozen=True):
     """A person on a document (a proposal's principal investigator, a publication's author)."""
 
     role: str | None
@@ -37,8 +36,7 @@ class Member:
     affiliation: str | None = None
 
 
-@dataclass(frozen=True)
-class DocumentRef:
+class DocumentRef(msgspec.Struct, frozen=True):
     """A proposal or publication the dataset belongs to."""
 
     pid: str
@@ -55,23 +53,20 @@ class DocumentRef:
     members: tuple[Member, ...] = ()
 
 
-@dataclass(frozen=True)
-class SampleRef:
+class SampleRef(msgspec.Struct, frozen=True):
     pid: str
     name: str
     description: str | None = None
 
 
-@dataclass(frozen=True)
-class FileRef:
+class FileRef(msgspec.Struct, frozen=True):
     name: str
     path: str | None = None
     size: int | None = None
     id: str | None = None
 
 
-@dataclass(frozen=True)
-class Dataset:
+class Dataset(msgspec.Struct, frozen=True):
     pid: str
     facility: str
     title: str
