@@ -36,13 +36,6 @@ def _rss_mb(process: psutil.Process | None = None) -> float:
         return 0.0
 
 
-def _tree_rss_mb() -> float:
-    """RSS of this process and every process it started (the harvest's mapping processes and their fork
-    server are not its children but their descendants)."""
-    own = psutil.Process()
-    return sum(_rss_mb(process) for process in [own, *own.children(recursive=True)])
-
-
 def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -66,14 +59,20 @@ class RssTrail:
         self._thread.start()
 
     def _run(self) -> None:
+        own, known, ticks = psutil.Process(), {}, 0
         while not self._stop.wait(0.25):
             self.samples.append(_rss_mb())
-            self.tree_peak = max(self.tree_peak, _tree_rss_mb())
-            for process in psutil.Process().children(recursive=True):
+            if ticks % 8 == 0:  # a walk of every process (psutil's children()) is dear: every 2 s only
+                known.update({p.pid: p for p in own.children(recursive=True) if p.pid not in known})
+            ticks += 1
+            tree = _rss_mb(own)
+            for pid, process in list(known.items()):
                 try:
-                    self.descendants_cpu[process.pid] = _cpu_s(process)
+                    self.descendants_cpu[pid] = _cpu_s(process)
+                    tree += _rss_mb(process)
                 except psutil.NoSuchProcess:
-                    pass
+                    del known[pid]
+            self.tree_peak = max(self.tree_peak, tree)
 
     def stop(self) -> list[float]:
         """RSS at 25, 50, 75 and 100% of the run (MB)."""

@@ -5,19 +5,21 @@ after the index commits, so a record's datestamp is never older than the index s
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Iterable
+from typing import Any, Iterable
 
 import msgspec
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import Select, bindparam, insert, select, update
+from sqlalchemy.engine import Connection
 
 from panmodel.datasets import Dataset
 from panmodel.techniques import PANET_PREFIX
 from panmodel.clock import utcnow
 from registry.models import OaiRecord
-from registry.store import Store
+from registry.store import Store, bind_value, run_many, run_rows
 
 CHUNK = 500
 
@@ -65,9 +67,7 @@ class Batch:
         for start in range(0, len(entries), CHUNK):
             chunk = entries[start:start + CHUNK]
             with self.log.store.engine.connect() as connection:
-                known = {pid: (digest, deleted) for pid, digest, deleted in connection.execute(
-                    select(OaiRecord.pid, OaiRecord.digest, OaiRecord.deleted)
-                    .where(OaiRecord.pid.in_([e.pid for e in chunk])))}
+                known = {pid: (digest, bool(deleted)) for pid, digest, deleted in _known(connection, [e.pid for e in chunk])}
             for e in chunk:
                 if known.get(e.pid) != (e.digest, False):
                     self.changed[e.pid] = e
@@ -81,8 +81,22 @@ class Batch:
 
 
 _TABLE = OaiRecord.__table__
+_INSERT = insert(_TABLE)
 _UPDATE = (update(_TABLE).where(_TABLE.c.pid == bindparam("v_pid"))
            .values({name: bindparam(f"v_{name}") for name in ("facility", "sets", "doi", "digest", "datestamp", "deleted")}))
+
+
+def _known(connection: Connection, pids: list[str]) -> list[Any]:
+    """(pid, digest, deleted) of those of ``pids`` the feed has a row for. The statement of each number of pids
+    is compiled once, and its rows read through the driver (``run_rows``): a select of 500 literal values,
+    built and compiled for each chunk, was a third of a first harvest's time in the feed."""
+    return run_rows(connection, _known_statement(len(pids)), {f"p{i}": pid for i, pid in enumerate(pids)})
+
+
+@functools.lru_cache(maxsize=8)
+def _known_statement(count: int) -> Select:
+    return select(_TABLE.c.pid, _TABLE.c.digest, _TABLE.c.deleted).where(
+        _TABLE.c.pid.in_([bindparam(f"p{i}") for i in range(count)]))
 
 
 class RecordLog:
@@ -100,21 +114,21 @@ class RecordLog:
         table = _TABLE
         # Core statements, a chunk at a time, in one transaction: a first harvest of millions writes a row per
         # dataset, and a commit per chunk was a tenth of its import time (each one a sync to disk)
+        # (and the rows go to the driver as they are: ``run_many``)
         with self.store.engine.begin() as connection:
+            stamp, live = bind_value(connection, table.c.datestamp, now), bind_value(connection, table.c.deleted, False)
             for start in range(0, len(changed), CHUNK):
                 chunk = {e.pid: e for e in changed[start:start + CHUNK]}
                 rows = [{"pid": e.pid, "facility": e.facility, "sets": e.sets, "doi": e.doi, "digest": e.digest,
-                         "datestamp": now, "deleted": False} for e in chunk.values()]
+                         "datestamp": stamp, "deleted": live} for e in chunk.values()]
                 if fresh is None:
-                    known = set(connection.scalars(select(table.c.pid).where(table.c.pid.in_(list(chunk)))))
+                    known = {pid for pid, _, _ in _known(connection, list(chunk))}
                 else:
                     known = {pid for pid in chunk if pid not in fresh}
-                new = [row for row in rows if row["pid"] not in known]
-                if new:
-                    connection.execute(insert(table), new)
+                run_many(connection, _INSERT, [row for row in rows if row["pid"] not in known])
                 if known:
-                    connection.execute(_UPDATE, [{f"v_{k}": v for k, v in row.items()} for row in rows
-                                                 if row["pid"] in known])
+                    run_many(connection, _UPDATE, [{f"v_{k}": v for k, v in row.items()} for row in rows
+                                                   if row["pid"] in known])
         gone = list(dict.fromkeys(deleted))
         for start in range(0, len(gone), CHUNK):
             with self.store.session() as session:
