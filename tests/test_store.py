@@ -2,21 +2,22 @@
 from __future__ import annotations
 
 import stat
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from cryptography.fernet import Fernet
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, insert, select
 
 from panmodel.errors import ConfigurationError
 from broker.secretbox import KEY_FILE, SecretBox
 from broker.settings import Settings, describe
 from panmodel.clock import utcnow
-from registry.models import Base, Facility
+from registry.models import Base, Facility, OaiRecord
 from registry.models.coordination import ScheduledRun
-from registry.store import Store, make_engine, migrate
+from registry.store import Store, bind_value, make_engine, migrate, run_many, run_rows
 
 
 def test_migrations_build_exactly_the_models_schema(database_url):  # noqa: ANN001
@@ -99,6 +100,27 @@ def test_the_write_generation_counts_committed_writes_only(store):  # noqa: ANN0
     with store.session() as session:
         session.execute(delete(Facility).where(Facility.id == "gen-test"))
     assert store.generation == start + 2  # a plain statement
+    with store.engine.begin() as connection:  # rows handed to the driver as they are
+        run_many(connection, delete(Facility.__table__).where(Facility.__table__.c.id == bindparam("gone")),
+                 [{"gone": "none-such"}])
+    assert store.generation == start + 3
+
+
+def test_rows_handed_to_the_driver_are_what_sqlalchemy_would_write_and_read(store):  # noqa: ANN001
+    """``run_many``/``run_rows`` skip SQLAlchemy's per-row work: a value through its column's bind processor
+    (a datetime on SQLite is text in SQLAlchemy's format) reads back through the ORM as the same value."""
+    table, when = OaiRecord.__table__, datetime(2026, 12, 3, 19, 0, 1, 123456, tzinfo=timezone.utc)
+    with store.engine.begin() as connection:
+        row = {"pid": "10.1/x", "facility": "ILL", "sets": "|facility:ILL|", "doi": None, "digest": "d" * 64,
+               "datestamp": bind_value(connection, table.c.datestamp, when),
+               "deleted": bind_value(connection, table.c.deleted, False)}
+        run_many(connection, insert(table), [row, {**row, "pid": "10.1/y"}])
+        read = select(table.c.pid, table.c.deleted).where(table.c.pid.in_([bindparam("a"), bindparam("b")]))
+        assert sorted(run_rows(connection, read, {"b": "10.1/y", "a": "10.1/x"})) == [("10.1/x", False), ("10.1/y", False)]
+    with store.session() as session:
+        stored = session.get(OaiRecord, "10.1/x")
+        assert stored.datestamp.replace(tzinfo=timezone.utc) == when and stored.deleted is False and stored.doi is None
+        session.execute(delete(OaiRecord))
 
 
 def test_the_registry_generation_counts_committed_registry_writes_only(store):  # noqa: ANN001
