@@ -84,7 +84,8 @@ class RssTrail:
 
 def index_only(count: int, data_dir: Path) -> dict:
     """The datasets mapped first (untimed, a page at a time), then imported straight into the index with
-    the harvest's commit cadence: only upserts and commits are timed."""
+    the harvest's commit cadence, as a first harvest imports them (pids the index does not hold are added
+    without a delete of an older version): only the index documents' making, the imports and commits are timed."""
     from broker.harvest import COMMIT_EVERY
     from broker.harvest_pipeline import harvest_tuning
     from broker.search.tantivy_index import TantivyIndex
@@ -101,7 +102,7 @@ def index_only(count: int, data_dir: Path) -> dict:
         datasets = [to_dataset(r, "sim-ill", "sim-ill-s") for r in decode_page(source.page(skip, PAGE, RELATIONS))]
         untimed_cpu += time.thread_time() - mapping_cpu
         started = time.perf_counter()
-        index.upsert(datasets)
+        index.upsert_prepared(index.prepare(datasets), absent={d.pid for d in datasets})  # as a first harvest imports
         since_commit += len(datasets)
         if since_commit >= COMMIT_EVERY:
             index.commit()

@@ -12,6 +12,7 @@ queue a job for it.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, ContextManager, Iterator
@@ -191,6 +192,9 @@ class HarvestService:
         # a pid held from another endpoint is looked up only where the index holds another endpoint's datasets
         # or may get some meanwhile (an index with other writers)
         others = not self.index.one_writer or bool(self.index.sources() - {source.endpoint_id})
+        # an index only this process writes, holding nothing of this source: a pid met for the first time in
+        # this harvest has no older version to replace (a pid held from another endpoint is left out above)
+        fresh = self.index.one_writer and self.index.source_count(source.endpoint_id) == 0
         # pages a connector decodes itself (``decode``) and maps without fetching are mapped in processes
         pooled = self.processes > 0 and connector.decodes() and not connector.fetches()
         with mapping_pool(self.processes if pooled else 0) as pool:
@@ -207,9 +211,10 @@ class HarvestService:
                     state.removed.extend(page.removed)
                     if others:
                         self._unclaimed(page, source.endpoint_id, state.errors)
+                    absent = _first_seen(page.pids, state.seen) if fresh else frozenset()
                     state.seen.update(page.pids)
                     state.published.add_entries(page.entries)
-                    imported = self.index.upsert_prepared(page.documents)
+                    imported = self.index.upsert_prepared(page.documents, absent)
                     state.counts["imported"] += imported
                     state.pages, uncommitted, resume = state.pages + 1, uncommitted + imported, page.resume
                     if resume is not None and uncommitted >= self.commit_every:
@@ -337,6 +342,14 @@ class HarvestService:
 @contextmanager
 def _free(endpoint_id: str) -> Iterator[bool]:
     yield True
+
+
+def _first_seen(pids: list[str], seen: set[str]) -> set[str]:
+    """The pids of a page met for the first time in this harvest (not before, and once on the page)."""
+    first = set(pids)
+    if len(first) != len(pids):
+        first -= {pid for pid, times in Counter(pids).items() if times > 1}
+    return first - seen
 
 
 CONFIRM = "confirm-deletions"  # a queued job's note: its harvest may delete more than the allowed share

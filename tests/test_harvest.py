@@ -191,3 +191,25 @@ def test_a_fault_of_the_broker_itself_fails_the_job_with_its_reason_and_keeps_wh
     assert job["state"] == "failed" and "the broker failed (OverflowError: a value" in job["error"], job
     assert sqlite_broker.index.count() == job["imported"] == 80  # the pages before it (of 40) stay imported
 
+
+
+def test_a_pid_a_first_harvest_meets_twice_is_one_dataset_its_last_listing(sqlite_broker, records):  # noqa: ANN001
+    """A first harvest adds the pids it meets for the first time without looking for an older version; a pid
+    the source lists twice (on one page, or across a page boundary: pages of 40) is still replaced, not doubled."""
+    ordered = sorted(records, key=lambda r: r["pid"])
+    # listed again right after itself: on the same page, and (one place later, for the copy before it) on the next
+    within, across = ordered[10], ordered[38]
+    records += [{**within, "title": "Listed again on the same page"}, {**across, "title": "Listed again on the next page"}]
+    with sim.Federation() as fed:
+        fed.add("ill", sim.panosc_search_api("sim-ill", records))
+        fed.start()
+        register(sqlite_broker, {"ill": fed.url("ill")})
+        job = sqlite_broker.harvest.run("ill-search")
+        assert job["state"] == "succeeded" and job["gathered"] == 122
+        assert sqlite_broker.index.count() == 120
+        assert sqlite_broker.index.get(within["pid"]).title == "Listed again on the same page"
+        assert sqlite_broker.index.get(across["pid"]).title == "Listed again on the next page"
+        records[0]["title"] = "Retitled by the facility"  # the next harvest replaces what the first one added
+        assert sqlite_broker.harvest.run("ill-search")["state"] == "succeeded"
+    assert sqlite_broker.index.count() == 120
+    assert sqlite_broker.index.get(records[0]["pid"]).title == "Retitled by the facility"

@@ -9,7 +9,7 @@ from __future__ import annotations
 import abc
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Iterable
+from typing import Any, Container, Iterable
 
 from panmodel.clock import as_utc
 from panmodel.errors import FieldError, InvalidInput
@@ -97,8 +97,9 @@ class DatasetIndex(abc.ABC):
         wherever the caller likes (a harvest's mapping processes), so picklable and needing no index."""
         return datasets
 
-    def upsert_prepared(self, prepared: list[Any]) -> int:
-        """``upsert`` of what ``prepare`` made."""
+    def upsert_prepared(self, prepared: list[Any], absent: Container[str] = frozenset()) -> int:
+        """``upsert`` of what ``prepare`` made. ``absent``: pids the caller knows the index does not hold,
+        committed or not (a backend may then add them without looking for an older version)."""
         return self.upsert(prepared)
 
     @abc.abstractmethod

@@ -11,7 +11,7 @@ import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Container, Iterable
 
 import msgspec
 import tantivy
@@ -78,12 +78,15 @@ class TantivyIndex(DatasetIndex):
         cheap to pickle from a harvest's mapping processes, and no Python objects to build on import."""
         return [(dataset.pid, _JSON.encode(_fields(dataset)).decode()) for dataset in datasets]
 
-    def upsert_prepared(self, prepared: list[tuple[str, str]]) -> int:
+    def upsert_prepared(self, prepared: list[tuple[str, str]], absent: Container[str] = frozenset()) -> int:
+        # the delete by term that replaces an older version was a third of an import's CPU (its look-up in every
+        # segment at commit): a pid known ``absent`` is only added
         n = 0
         with self._lock:
             writer = self._w()
             for pid, document in prepared:
-                writer.delete_documents_by_term("pid", pid)
+                if pid not in absent:
+                    writer.delete_documents_by_term("pid", pid)
                 writer.add_json(document)
                 n += 1
         return n
