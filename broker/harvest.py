@@ -12,7 +12,6 @@ queue a job for it.
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, ContextManager, Iterator
@@ -20,6 +19,7 @@ from typing import Any, Callable, ContextManager, Iterator
 from sqlalchemy import func, select, update
 
 from broker.authz import Principal
+from broker.harvest_seen import SeenPids
 from broker.harvest_pipeline import MappedPage, Pipeline, harvest_tuning, map_page, mapping_pool, pool_mapper
 from panmodel.errors import FieldError, InvalidInput, NotFound
 from broker.oai.records import RecordLog
@@ -148,8 +148,8 @@ class HarvestService:
             # an incremental source names its deletions; a complete listing implies them (listed only when
             # there are some: the index holding as many as were seen is the usual answer, and cheap to ask)
             steady = not state.incremental and self.index.source_count(endpoint_id) == len(state.seen)
-            held = state.seen if steady else self.index.pids(endpoint_id)
-            gone = set(state.removed) if state.incremental else held - state.seen
+            held = set() if steady else self.index.pids(endpoint_id)
+            gone = set(state.removed) if state.incremental else state.seen.missing(held)
             # deletions a source names itself are its word; those inferred from a listing are checked
             share = 1.0 if state.incremental else self.max_delete_share
             suspect = None if confirm_deletions else _suspect(len(gone & held), len(held), share)
@@ -207,12 +207,12 @@ class HarvestService:
                 for page in pipeline:
                     state.counts["gathered"] += page.gathered
                     state.stamps["gathered_at"] = state.stamps["fetched_at"] = utcnow()
-                    state.errors.extend(page.errors)
+                    state.failed(page.errors)
                     state.removed.extend(page.removed)
                     if others:
-                        self._unclaimed(page, source.endpoint_id, state.errors)
-                    absent = _first_seen(page.pids, state.seen) if fresh else frozenset()
-                    state.seen.update(page.pids)
+                        state.failed(self._unclaimed(page, source.endpoint_id))
+                    absent = state.seen.first_met(page.pids) if fresh else frozenset()
+                    state.seen.add(page.pids)
                     state.published.add_entries(page.entries)
                     imported = self.index.upsert_prepared(page.documents, absent)
                     state.counts["imported"] += imported
@@ -254,17 +254,17 @@ class HarvestService:
                 suspect: str | None) -> dict[str, Any]:
         errors, counts = state.errors, state.counts
         outcome = (HarvestState.FAILED if failure else HarvestState.SUSPECT if suspect else
-                   HarvestState.PARTIAL if errors else HarvestState.SUCCEEDED)
+                   HarvestState.PARTIAL if state.failures else HarvestState.SUCCEEDED)
         failure = failure or suspect
         with self.store.session() as session:
             job = session.get(HarvestJob, job_id)
-            job.state, job.error, job.finished_at, job.failed = outcome.value, failure, utcnow(), len(errors)
+            job.state, job.error, job.finished_at, job.failed = outcome.value, failure, utcnow(), state.failures
             for name, value in {**counts, **state.stamps}.items():
                 setattr(job, name, value)
             session.add_all(HarvestError(job_id=job_id, item_id=item[:500], stage=stage, error=error[:2000])
-                            for item, stage, error in errors[:MAX_ERRORS_KEPT])
+                            for item, stage, error in errors)
         log.info("harvest %s: %s (%s gathered, %s imported, %s deleted, %s failed)%s", endpoint_id, outcome.value,
-                 counts["gathered"], counts["imported"], counts["deleted"], len(errors),
+                 counts["gathered"], counts["imported"], counts["deleted"], state.failures,
                  f": {failure}" if failure else "")
         return self.job(job_id)
 
@@ -277,19 +277,17 @@ class HarvestService:
                        HarvestJob.state.in_([HarvestState.SUCCEEDED.value, HarvestState.PARTIAL.value]))
                 .order_by(HarvestJob.id.desc()).limit(1))
 
-    def _unclaimed(self, page: MappedPage, endpoint_id: str, errors: list) -> None:
+    def _unclaimed(self, page: MappedPage, endpoint_id: str) -> list[tuple[str, str, str]]:
         """Leave out of ``page`` the datasets whose pid the index holds from another endpoint: a pid two
         facilities both use is a harvest error of the later one, never a record that moves between them silently."""
         held = self.index.held_elsewhere(page.pids, endpoint_id)
-        for pid, other in held.items():
-            errors.append((pid, HarvestStage.IMPORT.value,
-                           f"pid already harvested from search endpoint {other!r}; not imported (a pid must name "
-                           "one dataset: ask the facilities which one it is)"))
         if held:
             kept = [i for i, pid in enumerate(page.pids) if pid not in held]
             page.pids = [page.pids[i] for i in kept]
             page.entries = [page.entries[i] for i in kept]
             page.documents = [page.documents[i] for i in kept]
+        return [(pid, HarvestStage.IMPORT.value, f"pid already harvested from search endpoint {other!r}; not imported "
+                 "(a pid must name one dataset: ask the facilities which one it is)") for pid, other in held.items()]
 
     def purge_orphans(self) -> set[str]:
         """Remove from the index the datasets of search endpoints the registry deleted; returns their ids."""
@@ -344,14 +342,6 @@ def _free(endpoint_id: str) -> Iterator[bool]:
     yield True
 
 
-def _first_seen(pids: list[str], seen: set[str]) -> set[str]:
-    """The pids of a page met for the first time in this harvest (not before, and once on the page)."""
-    first = set(pids)
-    if len(first) != len(pids):
-        first -= {pid for pid, times in Counter(pids).items() if times > 1}
-    return first - seen
-
-
 CONFIRM = "confirm-deletions"  # a queued job's note: its harvest may delete more than the allowed share
 
 
@@ -384,9 +374,16 @@ class _Progress:
     incremental: bool
     counts: dict[str, int] = field(default_factory=lambda: {"gathered": 0, "imported": 0, "deleted": 0})
     stamps: dict[str, Any] = field(default_factory=dict)
-    errors: list[tuple[str, str, str]] = field(default_factory=list)
-    seen: set[str] = field(default_factory=set)  # pids imported: a complete listing's deletions are the rest
+    errors: list[tuple[str, str, str]] = field(default_factory=list)  # the first MAX_ERRORS_KEPT (item, stage, error)
+    failures: int = 0  # items that failed, all of them
+    seen: SeenPids = field(default_factory=SeenPids)  # pids imported: a complete listing's deletions are the rest
     removed: list[str] = field(default_factory=list)
     published: Any = None  # the OAI-PMH feed's batch of this run
     pages: int = 0  # pages imported, over every resumption
     committed: int = 0  # datasets committed, over every resumption
+
+    def failed(self, errors: list[tuple[str, str, str]]) -> None:
+        """Count ``errors``, keeping them while fewer than MAX_ERRORS_KEPT are kept: a source whose every
+        record fails would otherwise hold a million of them in memory."""
+        self.failures += len(errors)
+        self.errors.extend(errors[:max(0, MAX_ERRORS_KEPT - len(self.errors))])

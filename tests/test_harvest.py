@@ -213,3 +213,18 @@ def test_a_pid_a_first_harvest_meets_twice_is_one_dataset_its_last_listing(sqlit
         assert sqlite_broker.harvest.run("ill-search")["state"] == "succeeded"
     assert sqlite_broker.index.count() == 120
     assert sqlite_broker.index.get(records[0]["pid"]).title == "Retitled by the facility"
+
+
+def test_a_harvest_counts_every_failed_record_and_keeps_the_first_few(sqlite_broker, records, monkeypatch):  # noqa: ANN001
+    """A source whose records all fail holds no list of every error in memory: the job counts them all and
+    keeps the first MAX_ERRORS_KEPT."""
+    monkeypatch.setattr("broker.harvest.MAX_ERRORS_KEPT", 5)
+    for n in range(0, 120, 2):  # 60 bad records over the pages of 40
+        records[n] = {"pid": f"broken-{n:03d}"}
+    with sim.Federation() as fed:
+        fed.add("ill", sim.panosc_search_api("sim-ill", records))
+        fed.start()
+        register(sqlite_broker, {"ill": fed.url("ill")})
+        job = sqlite_broker.harvest.run("ill-search")
+    assert job["state"] == "partial" and (job["imported"], job["failed"]) == (60, 60)
+    assert sorted(e["item"] for e in job["errors"]) == [f"broken-{n:03d}" for n in range(0, 10, 2)]
