@@ -21,6 +21,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator
 
+import msgspec
+
 from broker.oai.records import Entry, entry
 from connectors import connector_for
 from connectors.capabilities import Harvester
@@ -177,7 +179,7 @@ def _in_pool(pool: Executor, map_page: Callable[[Any], MappedPage], pages: Itera
 
 
 def map_page(connector: Harvester, page: Any, facility: str, endpoint_id: str,
-             prepare: Callable[[list[Any]], list[Any]], client: HttpClient | None = None) -> MappedPage:
+             prepare: Callable[[list[Any], list[bytes]], list[Any]], client: HttpClient | None = None) -> MappedPage:
     """Fetch (where the connector fetches items one by one), decode and map one gathered page, and make
     its datasets into what the index (``prepare``) and the OAI-PMH feed take."""
     encoded = getattr(page, "encoded", None)
@@ -200,7 +202,9 @@ def map_page(connector: Harvester, page: Any, facility: str, endpoint_id: str,
             datasets.append(connector.to_dataset(item, facility, endpoint_id))
         except UpstreamError as exc:
             errors.append((_item_id(item), HarvestStage.IMPORT.value, exc.detail))
-    return MappedPage([d.pid for d in datasets], [entry(d) for d in datasets], prepare(datasets), len(items),
+    encoded = [msgspec.json.encode(d) for d in datasets]  # the index's document and the feed's digest hold it
+    return MappedPage([d.pid for d in datasets], [entry(d, e) for d, e in zip(datasets, encoded)],
+                      prepare(datasets, encoded), len(items),
                       removed, errors, getattr(page, "resume", None))
 
 
@@ -249,12 +253,12 @@ def _alive(pid: int) -> bool:
 
 
 def pool_mapper(kind: str, facility: str, endpoint_id: str,
-                prepare: Callable[[list[Any]], list[Any]]) -> Callable[[Any], MappedPage]:
+                prepare: Callable[[list[Any], list[bytes]], list[Any]]) -> Callable[[Any], MappedPage]:
     """``map_page`` for a mapping process: picklable, it finds the connector there by its kind."""
     return functools.partial(_map_elsewhere, kind, facility, endpoint_id, prepare)
 
 
-def _map_elsewhere(kind: str, facility: str, endpoint_id: str, prepare: Callable[[list[Any]], list[Any]],
+def _map_elsewhere(kind: str, facility: str, endpoint_id: str, prepare: Callable[[list[Any], list[bytes]], list[Any]],
                    page: Any) -> MappedPage:
     return map_page(connector_for(kind), page, facility, endpoint_id, prepare)
 

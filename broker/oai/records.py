@@ -40,10 +40,12 @@ class Entry:
     digest: str
 
 
-def entry(dataset: Dataset) -> Entry:
+def entry(dataset: Dataset, encoded: bytes | None = None) -> Entry:
+    """The feed's entry of ``dataset`` (``encoded``: its ``msgspec.json.encode``, when the caller has it)."""
     # the record's content less the endpoint it came from, encoded by msgspec (fields in declaration order:
     # deterministic), a tenth of json.dumps of to_dict per record, which a harvest of millions pays
-    content = msgspec.json.encode(dataset).replace(b',"source":' + msgspec.json.encode(dataset.source), b"", 1)
+    encoded = msgspec.json.encode(dataset) if encoded is None else encoded
+    content = encoded.replace(b',"source":' + msgspec.json.encode(dataset.source), b"", 1)
     digest = hashlib.sha256(content).hexdigest()
     return Entry(dataset.pid, dataset.facility, "|" + "|".join(set_specs(dataset)) + "|", dataset.doi, digest)
 

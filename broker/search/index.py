@@ -92,9 +92,10 @@ class DatasetIndex(abc.ABC):
         """Add or replace datasets (by pid); visible to searches after ``commit``."""
 
     @staticmethod
-    def prepare(datasets: list[Dataset]) -> list[Any]:
+    def prepare(datasets: list[Dataset], encoded: list[bytes] | None = None) -> list[Any]:
         """``datasets`` in the form ``upsert_prepared`` takes, one item per dataset, in order: work done
-        wherever the caller likes (a harvest's mapping processes), so picklable and needing no index."""
+        wherever the caller likes (a harvest's mapping processes), so picklable and needing no index.
+        ``encoded``: each dataset's ``msgspec.json.encode``, when the caller has made it already."""
         return datasets
 
     def upsert_prepared(self, prepared: list[Any], absent: Container[str] = frozenset()) -> int:

@@ -73,10 +73,11 @@ class TantivyIndex(DatasetIndex):
         return self.upsert_prepared(self.prepare(list(datasets)))
 
     @staticmethod
-    def prepare(datasets: list[Dataset]) -> list[tuple[str, str]]:
+    def prepare(datasets: list[Dataset], encoded: list[bytes] | None = None) -> list[tuple[str, str]]:
         """Each dataset's pid and document as JSON, which tantivy reads itself (``add_json``): one string,
         cheap to pickle from a harvest's mapping processes, and no Python objects to build on import."""
-        return [(dataset.pid, _JSON.encode(_fields(dataset)).decode()) for dataset in datasets]
+        encoded = [msgspec.json.encode(dataset) for dataset in datasets] if encoded is None else encoded
+        return [(dataset.pid, _JSON.encode(_fields(dataset, doc)).decode()) for dataset, doc in zip(datasets, encoded)]
 
     def upsert_prepared(self, prepared: list[tuple[str, str]], absent: Container[str] = frozenset()) -> int:
         # the delete by term that replaces an older version was a third of an import's CPU (its look-up in every
@@ -258,8 +259,9 @@ class TantivyIndex(DatasetIndex):
 _JSON = msgspec.json.Encoder()  # bytes as base64 (what tantivy's JSON reader takes for a bytes field), dates in RFC 3339
 
 
-def _fields(dataset: Dataset) -> dict[str, list[Any]]:
-    """The index document of ``dataset`` (``index.indexed``, laid out in this backend's fields): each field's values."""
+def _fields(dataset: Dataset, doc: bytes) -> dict[str, list[Any]]:
+    """The index document of ``dataset`` (``index.indexed``, laid out in this backend's fields): each field's
+    values; ``doc`` is the dataset as msgspec encodes it (``to_dict``'s JSON, compact, without building the dict)."""
     common = indexed(dataset)
     fields: dict[str, list[Any]] = {
         "pid": [dataset.pid], "ids": common.ids, "facility": [dataset.facility], "source": [dataset.source or ""],
@@ -280,7 +282,7 @@ def _fields(dataset: Dataset) -> dict[str, list[Any]]:
         fields["params"] = [common.numbers]
     if common.values:
         fields["parameter_values"] = common.values
-    fields["doc"] = [msgspec.json.encode(dataset)]  # ``to_dict``'s JSON, compact, without building the dict first
+    fields["doc"] = [doc]
     return fields
 
 
