@@ -10,6 +10,7 @@ import pytest
 from broker.eosc_profile import CATEGORIES
 from broker.settings import loopback_networks
 from broker.harvest_pipeline import map_page
+from broker.search.index import DatasetIndex
 from connectors import all_connectors
 from connectors.base import Capability, Connector, LaunchTarget
 from connectors.capabilities import Harvester, Launcher, LiveSearcher, SessionLauncher
@@ -115,7 +116,7 @@ def test_a_harvester_gathers_every_record_and_maps_each(running, http) -> None: 
     pages = list(connector.gather(http, url, peer.config, 5))
     # each page as the harvest reads it: decoded where it came encoded, fetched item by item where the source
     # fetches, mapped (the datasets themselves are what ``prepare`` is given here)
-    mapped = [map_page(connector, page, "sim-facility", "sim-endpoint", lambda ds: ds, http) for page in pages]
+    mapped = [map_page(connector, page, "sim-facility", "sim-endpoint", DatasetIndex.prepare, http) for page in pages]
     assert not [error for page in mapped for error in page.errors]
     datasets = [dataset for page in mapped for dataset in page.documents]
     assert len(pages) > 1, "the simulator pages its records, so paging is exercised"
