@@ -19,7 +19,7 @@ from typing import Any, Callable, ContextManager, Iterator
 from sqlalchemy import func, select, update
 
 from broker.authz import Principal
-from broker.harvest_seen import SeenPids
+from broker.harvest_seen import RunningHarvests, SeenPids
 from broker.harvest_pipeline import MappedPage, Pipeline, harvest_tuning, map_page, mapping_pool, pool_mapper
 from panmodel.errors import FieldError, InvalidInput, NotFound
 from broker.oai.records import RecordLog
@@ -52,6 +52,7 @@ class HarvestService:
         self.processes = processes  # mapping processes of a harvest whose pages can be mapped elsewhere
         self.runs_here = True  # False in a process that must not write the index: it queues jobs instead
         self.records = RecordLog(store)  # the OAI-PMH feed's datestamps and deletions
+        self.running = RunningHarvests()
 
     def run_all(self) -> list[dict[str, Any]]:
         """Harvest every search endpoint, one after the other; a failing one does not stop the rest."""
@@ -133,33 +134,35 @@ class HarvestService:
                       else None)
         try:
             if harvester is not None:
-                with harvest_tuning():
-                    self._import_pages(harvester, source, job_id, state, checkpoint)
+                with harvest_tuning(), self.running.running() as number:
+                    self._import_pages(harvester, source, job_id, state, checkpoint, number)
         except UpstreamError as exc:
             failure = f"{HarvestStage.GATHER.value}: {exc.detail}"
         except Exception as exc:  # noqa: BLE001 - the broker's own fault: the job fails with it, never stays "running"
-            log.exception("harvest %s failed", endpoint_id)
-            failure = f"{HarvestStage.IMPORT.value}: the broker failed ({type(exc).__name__}: {str(exc)[:300]})"
+            failure = _own_fault(endpoint_id, exc)
         suspect, gone = None, set()
-        if failure is None and checkpoint is not None:  # the pages read before the stop are not known here
-            log.info("harvest %s resumed: deletions are left to the next complete harvest", endpoint_id)
-        elif failure is None:
-            self.index.commit()  # every dataset seen is held now: a complete listing's deletions are the rest
-            # an incremental source names its deletions; a complete listing implies them (listed only when
-            # there are some: the index holding as many as were seen is the usual answer, and cheap to ask)
-            steady = not state.incremental and self.index.source_count(endpoint_id) == len(state.seen)
-            held = set() if steady else self.index.pids(endpoint_id)
-            gone = set(state.removed) if state.incremental else state.seen.missing(held)
-            # deletions a source names itself are its word; those inferred from a listing are checked
-            share = 1.0 if state.incremental else self.max_delete_share
-            suspect = None if confirm_deletions else _suspect(len(gone & held), len(held), share)
-            if suspect is None:
-                self.index.delete(gone)
-                state.counts["deleted"] = len(gone)
-        self.index.commit()
-        state.published.publish(gone if suspect is None else set())  # a suspect harvest deleted nothing
-        if failure is None:
-            self._forget_checkpoint(endpoint_id)
+        try:
+            if failure is None and checkpoint is not None:  # the pages read before the stop are not known here
+                log.info("harvest %s resumed: deletions are left to the next complete harvest", endpoint_id)
+            elif failure is None:
+                self.index.commit()  # every dataset seen is held now: a complete listing's deletions are the rest
+                # an incremental source names its deletions; a complete listing implies them (listed only when
+                # there are some: the index holding as many as were seen is the usual answer, and cheap to ask)
+                steady = not state.incremental and self.index.source_count(endpoint_id) == len(state.seen)
+                held = set() if steady else self.index.pids(endpoint_id)
+                gone = set(state.removed) if state.incremental else state.seen.missing(held)
+                # deletions a source names itself are its word; those inferred from a listing are checked
+                share = 1.0 if state.incremental else self.max_delete_share
+                suspect = None if confirm_deletions else _suspect(len(gone & held), len(held), share)
+                if suspect is None:
+                    self.index.delete(gone)
+                    state.counts["deleted"] = len(gone)
+            self.index.commit()
+            state.published.publish(gone if suspect is None else set())  # a suspect harvest deleted nothing
+            if failure is None:
+                self._forget_checkpoint(endpoint_id)
+        except Exception as exc:  # noqa: BLE001 - as above, while ending
+            failure = failure or _own_fault(endpoint_id, exc)
         return self._finish(endpoint_id, job_id, state, failure, suspect)
 
     def _start(self, endpoint_id: str, job_id: int | None) -> tuple["_Source", int]:
@@ -178,7 +181,7 @@ class HarvestService:
             return source, job.id
 
     def _import_pages(self, connector: Harvester, source: "_Source", job_id: int, state: "_Progress",
-                      checkpoint: HarvestCheckpoint | None) -> None:
+                      checkpoint: HarvestCheckpoint | None, number: int) -> None:
         """Gather, fetch and map in the pipeline's threads, import here; the index is committed and the
         checkpoint saved every ``commit_every`` datasets."""
         extra: dict[str, Any] = {"since": self._last_success(source.endpoint_id, job_id)} if state.incremental else {}
@@ -193,7 +196,8 @@ class HarvestService:
         # or may get some meanwhile (an index with other writers)
         others = not self.index.one_writer or bool(self.index.sources() - {source.endpoint_id})
         # an index only this process writes, holding nothing of this source: a pid met for the first time in
-        # this harvest has no older version to replace (a pid held from another endpoint is left out above)
+        # this harvest has no older version to replace (a pid held from another endpoint is left out), as long
+        # as no other harvest of the process runs beside it (``RunningHarvests``)
         fresh = self.index.one_writer and self.index.source_count(source.endpoint_id) == 0
         # pages a connector decodes itself (``decode``) and maps without fetching are mapped in processes
         pooled = self.processes > 0 and connector.decodes() and not connector.fetches()
@@ -209,12 +213,14 @@ class HarvestService:
                     state.stamps["gathered_at"] = state.stamps["fetched_at"] = utcnow()
                     state.failed(page.errors)
                     state.removed.extend(page.removed)
-                    if others:
-                        state.failed(self._unclaimed(page, source.endpoint_id))
-                    absent = state.seen.first_met(page.pids) if fresh else frozenset()
-                    state.seen.add(page.pids)
+                    with self.running.lock:
+                        alone = self.running.alone(number)
+                        if others or not alone:
+                            state.failed(self._unclaimed(page, source.endpoint_id))
+                        absent = state.seen.first_met(page.pids) if fresh and alone else frozenset()
+                        state.seen.add(page.pids)
+                        imported = self.index.upsert_prepared(page.documents, absent)
                     state.published.add_entries(page.entries)
-                    imported = self.index.upsert_prepared(page.documents, absent)
                     state.counts["imported"] += imported
                     state.pages, uncommitted, resume = state.pages + 1, uncommitted + imported, page.resume
                     if resume is not None and uncommitted >= self.commit_every:
@@ -343,6 +349,11 @@ def _free(endpoint_id: str) -> Iterator[bool]:
 
 
 CONFIRM = "confirm-deletions"  # a queued job's note: its harvest may delete more than the allowed share
+
+
+def _own_fault(endpoint_id: str, exc: Exception) -> str:
+    log.exception("harvest %s failed", endpoint_id)
+    return f"{HarvestStage.IMPORT.value}: the broker failed ({type(exc).__name__}: {str(exc)[:300]})"
 
 
 def _suspect(deleting: int, held: int, max_share: float) -> str | None:

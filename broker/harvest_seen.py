@@ -5,12 +5,16 @@ as a string in a set (about 120 bytes a dataset, 120 MB at a million); this keep
 Two hashes alike are two pids alike to it (about 3 in 100 million at a million pids, by the birthday
 bound): a dataset gone from the source whose hash is a seen one's would stay in the index until the next
 complete harvest. The filter's false positives (about 3 %) only cost a look-up that was not needed.
+
+And which harvests of the process overlap (``RunningHarvests``).
 """
 from __future__ import annotations
 
+import threading
 from array import array
 from collections import Counter
-from typing import Iterable
+from contextlib import contextmanager
+from typing import Iterable, Iterator
 
 BITS_PER_PID = 32  # the filter doubles before it holds fewer bits a pid than this
 FIRST_BITS = 1 << 20
@@ -56,3 +60,33 @@ def _set(bits: bytearray, mask: int, hashes: Iterable[int]) -> None:
     for value in hashes:
         at = value & mask
         bits[at >> 3] |= 1 << (at & 7)
+
+
+class RunningHarvests:
+    """The harvests running in this process (a worker's scheduler runs endpoints' harvests side by side),
+    for the one thing a first harvest may only do alone: add datasets without a look-up of an older version.
+    Another harvest started meanwhile may add the same pids, which neither sees in the index before it
+    commits: a harvest is ``alone`` while no other runs and none started after it. ``lock`` is held from that
+    question until the page it answers for is in the index, so no harvest starts in between."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self._running = 0
+        self._started = 0
+
+    @contextmanager
+    def running(self) -> Iterator[int]:
+        """Count a harvest as running; yields its number, for ``alone``."""
+        with self.lock:
+            self._running += 1
+            self._started += 1
+            number = self._started
+        try:
+            yield number
+        finally:
+            with self.lock:
+                self._running -= 1
+
+    def alone(self, number: int) -> bool:
+        """Whether harvest ``number`` has run alone so far (ask holding ``lock``)."""
+        return self._running == 1 and self._started == number

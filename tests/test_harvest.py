@@ -228,3 +228,23 @@ def test_a_harvest_counts_every_failed_record_and_keeps_the_first_few(sqlite_bro
         job = sqlite_broker.harvest.run("ill-search")
     assert job["state"] == "partial" and (job["imported"], job["failed"]) == (60, 60)
     assert sorted(e["item"] for e in job["errors"]) == [f"broken-{n:03d}" for n in range(0, 10, 2)]
+
+
+def test_first_harvests_side_by_side_never_double_a_pid_both_list(sqlite_broker, records):  # noqa: ANN001
+    """Two endpoints' first harvests running at once in one process (a worker's scheduler runs them side by
+    side), both listing the same pids: neither sees the other's datasets before they are committed, so neither
+    may add them without a look-up of an older version. Each pid ends in the index once."""
+    import threading
+
+    with sim.Federation() as fed:
+        fed.add("ill", sim.panosc_search_api("sim-ill", records, delay=0.15))
+        fed.add("esrf", sim.panosc_search_api("sim-esrf", records, delay=0.1))
+        fed.start()
+        register(sqlite_broker, {"ill": fed.url("ill"), "esrf": fed.url("esrf")})
+        jobs = {}
+        slow = threading.Thread(target=lambda: jobs.update(ill=sqlite_broker.harvest.run("ill-search")))
+        slow.start()
+        jobs["esrf"] = sqlite_broker.harvest.run("esrf-search")
+        slow.join(timeout=60)
+    assert sqlite_broker.index.count() == 120, "a pid both endpoints list is in the index once"
+    assert {job["state"] for job in jobs.values()} <= {"succeeded", "partial"}

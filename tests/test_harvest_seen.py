@@ -3,7 +3,7 @@ a complete listing's deletions are."""
 from __future__ import annotations
 
 from broker import harvest_seen
-from broker.harvest_seen import SeenPids
+from broker.harvest_seen import RunningHarvests, SeenPids
 
 
 def test_a_pid_is_first_met_once_and_listed_once_on_its_page():
@@ -27,3 +27,14 @@ def test_what_was_met_stays_met_as_the_filter_grows_and_false_positives_stay_few
     assert not any(seen.first_met(page) for page in pages)  # every pid met is met still
     assert first > 0.9 * 50_000  # a false positive costs a look-up only, but they are rare
     assert len(seen) == 50_000 and seen.missing({"10.5072/ds-0000001", "gone"}) == {"gone"}
+
+
+def test_a_harvest_is_alone_while_no_other_runs_and_none_started_after_it():
+    running = RunningHarvests()
+    with running.running() as first:
+        assert running.alone(first)
+        with running.running() as second:
+            assert not running.alone(first) and not running.alone(second)
+        assert not running.alone(first)  # another ran beside it: what that one added is not known here
+    with running.running() as third:
+        assert running.alone(third)

@@ -249,3 +249,29 @@ def test_sources_a_pid_held_by_another_endpoint_and_excluded_sources(index):  # 
     kept = index.search(SearchRequest(q="lysozyme", exclude_sources=("esrf-search",)))
     assert set(pids(kept)) == {"ill/1", "ill/2"}
     assert pids(index.search(SearchRequest(exclude_sources=("ill-search", "esrf-search")))) == ["ess/1"]
+
+
+def test_a_commit_that_fails_drops_what_it_did_not_commit(tmp_path):  # noqa: ANN001
+    """Documents a failed commit held are not committed later beside another copy of them (a first harvest adds
+    without a look-up of an older version): the index stays as last committed."""
+    index = TantivyIndex(tmp_path)
+    index.upsert([dataset("kept", "Kept")])
+    index.commit()
+    index.upsert([dataset("lost", "Lost")])
+    real = index._w()
+
+    class FailingCommit:
+        def __getattr__(self, name: str):  # noqa: ANN204
+            return getattr(real, name)
+
+        def commit(self) -> None:
+            raise ValueError("No space left on device")
+
+    index._writer = FailingCommit()
+    with pytest.raises(ValueError):
+        index.commit()
+    index._writer = real
+    index.upsert_prepared(index.prepare([dataset("after", "After")]), absent={"after"})
+    index.commit()
+    assert index.count() == 2 and index.get("lost") is None and index.get("after").title == "After"
+    index.close()

@@ -14,7 +14,7 @@ from sqlalchemy import bindparam, delete, insert, select
 from panmodel.errors import ConfigurationError
 from broker.secretbox import KEY_FILE, SecretBox
 from broker.settings import Settings, describe
-from panmodel.clock import utcnow
+from panmodel.clock import as_utc, utcnow
 from registry.models import Base, Facility, OaiRecord
 from registry.models.coordination import ScheduledRun
 from registry.store import Store, bind_value, make_engine, migrate, run_many, run_rows
@@ -119,7 +119,7 @@ def test_rows_handed_to_the_driver_are_what_sqlalchemy_would_write_and_read(stor
         assert sorted(run_rows(connection, read, {"b": "10.1/y", "a": "10.1/x"})) == [("10.1/x", False), ("10.1/y", False)]
     with store.session() as session:
         stored = session.get(OaiRecord, "10.1/x")
-        assert stored.datestamp.replace(tzinfo=timezone.utc) == when and stored.deleted is False and stored.doi is None
+        assert as_utc(stored.datestamp) == when and stored.deleted is False and stored.doi is None
         session.execute(delete(OaiRecord))
 
 

@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any, Iterable
 
 import msgspec
-from sqlalchemy import Select, bindparam, insert, select, update
+from sqlalchemy import Select, bindparam, select, text
 from sqlalchemy.engine import Connection
 
 from panmodel.datasets import Dataset
@@ -58,7 +58,6 @@ class Batch:
         # by pid: a facility can list a pid twice in one harvest (pages that shift while it is read); the
         # last listing wins, as in the index, and the feed gets one row
         self.changed: dict[str, Entry] = {}
-        self.fresh: set[str] = set()  # pids of changed entries the feed has no row for (yet)
 
     def add(self, datasets: Iterable[Dataset]) -> None:
         """Note the datasets whose content is new or differs from what the feed last published."""
@@ -75,17 +74,18 @@ class Batch:
                     self.changed[e.pid] = e
                 else:  # listed again as the feed already has it
                     self.changed.pop(e.pid, None)
-            self.fresh.update(e.pid for e in chunk if e.pid not in known)
 
     def publish(self, deleted: Iterable[str] = ()) -> None:
-        self.log.write(list(self.changed.values()), deleted, fresh=self.fresh)
-        self.changed, self.fresh = {}, set()
+        self.log.write(list(self.changed.values()), deleted)
+        self.changed = {}
 
 
 _TABLE = OaiRecord.__table__
-_INSERT = insert(_TABLE)
-_UPDATE = (update(_TABLE).where(_TABLE.c.pid == bindparam("v_pid"))
-           .values({name: bindparam(f"v_{name}") for name in ("facility", "sets", "doi", "digest", "datestamp", "deleted")}))
+_COLUMNS = ("pid", "facility", "sets", "doi", "digest", "datestamp", "deleted")
+# one row per pid whoever wrote it first: two harvests side by side (two endpoints listing a pid, or one
+# endpoint twice) may both find a pid new; an upsert, as SQLite (3.24+) and PostgreSQL both write it
+_UPSERT = text(f"INSERT INTO {_TABLE.name} ({', '.join(_COLUMNS)}) VALUES ({', '.join(':' + c for c in _COLUMNS)}) "
+               f"ON CONFLICT (pid) DO UPDATE SET {', '.join(f'{c} = excluded.{c}' for c in _COLUMNS[1:])}")
 
 
 def _known(connection: Connection, pids: list[str]) -> list[Any]:
@@ -108,10 +108,8 @@ class RecordLog:
     def batch(self) -> Batch:
         return Batch(self)
 
-    def write(self, changed: list[Entry], deleted: Iterable[str], now: datetime | None = None,
-              fresh: set[str] | None = None) -> None:
-        """Stamp ``changed`` records as changed now and ``deleted`` pids as deleted now (``fresh``: those of
-        ``changed`` known to have no row yet, when the caller knows; looked up otherwise)."""
+    def write(self, changed: list[Entry], deleted: Iterable[str], now: datetime | None = None) -> None:
+        """Stamp ``changed`` records as changed now and ``deleted`` pids as deleted now."""
         now = now or utcnow()
         table = _TABLE
         # Core statements, a chunk at a time, in one transaction: a first harvest of millions writes a row per
@@ -121,16 +119,9 @@ class RecordLog:
             stamp, live = bind_value(connection, table.c.datestamp, now), bind_value(connection, table.c.deleted, False)
             for start in range(0, len(changed), CHUNK):
                 chunk = {e.pid: e for e in changed[start:start + CHUNK]}
-                rows = [{"pid": e.pid, "facility": e.facility, "sets": e.sets, "doi": e.doi, "digest": e.digest,
-                         "datestamp": stamp, "deleted": live} for e in chunk.values()]
-                if fresh is None:
-                    known = {pid for pid, _, _ in _known(connection, list(chunk))}
-                else:
-                    known = {pid for pid in chunk if pid not in fresh}
-                run_many(connection, _INSERT, [row for row in rows if row["pid"] not in known])
-                if known:
-                    run_many(connection, _UPDATE, [{f"v_{k}": v for k, v in row.items()} for row in rows
-                                                   if row["pid"] in known])
+                run_many(connection, _UPSERT, [{"pid": e.pid, "facility": e.facility, "sets": e.sets, "doi": e.doi,
+                                                "digest": e.digest, "datestamp": stamp, "deleted": live}
+                                               for e in chunk.values()])
         gone = list(dict.fromkeys(deleted))
         for start in range(0, len(gone), CHUNK):
             with self.store.session() as session:

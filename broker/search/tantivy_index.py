@@ -105,7 +105,13 @@ class TantivyIndex(DatasetIndex):
     def commit(self) -> None:
         with self._lock:
             if self._writer is not None:
-                self._writer.commit()
+                try:
+                    self._writer.commit()
+                except BaseException:
+                    # what was not committed is dropped: the index stays as last committed, and a later harvest
+                    # (a first one adds without a look-up) never commits it beside its own copy
+                    self._writer.rollback()
+                    raise
         self._index.reload()
 
     def close(self) -> None:
