@@ -12,11 +12,11 @@ queue a job for it.
 from __future__ import annotations
 
 import logging
-from contextlib import contextmanager
+from contextlib import nullcontext
 from dataclasses import dataclass, field
-from typing import Any, Callable, ContextManager, Iterator
+from typing import Any, Callable, ContextManager
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 
 from broker.authz import Principal
 from broker.harvest_seen import RunningHarvests, SeenPids
@@ -94,7 +94,7 @@ class HarvestService:
                 select(HarvestJob).where(HarvestJob.state == HarvestState.QUEUED.value).order_by(HarvestJob.id))]
         done = []
         for job_id, endpoint_id, confirm in queued:
-            with (hold or _free)(endpoint_id) as held:
+            with hold(endpoint_id) if hold else nullcontext(True) as held:
                 if held and self._take(job_id, HarvestState.QUEUED, HarvestState.RUNNING):
                     done.append(self.run(endpoint_id, confirm, job_id=job_id))
         return done
@@ -125,6 +125,10 @@ class HarvestService:
         """One complete harvest of one endpoint (in the queued job ``job_id`` if given); returns the
         finished job. ``confirm_deletions`` lets it delete more than ``max_delete_share`` of the source.
         Where the connector can resume, a harvest that stopped half way goes on after its last committed page."""
+        with self.running.running() as number:  # until its last commit: what it added is in the index then
+            return self._run(endpoint_id, confirm_deletions, job_id, number)
+
+    def _run(self, endpoint_id: str, confirm_deletions: bool, job_id: int | None, number: int) -> dict[str, Any]:
         source, job_id = self._start(endpoint_id, job_id)
         connector = connector_for(source.kind)
         harvester = connector if isinstance(connector, Harvester) else None
@@ -134,7 +138,7 @@ class HarvestService:
                       else None)
         try:
             if harvester is not None:
-                with harvest_tuning(), self.running.running() as number:
+                with harvest_tuning():
                     self._import_pages(harvester, source, job_id, state, checkpoint, number)
         except UpstreamError as exc:
             failure = f"{HarvestStage.GATHER.value}: {exc.detail}"
@@ -195,9 +199,8 @@ class HarvestService:
         # a pid held from another endpoint is looked up only where the index holds another endpoint's datasets
         # or may get some meanwhile (an index with other writers)
         others = not self.index.one_writer or bool(self.index.sources() - {source.endpoint_id})
-        # an index only this process writes, holding nothing of this source: a pid met for the first time in
-        # this harvest has no older version to replace (a pid held from another endpoint is left out), as long
-        # as no other harvest of the process runs beside it (``RunningHarvests``)
+        # an index only this process writes, holding nothing of this source: a pid met for the first time has no
+        # older version to replace, while no other harvest of the process runs beside it (``RunningHarvests``)
         fresh = self.index.one_writer and self.index.source_count(source.endpoint_id) == 0
         # pages a connector decodes itself (``decode``) and maps without fetching are mapped in processes
         pooled = self.processes > 0 and connector.decodes() and not connector.fetches()
@@ -252,9 +255,7 @@ class HarvestService:
 
     def _forget_checkpoint(self, endpoint_id: str) -> None:
         with self.store.session() as session:
-            mark = session.get(HarvestCheckpoint, endpoint_id)
-            if mark is not None:
-                session.delete(mark)
+            session.execute(delete(HarvestCheckpoint).where(HarvestCheckpoint.endpoint_id == endpoint_id))
 
     def _finish(self, endpoint_id: str, job_id: int, state: "_Progress", failure: str | None,
                 suspect: str | None) -> dict[str, Any]:
@@ -341,11 +342,6 @@ class HarvestService:
                 "fetched_at": iso(job.fetched_at), "finished_at": iso(job.finished_at),
                 "gathered": job.gathered, "imported": job.imported, "deleted": job.deleted, "failed": job.failed,
                 "error": job.error}
-
-
-@contextmanager
-def _free(endpoint_id: str) -> Iterator[bool]:
-    yield True
 
 
 CONFIRM = "confirm-deletions"  # a queued job's note: its harvest may delete more than the allowed share

@@ -248,3 +248,27 @@ def test_first_harvests_side_by_side_never_double_a_pid_both_list(sqlite_broker,
         slow.join(timeout=60)
     assert sqlite_broker.index.count() == 120, "a pid both endpoints list is in the index once"
     assert {job["state"] for job in jobs.values()} <= {"succeeded", "partial"}
+
+
+def test_a_harvest_starting_while_another_commits_its_last_pages_never_doubles_a_pid(sqlite_broker, records,
+                                                                                     monkeypatch):  # noqa: ANN001
+    """The window the harvests side by side left open: the other harvest starts just before the first one's last
+    commit, when the first one's datasets are in the index but not yet visible. A harvest counts as running until
+    its last commit, so the later one looks its pids up (and replaces those datasets) instead of doubling them."""
+    commit, nested = sqlite_broker.index.commit, {}
+
+    def commit_after_the_other_started() -> None:
+        if not nested:  # once: the other harvest's own commits go through here too
+            nested["started"] = True
+            nested["job"] = sqlite_broker.harvest.run("ill-search")
+        commit()
+
+    with sim.Federation() as fed:
+        fed.add("ill", sim.panosc_search_api("sim-ill", records))
+        fed.add("esrf", sim.panosc_search_api("sim-esrf", records))
+        fed.start()
+        register(sqlite_broker, {"ill": fed.url("ill"), "esrf": fed.url("esrf")})
+        monkeypatch.setattr(sqlite_broker.index, "commit", commit_after_the_other_started)
+        first = sqlite_broker.harvest.run("esrf-search")
+    assert sqlite_broker.index.count() == 120, "a pid both endpoints list is in the index once"
+    assert first["state"] != "running" and nested["job"]["state"] != "running"
