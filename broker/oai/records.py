@@ -111,17 +111,15 @@ class RecordLog:
     def write(self, changed: list[Entry], deleted: Iterable[str], now: datetime | None = None) -> None:
         """Stamp ``changed`` records as changed now and ``deleted`` pids as deleted now."""
         now = now or utcnow()
-        table = _TABLE
         # Core statements, a chunk at a time, in one transaction: a first harvest of millions writes a row per
         # dataset, and a commit per chunk was a tenth of its import time (each one a sync to disk)
-        # (and the rows go to the driver as they are: ``run_many``)
+        # (and the rows go to the driver as they are: ``run_many``; a pid twice is one row, the upsert's)
         with self.store.engine.begin() as connection:
-            stamp, live = bind_value(connection, table.c.datestamp, now), bind_value(connection, table.c.deleted, False)
+            stamp, live = bind_value(connection, _TABLE.c.datestamp, now), bind_value(connection, _TABLE.c.deleted, False)
             for start in range(0, len(changed), CHUNK):
-                chunk = {e.pid: e for e in changed[start:start + CHUNK]}
                 run_many(connection, _UPSERT, [{"pid": e.pid, "facility": e.facility, "sets": e.sets, "doi": e.doi,
                                                 "digest": e.digest, "datestamp": stamp, "deleted": live}
-                                               for e in chunk.values()])
+                                               for e in changed[start:start + CHUNK]])
         gone = list(dict.fromkeys(deleted))
         for start in range(0, len(gone), CHUNK):
             with self.store.session() as session:
