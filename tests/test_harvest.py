@@ -247,7 +247,7 @@ def test_first_harvests_side_by_side_never_double_a_pid_both_list(sqlite_broker,
         jobs["esrf"] = sqlite_broker.harvest.run("esrf-search")
         slow.join(timeout=60)
     assert sqlite_broker.index.count() == 120, "a pid both endpoints list is in the index once"
-    assert {job["state"] for job in jobs.values()} <= {"succeeded", "partial"}
+    assert set(jobs) == {"ill", "esrf"} and {job["state"] for job in jobs.values()} <= {"succeeded", "partial"}
 
 
 def test_a_harvest_starting_while_another_commits_its_last_pages_never_doubles_a_pid(sqlite_broker, records,
